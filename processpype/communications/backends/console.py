@@ -1,0 +1,75 @@
+"""Console backend: one line per message to stdout/stderr, or JSON lines to a file.
+
+The zero-credential default for trying the library and for development.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from processpype.communications.base import Communicator
+from processpype.communications.models import OutgoingMessage
+from processpype.config.models import ConsoleCommunicatorConfig
+
+__all__ = ["ConsoleCommunicator"]
+
+
+class ConsoleCommunicator(Communicator):
+    """Print messages (``stream``) or append them as JSON lines (``path``)."""
+
+    def __init__(self, name: str, config: ConsoleCommunicatorConfig) -> None:
+        super().__init__(name, config)
+        self._console_config = config
+        self._file: IO[str] | None = None
+
+    @property
+    def _format(self) -> str:
+        config = self._console_config
+        return config.format or ("json" if config.path else "text")
+
+    async def start(self) -> None:
+        """Open the output file (creating its folder) when ``path`` is set."""
+        path = self._console_config.path
+        if path and self._file is None:
+            self._file = _open_append(path)
+        self._started = True
+
+    async def stop(self) -> None:
+        """Close the output file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._started = False
+
+    def _render(self, message: OutgoingMessage) -> str:
+        if self._format == "json":
+            record = message.model_dump(mode="json")
+            record["time"] = datetime.now(UTC).isoformat()
+            record["backend"] = self.name
+            return json.dumps(record, ensure_ascii=False, default=str)
+        head = f"[{message.severity.value.upper()}] {message.label}"
+        if message.source:
+            head += f" ({message.source})"
+        if message.subject:
+            head += f" {message.subject}:"
+        return f"{head} {message.message}"
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Write the message as one line."""
+        line = self._render(message) + "\n"
+        stream = self._file
+        if stream is None:
+            stream = sys.stderr if self._console_config.stream == "stderr" else sys.stdout
+        stream.write(line)
+        stream.flush()
+
+
+def _open_append(path: str) -> IO[str]:
+    # A local file: opening it is quick, no thread hop needed.
+    target = Path(path).expanduser()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return target.open("a", encoding="utf-8")

@@ -1,0 +1,131 @@
+"""The backend interface: ``Communicator``, and the ``NoOpCommunicator`` fallback."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from processpype.communications.delivery import DeliveryResult
+from processpype.communications.models import IncomingMessage, OutgoingMessage
+
+if TYPE_CHECKING:
+    from processpype.config.models import CommunicatorBackendConfig
+
+__all__ = ["Communicator", "IncomingHandler", "NoOpCommunicator"]
+
+logger = logging.getLogger("processpype.communications")
+
+IncomingHandler = Callable[[IncomingMessage], None]
+
+
+class Communicator(ABC):
+    """Abstract base for communication backends.
+
+    A backend implements ``start``, ``stop`` and ``send``. Queueing backends also
+    override ``deliver`` (wait for the outcome of one message) and ``flush`` (wait for
+    the queue to empty). Ordering contract: a backend fixes a message's place in its
+    order (appends it to its queue, or takes its send lock) before its first ``await``,
+    so messages handed over in order are sent in order.
+    """
+
+    def __init__(self, name: str, config: CommunicatorBackendConfig) -> None:
+        self._name = name
+        self._config = config
+        self._started = False
+        self._incoming_handler: IncomingHandler | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self._name!r}, started={self._started})"
+
+    @property
+    def name(self) -> str:
+        """The communicator instance name."""
+        return self._name
+
+    @property
+    def config(self) -> CommunicatorBackendConfig:
+        """The backend configuration this communicator was created with."""
+        return self._config
+
+    @property
+    def is_started(self) -> bool:
+        """True after start() has completed successfully."""
+        return self._started
+
+    @property
+    def supports_receiving(self) -> bool:
+        """False by default; backends that can receive messages return True."""
+        return False
+
+    def set_incoming_handler(self, handler: IncomingHandler) -> None:
+        """Set by the dispatcher to route incoming messages to the event publisher."""
+        self._incoming_handler = handler
+
+    def _publish_incoming(self, message: IncomingMessage) -> None:
+        """Hand a received message to the dispatcher (dropped if none is wired)."""
+        handler = self._incoming_handler
+        if handler is None:
+            logger.debug("%s: incoming message dropped: no handler is set", self._name)
+            return
+        handler(message)
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Initialize and connect the backend. Must set ``self._started = True``."""
+
+    @abstractmethod
+    async def stop(self) -> None:
+        """Disconnect and clean up resources. Must set ``self._started = False``."""
+
+    @abstractmethod
+    async def send(self, message: OutgoingMessage) -> None:
+        """Send an outgoing message through the backend."""
+
+    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
+        """Send ``message`` and wait for its outcome at this backend.
+
+        The default sends and reports one attempt; an exception means failure. Backends
+        that queue, retry or skip override it to report what really happened.
+        """
+        await self.send(message)
+        return DeliveryResult.delivered(self._name)
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until queued messages are sent; True when nothing is left waiting."""
+        return True
+
+
+class NoOpCommunicator(Communicator):
+    """Silent fallback when a backend is unavailable.
+
+    ``reason`` says why (the missing package and the extra to install, or the unknown
+    type); every message it receives is reported as skipped with that reason.
+    """
+
+    def __init__(
+        self, name: str, config: CommunicatorBackendConfig, *, reason: str = "no-op backend"
+    ) -> None:
+        super().__init__(name, config)
+        self._started = True
+        self.reason = reason
+
+    @property
+    def is_started(self) -> bool:
+        """Always True."""
+        return True
+
+    async def start(self) -> None:
+        """Do nothing."""
+        self._started = True
+
+    async def stop(self) -> None:
+        """Do nothing."""
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Drop the message."""
+
+    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
+        """Report the message as skipped, with the reason this backend is a no-op."""
+        return DeliveryResult.skipped(self._name, self.reason)

@@ -1,0 +1,99 @@
+"""Per-backend outcomes of one message: ``DeliveryResult`` and ``DeliveryReport``."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from processpype.communications.errors import DeliveryError
+from processpype.communications.models import OutgoingMessage
+
+__all__ = ["DeliveryReport", "DeliveryResult", "DeliveryStatus"]
+
+DeliveryStatus = Literal["delivered", "failed", "skipped"]
+
+
+class DeliveryResult(BaseModel):
+    """The outcome of one message at one backend."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backend: str = Field(description="Name of the communicator")
+    status: DeliveryStatus = Field(description="delivered, failed or skipped")
+    error: str | None = Field(default=None, description="Why it failed or was skipped")
+    attempts: int = Field(default=0, ge=0, description="How many times it was tried")
+
+    @classmethod
+    def delivered(cls, backend: str, *, attempts: int = 1) -> DeliveryResult:
+        """A result for a message that reached the backend's service."""
+        return cls(backend=backend, status="delivered", attempts=attempts)
+
+    @classmethod
+    def failed(
+        cls, backend: str, error: BaseException | str, *, attempts: int = 1
+    ) -> DeliveryResult:
+        """A result for a message that did not go out."""
+        text = error if isinstance(error, str) else _describe(error)
+        return cls(backend=backend, status="failed", error=text, attempts=attempts)
+
+    @classmethod
+    def skipped(cls, backend: str, reason: str) -> DeliveryResult:
+        """A result for a message the backend chose not to send (and why)."""
+        return cls(backend=backend, status="skipped", error=reason, attempts=0)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class DeliveryReport(BaseModel):
+    """Every backend's outcome for one message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    message: OutgoingMessage = Field(description="The message that was sent")
+    results: tuple[DeliveryResult, ...] = Field(default=(), description="One result per backend")
+
+    @property
+    def ok(self) -> bool:
+        """True when the label reached at least one backend and no result failed."""
+        return bool(self.results) and not any(r.status == "failed" for r in self.results)
+
+    @property
+    def failed(self) -> tuple[DeliveryResult, ...]:
+        """The results whose status is ``failed``."""
+        return tuple(r for r in self.results if r.status == "failed")
+
+    @property
+    def delivered(self) -> tuple[DeliveryResult, ...]:
+        """The results whose status is ``delivered``."""
+        return tuple(r for r in self.results if r.status == "delivered")
+
+    def result_for(self, backend: str) -> DeliveryResult | None:
+        """The result of the backend named ``backend``, or None."""
+        return next((r for r in self.results if r.backend == backend), None)
+
+    def raise_for_errors(self) -> DeliveryReport:
+        """Raise ``DeliveryError`` unless ``ok``; return the report otherwise."""
+        if self.ok:
+            return self
+        if not self.results:
+            raise DeliveryError(
+                f"no backend handles label {self.message.label!r}; the message went nowhere",
+                report=self,
+            )
+        details = "; ".join(f"{r.backend}: {r.error}" for r in self.failed)
+        raise DeliveryError(f"delivery failed at {details}", report=self)
+
+    def __str__(self) -> str:
+        if not self.results:
+            return f"label {self.message.label!r}: no backend"
+        parts = []
+        for r in self.results:
+            part = f"{r.backend}: {r.status}"
+            if r.error:
+                part += f" ({r.error})"
+            parts.append(part)
+        return ", ".join(parts)

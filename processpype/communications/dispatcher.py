@@ -1,0 +1,328 @@
+"""Label routing: ``CommunicationDispatcher`` and the process-wide ``get_dispatcher``.
+
+Outgoing messages go to every backend registered for their label, concurrently, so a
+slow backend never delays the others and one backend's failure never stops the rest.
+Incoming messages from backends are published on an eventspype ``EventPublisher``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from eventspype import EventPublication, EventPublisher, FunctionalEventSubscriber
+
+from processpype.communications.base import Communicator
+from processpype.communications.delivery import DeliveryReport, DeliveryResult
+from processpype.communications.models import IncomingMessage, MessageSeverity, OutgoingMessage
+
+__all__ = [
+    "INCOMING_MESSAGE_TAG",
+    "CommunicationDispatcher",
+    "emit_message",
+    "get_dispatcher",
+]
+
+logger = logging.getLogger("processpype.communications.dispatcher")
+
+INCOMING_MESSAGE_TAG = "incoming_message"
+"""eventspype tag of the publication that carries ``IncomingMessage`` events."""
+
+_START_RETRY_FIRST_DELAY = 1.0
+_START_RETRY_MAX_DELAY = 60.0
+
+
+class _StartFailure:
+    """The last start() error of a backend and when a retry is allowed."""
+
+    __slots__ = ("error", "failures", "retry_at")
+
+    def __init__(self, error: BaseException, failures: int) -> None:
+        self.error = error
+        self.failures = failures
+        delay = min(_START_RETRY_FIRST_DELAY * 2 ** (failures - 1), _START_RETRY_MAX_DELAY)
+        self.retry_at = time.monotonic() + delay
+
+
+class CommunicationDispatcher:
+    """Routes OutgoingMessage to registered Communicator backends by label."""
+
+    def __init__(self) -> None:
+        self._communicators: dict[str, Communicator] = {}
+        self._labels: dict[str, list[Communicator]] = {}
+        self._publication = EventPublication(INCOMING_MESSAGE_TAG, IncomingMessage)
+        self._publisher = EventPublisher(self._publication)
+        # eventspype holds subscribers weakly: keep every subscriber we create alive.
+        self._subscribers: set[FunctionalEventSubscriber] = set()
+        self._start_failures: dict[str, _StartFailure] = {}
+        self._start_locks: dict[str, asyncio.Lock] = {}
+        self._warned_labels: set[str] = set()
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"CommunicationDispatcher(communicators={sorted(self._communicators)!r})"
+
+    # -- registry -------------------------------------------------------------------
+
+    @property
+    def incoming_publisher(self) -> EventPublisher:
+        """The eventspype publisher of ``IncomingMessage`` events from every backend."""
+        return self._publisher
+
+    @property
+    def incoming_publication(self) -> EventPublication:
+        """The publication (tag and event class) of incoming messages."""
+        return self._publication
+
+    @property
+    def communicators(self) -> dict[str, Communicator]:
+        """A copy of the registered communicators, by name."""
+        with self._lock:
+            return dict(self._communicators)
+
+    def get(self, name: str) -> Communicator | None:
+        """The communicator registered as ``name``, or None."""
+        return self._communicators.get(name)
+
+    def labels(self) -> dict[str, list[str]]:
+        """Map every label to the names of its communicators."""
+        with self._lock:
+            return {label: [c.name for c in comms] for label, comms in self._labels.items()}
+
+    def targets(self, label: str) -> list[Communicator]:
+        """The communicators registered for ``label``, in registration order."""
+        return list(self._labels.get(label, ()))
+
+    def register(self, communicator: Communicator, labels: list[str] | None = None) -> None:
+        """Register a communicator for ``labels`` (default ``["default"]``).
+
+        A communicator that supports receiving gets its incoming handler wired to the
+        event publisher. A second communicator with the same name is refused.
+        """
+        labels = ["default"] if labels is None else list(labels)
+        if not labels:
+            raise ValueError(f"communicator {communicator.name!r}: labels cannot be empty")
+        with self._lock:
+            if communicator.name in self._communicators:
+                raise ValueError(
+                    f"a communicator named {communicator.name!r} is already registered"
+                )
+            self._communicators[communicator.name] = communicator
+            for label in dict.fromkeys(labels):
+                self._labels.setdefault(label, []).append(communicator)
+                self._warned_labels.discard(label)
+        if communicator.supports_receiving:
+            communicator.set_incoming_handler(self.publish_incoming)
+
+    def unregister(self, name: str) -> None:
+        """Remove a communicator backend by name and all its label mappings."""
+        with self._lock:
+            communicator = self._communicators.pop(name, None)
+            if communicator is None:
+                return
+            for label in list(self._labels):
+                remaining = [c for c in self._labels[label] if c is not communicator]
+                if remaining:
+                    self._labels[label] = remaining
+                else:
+                    del self._labels[label]
+            self._start_failures.pop(name, None)
+
+    # -- incoming -------------------------------------------------------------------
+
+    def publish_incoming(self, message: IncomingMessage) -> None:
+        """Publish a received message to every subscriber (synchronously)."""
+        self._publisher.publish(message)
+
+    def subscribe(self, handler: Callable[[IncomingMessage], None]) -> Callable[[], None]:
+        """Call ``handler`` for every incoming message; the return value unsubscribes.
+
+        The dispatcher keeps the subscriber alive until unsubscribed (eventspype itself
+        holds subscribers weakly).
+        """
+        subscriber = FunctionalEventSubscriber(handler, with_event_info=False)
+        with self._lock:
+            self._subscribers.add(subscriber)
+        self._publisher.add_subscriber(subscriber)
+
+        def unsubscribe() -> None:
+            self._publisher.remove_subscriber(subscriber)
+            with self._lock:
+                self._subscribers.discard(subscriber)
+
+        return unsubscribe
+
+    # -- outgoing -------------------------------------------------------------------
+
+    async def emit(self, message: OutgoingMessage) -> None:
+        """Send ``message`` to every backend of its label, concurrently.
+
+        Failures are logged; they never stop delivery to the remaining backends.
+        """
+        await self.deliver(message)
+
+    async def deliver(self, message: OutgoingMessage) -> DeliveryReport:
+        """Send ``message`` to every backend of its label and report each outcome."""
+        targets = self._targets_or_warn(message.label)
+        if not targets:
+            return DeliveryReport(message=message)
+        if len(targets) == 1:
+            results: list[DeliveryResult] = [await self.deliver_to(targets[0], message)]
+        else:
+            results = list(await asyncio.gather(*(self.deliver_to(c, message) for c in targets)))
+        return DeliveryReport(message=message, results=tuple(results))
+
+    def _targets_or_warn(self, label: str) -> list[Communicator]:
+        targets = self._labels.get(label)
+        if targets:
+            return list(targets)
+        if label not in self._warned_labels:
+            self._warned_labels.add(label)
+            known = ", ".join(sorted(self._labels)) or "none"
+            logger.warning(
+                "no backend handles label %r; its messages go nowhere (labels with backends: %s)",
+                label,
+                known,
+            )
+        return []
+
+    async def deliver_to(
+        self, communicator: Communicator, message: OutgoingMessage
+    ) -> DeliveryResult:
+        """Deliver ``message`` to one backend; never raises, always returns a result."""
+        name = communicator.name
+        min_severity = getattr(communicator.config, "min_severity", MessageSeverity.DEBUG)
+        if message.severity < min_severity:
+            return DeliveryResult.skipped(
+                name, f"severity {message.severity} is below min_severity {min_severity}"
+            )
+        if not communicator.is_started:
+            failure = await self._retry_start(communicator)
+            if failure is not None:
+                return failure
+        try:
+            return await communicator.deliver(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            attempts = getattr(exc, "attempts", 1)
+            logger.error("%s: message for label %r failed: %s", name, message.label, _describe(exc))
+            return DeliveryResult.failed(
+                name, exc, attempts=attempts if isinstance(attempts, int) else 1
+            )
+
+    async def _retry_start(self, communicator: Communicator) -> DeliveryResult | None:
+        """Start a backend whose start failed earlier, with backoff between tries.
+
+        Returns a result to report instead of sending, or None once the backend runs.
+        """
+        name = communicator.name
+        failure = self._start_failures.get(name)
+        if failure is None:
+            return DeliveryResult.skipped(name, "backend is not started")
+        lock = self._start_locks.setdefault(name, asyncio.Lock())
+        async with lock:
+            failure = self._start_failures.get(name)
+            if failure is None:
+                if communicator.is_started:
+                    return None
+                return DeliveryResult.skipped(name, "backend is not started")
+            if time.monotonic() >= failure.retry_at:
+                await self._start_one(communicator)
+                failure = self._start_failures.get(name)
+                if failure is None:
+                    return None
+        return DeliveryResult.failed(
+            name, f"backend did not start: {_describe(failure.error)}", attempts=0
+        )
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def _start_one(self, communicator: Communicator) -> bool:
+        try:
+            await communicator.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            previous = self._start_failures.get(communicator.name)
+            failures = previous.failures + 1 if previous else 1
+            self._start_failures[communicator.name] = _StartFailure(exc, failures)
+            logger.error("%s: start failed: %s", communicator.name, _describe(exc))
+            return False
+        self._start_failures.pop(communicator.name, None)
+        return True
+
+    async def start_all(self) -> None:
+        """Start all registered communicators concurrently; failures are logged."""
+        pending = [c for c in self.communicators.values() if not c.is_started]
+        await asyncio.gather(*(self._start_one(c) for c in pending))
+
+    def start_errors(self) -> dict[str, BaseException]:
+        """The last start() error of every backend that is not running because of it."""
+        return {name: failure.error for name, failure in self._start_failures.items()}
+
+    async def flush_all(self, timeout: float | None = None) -> bool:
+        """Wait until every backend's queue is empty; True when all emptied in time."""
+        results = await asyncio.gather(
+            *(_flush_one(c, timeout) for c in self.communicators.values()),
+        )
+        return all(results)
+
+    async def stop_all(self) -> None:
+        """Stop all registered communicators concurrently; failures are logged."""
+        await asyncio.gather(*(_stop_one(c) for c in self.communicators.values()))
+
+
+async def _flush_one(communicator: Communicator, timeout: float | None) -> bool:
+    try:
+        return await communicator.flush(timeout)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        logger.error("%s: flush failed: %s", communicator.name, _describe(exc))
+        return False
+
+
+async def _stop_one(communicator: Communicator) -> None:
+    try:
+        await communicator.stop()
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        logger.error("%s: stop failed: %s", communicator.name, _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+_global_dispatcher: CommunicationDispatcher | None = None
+_global_lock = threading.Lock()
+
+
+def get_dispatcher() -> CommunicationDispatcher:
+    """Get or create the global CommunicationDispatcher singleton. Thread-safe."""
+    global _global_dispatcher
+    dispatcher = _global_dispatcher
+    if dispatcher is None:
+        with _global_lock:
+            dispatcher = _global_dispatcher
+            if dispatcher is None:
+                dispatcher = _global_dispatcher = CommunicationDispatcher()
+    return dispatcher
+
+
+def reset_dispatcher() -> None:
+    """Forget the global dispatcher (its backends are not stopped); for tests."""
+    global _global_dispatcher
+    with _global_lock:
+        _global_dispatcher = None
+
+
+async def emit_message(message: OutgoingMessage) -> None:
+    """Emit a message via the global dispatcher."""
+    await get_dispatcher().emit(message)

@@ -1,0 +1,168 @@
+"""Load a ``CommunicationsConfig`` from YAML, with ``${VAR}`` substitution.
+
+The file's root is either the communications section itself or an application config
+that holds it under a ``communications:`` key. String values may use ``${VAR}`` and
+``${VAR:-default}``; ``$${`` is a literal ``${``. Every error names the file and the key
+path of the offending value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from processpype.communications.errors import ConfigError
+from processpype.config.models import BUILTIN_BACKEND_TYPES, CommunicationsConfig
+
+__all__ = ["config_from_mapping", "format_validation_error", "load_config", "load_config_text"]
+
+_PLACEHOLDER = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_BACKEND_TAGS = frozenset({*BUILTIN_BACKEND_TYPES, "custom"})
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def load_config(
+    path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None
+) -> CommunicationsConfig:
+    """Read the YAML file at ``path`` and return its validated communications config."""
+    source = os.fspath(path)
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=source) from None
+    except IsADirectoryError:
+        raise ConfigError("is a directory, not a config file", source=source) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot be read: {exc}", source=source) from None
+    return load_config_text(text, source=source, env=env)
+
+
+def load_config_text(
+    text: str, *, source: str = "<string>", env: Mapping[str, str] | None = None
+) -> CommunicationsConfig:
+    """Parse YAML ``text`` (named ``source`` in errors) into a communications config."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML{where}: {problem}", source=source) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"the root must be a mapping of settings, not {type(data).__name__}", source=source
+        )
+    prefix: tuple[str | int, ...] = ()
+    if "communications" in data:
+        data = data["communications"]
+        prefix = ("communications",)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"must be a mapping, not {type(data).__name__}",
+                source=source,
+                key="communications",
+            )
+    data = substitute_env(data, os.environ if env is None else env, source=source, path=prefix)
+    return config_from_mapping(data, source=source, prefix=prefix)
+
+
+def config_from_mapping(
+    data: Mapping[str, Any], *, source: str = "<config>", prefix: tuple[str | int, ...] = ()
+) -> CommunicationsConfig:
+    """Validate ``data`` as a communications config, raising ``ConfigError`` on bad input."""
+    try:
+        return CommunicationsConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, prefix=prefix), source=source) from None
+
+
+def format_validation_error(exc: ValidationError, *, prefix: tuple[str | int, ...] = ()) -> str:
+    """One line per problem, each naming its key path (never an input value)."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        parts = [_loc_part(part) for part in error["loc"]]
+        # pydantic puts the union tag after the backend name: backends.<name>.<tag>.<key>
+        if len(parts) >= 3 and parts[0] == "backends" and parts[2] in _BACKEND_TAGS:
+            del parts[2]
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{_key_path(prefix + tuple(parts)) or '<root>'}: {message}")
+    if len(lines) == 1:
+        return lines[0]
+    return f"{len(lines)} problems:\n  " + "\n  ".join(lines)
+
+
+def _loc_part(part: Any) -> str | int:
+    return part if isinstance(part, (str, int)) else str(part)
+
+
+def _key_path(parts: tuple[str | int, ...]) -> str:
+    text = ""
+    for part in parts:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def substitute_env(
+    value: Any, env: Mapping[str, str], *, source: str, path: tuple[str | int, ...] = ()
+) -> Any:
+    """Return ``value`` with ``${VAR}`` placeholders in its strings replaced from ``env``."""
+    if isinstance(value, str):
+        return _substitute(value, env, source=source, path=path)
+    if isinstance(value, dict):
+        return {
+            key: substitute_env(item, env, source=source, path=(*path, str(key)))
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            substitute_env(item, env, source=source, path=(*path, index))
+            for index, item in enumerate(value)
+        ]
+    return value
+
+
+def _substitute(
+    text: str, env: Mapping[str, str], *, source: str, path: tuple[str | int, ...]
+) -> str:
+    if "$" not in text:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$${":
+            return "${"
+        expression = match.group(1)
+        name, has_default, default = expression.partition(":-")
+        if not _NAME.fullmatch(name):
+            raise ConfigError(
+                f"invalid placeholder ${{{expression}}}: use ${{NAME}} or ${{NAME:-default}}",
+                source=source,
+                key=_key_path(path),
+            )
+        found = env.get(name)
+        if found is not None and (found != "" or not has_default):
+            return found
+        if has_default:
+            return default
+        raise ConfigError(
+            f"environment variable {name} is not set "
+            f"(set it, or write ${{{name}:-default}} for a default)",
+            source=source,
+            key=_key_path(path),
+        )
+
+    return _PLACEHOLDER.sub(replace, text)

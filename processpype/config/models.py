@@ -1,0 +1,347 @@
+"""Pydantic configuration models: the communications section and every built-in backend.
+
+Built-in backends are told apart by their ``type`` key. Their configs are strict: an
+unknown key (a typo such as ``lables:``) is an error. Any other ``type`` validates as the
+base ``CommunicatorBackendConfig``, which keeps its extra keys for a third-party backend.
+Secrets are ``SecretStr``: masked in ``repr``, ``str`` and JSON dumps.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    field_validator,
+    model_validator,
+)
+
+from processpype.communications.models import MessageSeverity
+
+__all__ = [
+    "BUILTIN_BACKEND_TYPES",
+    "BackendConfig",
+    "CommunicationsConfig",
+    "CommunicatorBackendConfig",
+    "ConfigurationModel",
+    "ConsoleCommunicatorConfig",
+    "DiscordCommunicatorConfig",
+    "EmailCommunicatorConfig",
+    "SlackCommunicatorConfig",
+    "TelegramChatConfig",
+    "TelegramCommunicatorConfig",
+    "WebhookCommunicatorConfig",
+]
+
+
+class ConfigurationModel(BaseModel):
+    """Base of every processpype configuration model (unknown keys are errors)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _split_addresses(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class CommunicatorBackendConfig(ConfigurationModel):
+    """Base configuration for a communicator backend instance.
+
+    Used as is for third-party backend types, whose extra keys are kept (read them with
+    ``config.model_extra``).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str = Field(min_length=1, description='Backend type: "telegram", "email", ...')
+    enabled: bool = Field(default=True, description="Whether this backend is active")
+    labels: list[str] = Field(
+        default_factory=lambda: ["default"],
+        min_length=1,
+        description="Labels this backend handles (cannot be empty)",
+    )
+    min_severity: MessageSeverity = Field(
+        default=MessageSeverity.DEBUG,
+        description="Messages below this severity never reach the backend",
+    )
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_not_blank(cls, labels: list[str]) -> list[str]:
+        for label in labels:
+            if not label.strip():
+                raise ValueError("a label cannot be empty")
+        return labels
+
+    @field_validator("min_severity", mode="before")
+    @classmethod
+    def _severity_any_case(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+
+class _StrictBackendConfig(CommunicatorBackendConfig):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _RetryingBackendConfig(_StrictBackendConfig):
+    max_attempts: int = Field(default=3, ge=1, description="Tries per message, the first included")
+    retry_base_delay: float = Field(
+        default=1.0, ge=0, description="First retry delay in seconds; doubles on each retry"
+    )
+
+
+class TelegramChatConfig(ConfigurationModel):
+    """One Telegram chat that a label routes to."""
+
+    chat_id: str = Field(description="Numeric chat id (e.g. -1001234567890) or @username")
+    topic_id: int | None = Field(default=None, description="Forum topic id")
+    command_authorized: bool = Field(default=False, description="Accept commands from this chat")
+    active: bool = Field(default=True, description="Whether this chat is active")
+    allowed_sender_ids: list[int] = Field(
+        default_factory=list,
+        description="Senders whose commands are accepted (empty: anyone in the chat)",
+    )
+    kind: Literal["private", "group", "channel"] | None = Field(
+        default=None,
+        description="Chat kind for rate limits; None infers it (negative ids are groups)",
+    )
+
+    @field_validator("chat_id", mode="before")
+    @classmethod
+    def _chat_id_text(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("chat_id")
+    @classmethod
+    def _chat_id_shape(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("chat_id cannot be empty")
+        if value.lstrip("-").isdigit() or value.startswith("@"):
+            return value
+        # telethon also resolves t.me links and plain usernames; keep them as given.
+        return value
+
+
+class TelegramCommunicatorConfig(_StrictBackendConfig):
+    """Telegram bot backend (``type: telegram``, extra ``telegram``)."""
+
+    type: Literal["telegram"] = "telegram"
+    api_id: int = Field(gt=0, description="Telegram API ID")
+    api_hash: SecretStr = Field(description="Telegram API hash")
+    token: SecretStr = Field(description="Bot token")
+    session_string: SecretStr = Field(
+        default=SecretStr(""), description="Session string for auth persistence"
+    )
+    listen_to_commands: bool = Field(default=False, description="Enable incoming messages")
+    chats: dict[str, TelegramChatConfig] = Field(
+        default_factory=dict, description="Chat configurations keyed by label"
+    )
+    parse_mode: Literal["html", "markdown"] | None = Field(
+        default=None, description="None sends plain text, so < and & are safe"
+    )
+    max_queue_size: int = Field(default=1000, ge=1, description="Messages waiting to be sent")
+    send_timeout: float = Field(
+        default=30.0, gt=0, description="How long send() waits for room in a full queue"
+    )
+    stop_timeout: float = Field(
+        default=10.0, ge=0, description="How long stop() drains the queue before giving up"
+    )
+    session_path: str | None = Field(
+        default=None, description="Where a file session lives (default: user data directory)"
+    )
+    per_chat_per_second: float = Field(default=1.0, gt=0, description="Messages/s in one chat")
+    per_group_per_minute: int = Field(default=20, ge=1, description="Messages/min in one group")
+    global_per_second: float = Field(default=30.0, gt=0, description="Messages/s across chats")
+    max_attempts: int = Field(default=3, ge=1, description="Tries per chunk (flood waits excluded)")
+    retry_base_delay: float = Field(
+        default=1.0, ge=0, description="First retry delay in seconds; doubles on each retry"
+    )
+
+    @field_validator("api_hash", "token")
+    @classmethod
+    def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            # Without a token telethon falls into an interactive phone login that reads
+            # stdin and hangs a script: refuse it here, before any connection.
+            raise ValueError("cannot be empty")
+        return value
+
+
+class EmailCommunicatorConfig(_RetryingBackendConfig):
+    """SMTP email backend (``type: email``, extra ``email``).
+
+    TLS: ``use_tls`` is implicit TLS (port 465), ``start_tls`` upgrades a plain
+    connection (port 587). Setting only ``start_tls: true`` means STARTTLS; setting both
+    to true explicitly is an error; both false sends in plain text.
+    """
+
+    type: Literal["email"] = "email"
+    host: str = Field(default="localhost", min_length=1, description="SMTP host")
+    port: int = Field(default=587, ge=1, le=65535, description="SMTP port")
+    username: str = Field(default="", description="SMTP username")
+    password: SecretStr = Field(default=SecretStr(""), description="SMTP password")
+    from_address: str = Field(min_length=3, description="Sender email address")
+    use_tls: bool = Field(default=True, description="Implicit TLS (port 465)")
+    start_tls: bool = Field(default=False, description="Use STARTTLS after connecting (port 587)")
+    default_recipients: list[str] = Field(
+        default_factory=list, description="Default recipient addresses"
+    )
+    timeout: float = Field(default=30.0, gt=0, description="Seconds for each network step")
+    validate_certs: bool = Field(default=True, description="Verify the server's certificate")
+    cert_bundle: str | None = Field(default=None, description="CA file for private servers")
+    local_hostname: str | None = Field(default=None, description="Name sent in EHLO")
+
+    @field_validator("default_recipients", mode="before")
+    @classmethod
+    def _split_recipients(cls, value: Any) -> Any:
+        return _split_addresses(value)
+
+    @field_validator("from_address", "default_recipients", "local_hostname")
+    @classmethod
+    def _no_line_breaks(cls, value: Any) -> Any:
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, str) and ("\r" in item or "\n" in item):
+                raise ValueError(f"{item!r} contains a line break")
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_tls_mode(self) -> EmailCommunicatorConfig:
+        explicit = self.model_fields_set
+        if self.use_tls and self.start_tls:
+            if "use_tls" in explicit:
+                raise ValueError(
+                    "use_tls (implicit TLS, port 465) and start_tls (STARTTLS, port 587) "
+                    "are both true: choose one"
+                )
+            # Only start_tls was written: the user means STARTTLS, not the reference's
+            # default of implicit TLS on port 587.
+            object.__setattr__(self, "use_tls", False)
+        return self
+
+
+class ConsoleCommunicatorConfig(_StrictBackendConfig):
+    """Console backend (``type: console``): stdout by default, or JSON lines to ``path``."""
+
+    type: Literal["console"] = "console"
+    path: str | None = Field(default=None, description="Append JSON lines to this file")
+    stream: Literal["stdout", "stderr"] = Field(default="stdout", description="Where to print")
+    format: Literal["text", "json"] | None = Field(
+        default=None, description="Line format; default text on a stream, json in a file"
+    )
+
+
+class WebhookCommunicatorConfig(_RetryingBackendConfig):
+    """Generic JSON webhook (``type: webhook``, extra ``webhook``)."""
+
+    type: Literal["webhook"] = "webhook"
+    url: SecretStr = Field(description="Endpoint URL (masked: it often carries a token)")
+    method: Literal["POST", "PUT", "PATCH"] = Field(default="POST", description="HTTP method")
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Request headers")
+    body: Any = Field(
+        default=None,
+        description="JSON template; strings may use {message}, {label}, {severity}, "
+        "{subject}, {source}, {metadata[key]}; default: the message as JSON",
+    )
+    timeout: float = Field(default=10.0, gt=0, description="Seconds for each request")
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method_upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class SlackCommunicatorConfig(_RetryingBackendConfig):
+    """Slack incoming webhook (``type: slack``, extra ``webhook``)."""
+
+    type: Literal["slack"] = "slack"
+    url: SecretStr = Field(description="Incoming-webhook URL (masked)")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds for each request")
+
+
+class DiscordCommunicatorConfig(_RetryingBackendConfig):
+    """Discord webhook (``type: discord``, extra ``webhook``)."""
+
+    type: Literal["discord"] = "discord"
+    url: SecretStr = Field(description="Webhook URL (masked)")
+    username: str | None = Field(default=None, description="Override the webhook's name")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds for each request")
+
+
+BUILTIN_BACKEND_TYPES: dict[str, type[CommunicatorBackendConfig]] = {
+    "telegram": TelegramCommunicatorConfig,
+    "email": EmailCommunicatorConfig,
+    "console": ConsoleCommunicatorConfig,
+    "webhook": WebhookCommunicatorConfig,
+    "slack": SlackCommunicatorConfig,
+    "discord": DiscordCommunicatorConfig,
+}
+
+
+def _backend_tag(value: Any) -> str | None:
+    backend_type = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if not isinstance(backend_type, str) or not backend_type:
+        return None
+    return backend_type if backend_type in BUILTIN_BACKEND_TYPES else "custom"
+
+
+BackendConfig = Annotated[
+    Annotated[TelegramCommunicatorConfig, Tag("telegram")]
+    | Annotated[EmailCommunicatorConfig, Tag("email")]
+    | Annotated[ConsoleCommunicatorConfig, Tag("console")]
+    | Annotated[WebhookCommunicatorConfig, Tag("webhook")]
+    | Annotated[SlackCommunicatorConfig, Tag("slack")]
+    | Annotated[DiscordCommunicatorConfig, Tag("discord")]
+    | Annotated[CommunicatorBackendConfig, Tag("custom")],
+    Discriminator(
+        _backend_tag,
+        custom_error_type="missing_backend_type",
+        custom_error_message=(
+            "every backend needs a 'type' (telegram, email, console, webhook, slack, "
+            "discord or a registered custom type)"
+        ),
+    ),
+]
+
+
+class CommunicationsConfig(ConfigurationModel):
+    """Top-level communications configuration."""
+
+    enabled: bool = Field(default=False, description="Enable the communication system")
+    backends: dict[str, BackendConfig] = Field(
+        default_factory=dict, description="Named communicator backends (discriminated by type)"
+    )
+
+    @field_validator("backends", mode="before")
+    @classmethod
+    def _backends_mapping(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        return value
+
+    @field_validator("backends")
+    @classmethod
+    def _backend_names(cls, value: dict[str, CommunicatorBackendConfig]) -> Any:
+        for name in value:
+            if not name.strip():
+                raise ValueError("a backend name cannot be empty")
+        return value
+
+    def labels(self) -> dict[str, list[str]]:
+        """Map every label to the names of the enabled backends that handle it."""
+        routes: dict[str, list[str]] = {}
+        for name, backend in self.backends.items():
+            if backend.enabled:
+                for label in backend.labels:
+                    routes.setdefault(label, []).append(name)
+        return routes

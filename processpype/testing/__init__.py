@@ -1,0 +1,47 @@
+"""Test doubles and a pytest plugin for code that sends notifications with processpype.
+
+- ``RecordingCommunicator``: an in-memory backend (type ``recording``) that keeps every
+  message it is given.
+- ``SMTPTestServer``: a real SMTP server (aiosmtpd) on 127.0.0.1, with TLS, AUTH and
+  faults on demand.
+- ``FakeTelegramClient``: stands in for telethon's ``TelegramClient`` and raises
+  telethon's own errors.
+- ``WebhookCapture``: captures what webhook backends post (respx).
+
+Install with ``pip install 'processpype[testing]'``. The pytest plugin (fixtures
+prefixed ``processpype_``) is registered automatically. Names load on first use, so
+importing this package needs none of the optional packages.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from processpype.testing.recording import RecordingCommunicator
+    from processpype.testing.smtp import SMTPTestServer
+    from processpype.testing.telegram import FakeTelegramClient
+    from processpype.testing.webhooks import WebhookCapture
+
+__all__ = ["FakeTelegramClient", "RecordingCommunicator", "SMTPTestServer", "WebhookCapture"]
+
+_LOCATIONS = {
+    "FakeTelegramClient": "processpype.testing.telegram",
+    "RecordingCommunicator": "processpype.testing.recording",
+    "SMTPTestServer": "processpype.testing.smtp",
+    "WebhookCapture": "processpype.testing.webhooks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LOCATIONS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,0 +1,133 @@
+"""``RecordingCommunicator``: an in-memory backend that records what it is sent."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+from processpype.communications.base import Communicator
+from processpype.communications.models import IncomingMessage, OutgoingMessage
+from processpype.config.models import CommunicatorBackendConfig
+
+__all__ = ["RecordingCommunicator"]
+
+
+class RecordingCommunicator(Communicator):
+    """Keeps every ``OutgoingMessage`` it is sent in ``messages`` (backend type ``recording``).
+
+    Thread-safe to read from a test while a Notifier's loop thread writes. Config extras:
+    ``delay`` (seconds per send) and ``receiving`` (default True).
+    """
+
+    def __init__(
+        self,
+        name: str = "recorder",
+        config: CommunicatorBackendConfig | None = None,
+        *,
+        delay: float | None = None,
+    ) -> None:
+        if config is None:
+            config = CommunicatorBackendConfig(type="recording")
+        super().__init__(name, config)
+        extra: dict[str, Any] = config.model_extra or {}
+        self.delay: float = float(delay if delay is not None else extra.get("delay", 0.0))
+        self._receiving = bool(extra.get("receiving", True))
+        self.messages: list[OutgoingMessage] = []
+        self._failures: deque[BaseException] = deque()
+        self._condition = threading.Condition()
+        self.start_count = 0
+        self.stop_count = 0
+
+    @property
+    def supports_receiving(self) -> bool:
+        """True unless the config sets ``receiving: false``."""
+        return self._receiving
+
+    async def start(self) -> None:
+        """Mark the recorder started."""
+        self.start_count += 1
+        self._started = True
+
+    async def stop(self) -> None:
+        """Mark the recorder stopped (messages are kept)."""
+        self.stop_count += 1
+        self._started = False
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Record ``message``, after ``delay`` seconds, or raise a scripted failure."""
+        with self._condition:
+            failure = self._failures.popleft() if self._failures else None
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if failure is not None:
+            raise failure
+        with self._condition:
+            self.messages.append(message)
+            self._condition.notify_all()
+
+    def fail_next(self, exc: BaseException | None = None, *, count: int = 1) -> None:
+        """Make the next ``count`` sends raise ``exc`` (default a ``ConnectionError``)."""
+        with self._condition:
+            for _ in range(count):
+                self._failures.append(
+                    exc if exc is not None else ConnectionError("scripted failure")
+                )
+
+    def clear(self) -> None:
+        """Forget every recorded message."""
+        with self._condition:
+            self.messages.clear()
+
+    @property
+    def texts(self) -> list[str]:
+        """The bodies of the recorded messages, in order."""
+        with self._condition:
+            return [m.message for m in self.messages]
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[OutgoingMessage]:
+        """Block until at least ``count`` messages are recorded; return them.
+
+        Raises ``TimeoutError`` saying how many arrived (and what) when time runs out.
+        """
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while len(self.messages) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    got = [m.message for m in self.messages]
+                    raise TimeoutError(
+                        f"{self.name}: expected {count} messages within {timeout}s, got "
+                        f"{len(got)}: {got[:10]!r}"
+                    )
+                self._condition.wait(remaining)
+            return list(self.messages)
+
+    async def wait_for_async(self, count: int, timeout: float = 5.0) -> list[OutgoingMessage]:
+        """``wait_for`` for async tests: waits without blocking the event loop."""
+        return await asyncio.to_thread(self.wait_for, count, timeout)
+
+    def inject(
+        self,
+        text: str,
+        *,
+        sender: str | None = None,
+        sender_id: str | None = None,
+        chat_label: str = "default",
+        metadata: dict[str, Any] | None = None,
+    ) -> IncomingMessage:
+        """Deliver an incoming message to the dispatcher's subscribers, as a chat would."""
+        message = IncomingMessage(
+            text=text,
+            sender=sender,
+            sender_id=sender_id,
+            chat_label=chat_label,
+            backend_name=self.name,
+            timestamp=datetime.now(UTC),
+            metadata=dict(metadata or {}),
+        )
+        self._publish_incoming(message)
+        return message
