@@ -1,0 +1,26 @@
+"""Shared fixtures of the processpype test suite."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+
+import pytest
+
+from processpype.communications import dispatcher as dispatcher_module
+
+# The notebook test needs nbclient and ipykernel: it runs in tox's jupyter environment.
+collect_ignore_glob = []
+if importlib.util.find_spec("nbclient") is None or importlib.util.find_spec("ipykernel") is None:
+    collect_ignore_glob.append("notebooks/*")
+# Tests that assume no optional extra is installed run in tox's minimal environment.
+if importlib.util.find_spec("aiosmtplib") is not None:
+    collect_ignore_glob.append("minimal/*")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_global_dispatcher() -> Iterator[None]:
+    """Every test starts with no global dispatcher, and leaves none behind."""
+    dispatcher_module.reset_dispatcher()
+    yield
+    dispatcher_module.reset_dispatcher()
