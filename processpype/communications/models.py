@@ -49,7 +49,8 @@ class MessageSeverity(StrEnum):
             try:
                 return MessageSeverity.coerce(other).rank
             except ValueError:
-                return None
+                # Falling back to str ordering would compare alphabetically: refuse.
+                raise TypeError(f"cannot compare a severity with {other!r}") from None
         return None
 
     # StrEnum would compare alphabetically ("critical" < "debug"); severities compare

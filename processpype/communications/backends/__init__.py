@@ -154,6 +154,8 @@ def create_communicator(name: str, config: CommunicatorBackendConfig) -> Communi
     if not isinstance(config, model):
         # A base config naming a built-in type (built by hand): validate it fully.
         config = model.model_validate(config.model_dump())
+    if builtin.package and importlib.util.find_spec(builtin.package) is None:
+        return _noop(name, config, _missing_package(type_name, builtin))
     try:
         module = importlib.import_module(f"processpype.communications.backends.{builtin.module}")
     except ImportError as exc:
