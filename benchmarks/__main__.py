@@ -1,0 +1,97 @@
+"""Run every benchmark and print one table: ``python -m benchmarks [--size tiny|full]``.
+
+Each module ``benchmarks/bench_*.py`` exposes ``run(size) -> list[dict]``; every row
+carries our figure, the baselines measured in the same run, the ratios, the target and
+whether it is met, and the spread of the repeated runs (flagged NOISY when large).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import platform
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import format_table
+
+MODULES = [
+    "bench_import",
+    "bench_lifecycle",
+    "bench_notifier",
+    "bench_email",
+    "bench_telegram",
+]
+
+
+def machine_line() -> str:
+    """Where the figures were measured."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (
+        f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, load average {load:.2f} at start, "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+    )
+
+
+def run_all(size: str, only: list[str] | None) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run the selected benchmark modules; return their rows and the failures."""
+    rows: list[dict[str, Any]] = []
+    failures: list[str] = []
+    for name in MODULES:
+        if only and not any(part in name for part in only):
+            continue
+        started = time.perf_counter()
+        print(f"running {name} ({size}) ...", file=sys.stderr, flush=True)
+        try:
+            module = importlib.import_module(f"benchmarks.{name}")
+            rows.extend(module.run(size))
+        except Exception:
+            failures.append(name)
+            traceback.print_exc()
+        print(f"  {name} took {time.perf_counter() - started:.1f}s", file=sys.stderr, flush=True)
+    return rows, failures
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the suite and print the table; exit 1 if a benchmark crashed."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("--size", choices=["tiny", "full"], default="full")
+    parser.add_argument("--only", nargs="*", help="run modules whose name contains one of these")
+    parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument(
+        "--strict", action="store_true", help="exit 1 when a target is not met"
+    )
+    args = parser.parse_args(argv)
+
+    machine = machine_line()
+    rows, failures = run_all(args.size, args.only)
+    table = format_table(rows)
+    print(f"\nMeasured on {machine}\n")
+    print(table)
+    noisy = [r["benchmark"] for r in rows if "NOISY" in str(r.get("spread", ""))]
+    if noisy:
+        print(
+            f"\nNOTE: the machine was noisy during {len(noisy)} figure(s) "
+            f"({', '.join(noisy)}): rerun on a quiet machine before trusting them."
+        )
+    if args.markdown:
+        args.markdown.write_text(
+            f"Measured on {machine}, size `{args.size}`.\n\n{table}\n", encoding="utf-8"
+        )
+    unmet = [r["benchmark"] for r in rows if not r.get("met")]
+    if failures:
+        print(f"\nbenchmarks that crashed: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    if unmet and args.strict:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
