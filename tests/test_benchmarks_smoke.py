@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import importlib
+import sys
+from pathlib import Path
 
 import pytest
 
-from benchmarks.__main__ import MODULES
-from benchmarks._common import format_table
+# benchmarks/ is not installed: append the checkout (after site-packages, so the
+# installed processpype stays the one under test).
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.__main__ import MODULES  # noqa: E402
+from benchmarks._common import format_table  # noqa: E402
 
 KEYS = {"benchmark", "figure", "unit", "baselines", "ratios", "target", "met", "spread"}
 
