@@ -1,0 +1,134 @@
+"""``processpype.cli.main`` called in process: the smaller behaviours of the command line."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from processpype import __version__
+from processpype.cli import main, masked_config
+from processpype.config.loader import config_from_mapping
+
+
+@pytest.fixture(autouse=True)
+def _no_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PROCESSPYPE_CONFIG", raising=False)
+
+
+def test_disabled_communications_skip_every_backend_and_exit_0(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "notify.yaml"
+    config.write_text("enabled: false\nbackends:\n  log:\n    type: console\n")
+
+    code = main(["send", "-c", str(config), "hello"])
+
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.out == "log: skipped: communications are disabled (enabled: false)\n"
+    assert "enabled: false" in captured.err
+
+
+def test_quiet_prints_nothing_when_every_backend_delivered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "notify.yaml"
+    config.write_text(
+        f"enabled: true\nbackends:\n  log:\n    type: console\n    path: {tmp_path}/o\n"
+    )
+
+    code = main(["send", "-q", "-c", str(config), "hello"])
+
+    assert code == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_an_empty_message_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["send", "  "])
+
+    assert code == 2
+    assert "the message is empty" in capsys.readouterr().err
+
+
+def test_a_missing_message_says_how_to_give_one(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["send"])
+
+    assert code == 2
+    assert "MESSAGE argument, or - to read it from stdin" in capsys.readouterr().err
+
+
+def test_config_can_come_from_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(
+        "sys.stdin", io.StringIO("enabled: true\nbackends:\n  ops:\n    type: console\n")
+    )
+
+    code = main(["check", "-"])
+
+    assert code == 0
+    assert "Config: <stdin>" in capsys.readouterr().out
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main([])
+
+    assert code == 2
+    assert "choose a command" in capsys.readouterr().err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["send", "--help"])
+
+    assert code == 0
+    assert "-m, --metadata KEY=VALUE" in capsys.readouterr().out
+
+
+def test_version_names_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["--version"])
+
+    assert code == 0
+    assert capsys.readouterr().out.strip() == f"processpype-notify {__version__}"
+
+
+def test_smtpd_auth_errors_never_echo_the_password(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["smtpd", "--auth", "hunter2-no-user-part"])
+
+    assert code == 2
+    assert "hunter2" not in capsys.readouterr().err
+
+
+def test_secret_looking_keys_of_custom_backends_are_masked() -> None:
+    config = config_from_mapping(
+        {
+            "enabled": True,
+            "backends": {
+                "pager": {
+                    "type": "pagerduty",
+                    "api_key": "pd-secret",
+                    "routing": {"auth_token": "nested-secret", "team": "ops"},
+                    "events_url": "https://events.example.com/v2/enqueue?token=url-secret",
+                }
+            },
+        }
+    )
+
+    dumped = masked_config(config)["backends"]["pager"]
+
+    assert dumped["api_key"] == "**********"
+    assert dumped["routing"] == {"auth_token": "**********", "team": "ops"}
+    assert dumped["events_url"] == "https://events.example.com/**********"
+
+
+def test_a_backend_without_an_outcome_by_the_timeout_is_not_delivered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "notify.yaml"
+    config.write_text("enabled: true\nbackends:\n  slow:\n    type: recording\n    delay: 30\n")
+
+    code = main(["send", "-c", str(config), "--timeout", "0.2", "hello"])
+
+    assert code == 1
+    assert capsys.readouterr().out == "slow: not delivered: no outcome within 0.2 s (--timeout)\n"
