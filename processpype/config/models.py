@@ -253,7 +253,10 @@ class WebhookCommunicatorConfig(_RetryingBackendConfig):
         description="JSON template; strings may use {message}, {label}, {severity}, "
         "{subject}, {source}, {metadata[key]}; default: the message as JSON",
     )
-    timeout: float = Field(default=10.0, gt=0, description="Seconds for each request")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds for each network step")
+    max_retry_delay: float = Field(
+        default=60.0, gt=0, description="Longest wait between tries (caps backoff and Retry-After)"
+    )
 
     @field_validator("method", mode="before")
     @classmethod
@@ -266,7 +269,10 @@ class SlackCommunicatorConfig(_RetryingBackendConfig):
 
     type: Literal["slack"] = "slack"
     url: SecretStr = Field(description="Incoming-webhook URL (masked)")
-    timeout: float = Field(default=10.0, gt=0, description="Seconds for each request")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds for each network step")
+    max_retry_delay: float = Field(
+        default=60.0, gt=0, description="Longest wait between tries (caps backoff and Retry-After)"
+    )
 
 
 class DiscordCommunicatorConfig(_RetryingBackendConfig):
@@ -275,7 +281,10 @@ class DiscordCommunicatorConfig(_RetryingBackendConfig):
     type: Literal["discord"] = "discord"
     url: SecretStr = Field(description="Webhook URL (masked)")
     username: str | None = Field(default=None, description="Override the webhook's name")
-    timeout: float = Field(default=10.0, gt=0, description="Seconds for each request")
+    timeout: float = Field(default=10.0, gt=0, description="Seconds for each network step")
+    max_retry_delay: float = Field(
+        default=60.0, gt=0, description="Longest wait between tries (caps backoff and Retry-After)"
+    )
 
 
 BUILTIN_BACKEND_TYPES: dict[str, type[CommunicatorBackendConfig]] = {

@@ -1,0 +1,791 @@
+"""Webhook backends on httpx: a generic JSON webhook, Slack and Discord.
+
+- ``WebhookCommunicator`` (``type: webhook``) posts a JSON body built from a template
+  (default: the message as JSON) to any HTTP endpoint.
+- ``SlackCommunicator`` (``type: slack``) posts ``{"text": ...}`` to an incoming webhook.
+- ``DiscordCommunicator`` (``type: discord``) posts ``{"content": ...}`` to a webhook.
+
+Each backend owns one ``httpx.AsyncClient``, opened by ``start()``, reused for every
+message and closed by ``stop()``. Messages go out one at a time in the order they were
+handed over. A 5xx or 429 reply is retried with exponential backoff, honouring
+``Retry-After`` (seconds or an HTTP date) up to ``max_retry_delay``; any other reply
+outside 2xx fails at once. The URL is a secret (Slack and Discord put the token in its
+path): logs and errors show its scheme and host only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import math
+import re
+import string
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+import httpx
+from pydantic_core import to_jsonable_python
+
+from processpype import __version__
+from processpype.communications.base import Communicator
+from processpype.communications.delivery import DeliveryResult
+from processpype.communications.errors import ConfigError, SendError
+from processpype.communications.models import MessageSeverity, OutgoingMessage
+from processpype.config.models import (
+    DiscordCommunicatorConfig,
+    SlackCommunicatorConfig,
+    WebhookCommunicatorConfig,
+)
+
+__all__ = [
+    "DISCORD_CONTENT_LIMIT",
+    "SLACK_TEXT_LIMIT",
+    "TEMPLATE_FIELDS",
+    "DiscordCommunicator",
+    "SlackCommunicator",
+    "WebhookCommunicator",
+    "parse_retry_after",
+    "split_text",
+    "utf16_length",
+]
+
+logger = logging.getLogger("processpype.communications.webhook")
+
+SLACK_TEXT_LIMIT = 4000
+"""Longest Slack ``text`` sent in one post (Slack advises staying under 4,000 characters)."""
+
+DISCORD_CONTENT_LIMIT = 2000
+"""Longest Discord ``content`` (Discord refuses longer messages)."""
+
+TEMPLATE_FIELDS = ("message", "label", "severity", "subject", "source", "metadata")
+"""The names a body template may use, as ``{name}`` or ``{metadata[key]}``."""
+
+_ERROR_BODY_CHARS = 200
+_SEVERITY_EMOJI: dict[MessageSeverity, str] = {
+    MessageSeverity.DEBUG: "\N{MEDIUM WHITE CIRCLE}",
+    MessageSeverity.INFO: "\N{LARGE BLUE CIRCLE}",
+    MessageSeverity.WARNING: "\N{LARGE YELLOW CIRCLE}",
+    MessageSeverity.ERROR: "\N{LARGE RED CIRCLE}",
+    MessageSeverity.CRITICAL: "\N{POLICE CARS REVOLVING LIGHT}",
+}
+_FENCE = "```"
+
+_HttpBackendConfig = WebhookCommunicatorConfig | SlackCommunicatorConfig | DiscordCommunicatorConfig
+
+
+# -- helpers: URLs, Retry-After, splitting ------------------------------------------------
+
+
+class _HttpxLogRedaction(logging.Filter):
+    """Masks the URLs of running webhook backends in httpx's own log lines.
+
+    httpx logs every request at INFO with its full URL, which for Slack and Discord holds
+    the token; this filter replaces such a URL with its scheme and host.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._secret_urls: Counter[str] = Counter()
+        self._masked: dict[str, str] = {}
+
+    def add(self, url: str, masked: str) -> None:
+        """Mask ``url`` as ``masked`` (counted: one per running backend)."""
+        with self._lock:
+            self._secret_urls[url] += 1
+            self._masked[url] = masked
+
+    def discard(self, url: str) -> None:
+        """Stop masking ``url`` once no running backend uses it."""
+        with self._lock:
+            self._secret_urls[url] -= 1
+            if self._secret_urls[url] <= 0:
+                del self._secret_urls[url]
+                self._masked.pop(url, None)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Replace masked URLs among the record's arguments; never drop the record."""
+        if self._masked and isinstance(record.args, tuple):
+            masked = self._masked
+            record.args = tuple(
+                masked.get(str(arg), arg) if isinstance(arg, httpx.URL | str) else arg
+                for arg in record.args
+            )
+        return True
+
+
+_REDACTION = _HttpxLogRedaction()
+logging.getLogger("httpx").addFilter(_REDACTION)
+
+
+def _endpoint(url: str, key: str) -> str:
+    """``scheme://host[:port]`` of ``url`` (safe to show); ConfigError if it is no HTTP URL."""
+    try:
+        parsed = httpx.URL(url.strip())
+    except (httpx.InvalidURL, TypeError, ValueError):
+        # The message never repeats the URL: its path is the secret.
+        raise ConfigError("is not a valid URL", key=key) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ConfigError("must be an http:// or https:// URL with a host", key=key)
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    port = f":{parsed.port}" if parsed.port is not None else ""
+    return f"{parsed.scheme}://{host}{port}"
+
+
+def parse_retry_after(value: str, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value (seconds or HTTP date); None if invalid."""
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    if math.isnan(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def utf16_length(text: str) -> int:
+    """Length of ``text`` in UTF-16 code units (a character outside the BMP counts 2)."""
+    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
+
+
+_WORDS = re.compile(r"\S+|\s+")
+
+
+def split_text(text: str, limit: int, *, cost: Callable[[str], int] = utf16_length) -> list[str]:
+    """Split ``text`` into chunks whose ``cost`` is at most ``limit``.
+
+    Cuts fall at line breaks where possible, else between words, else inside a word.
+    Joined, the chunks give back ``text``, except that chunks holding only whitespace
+    are dropped (services refuse empty messages). A single character must cost no more
+    than ``limit``.
+    """
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, not {limit}")
+    if cost(text) <= limit:
+        return [text]
+    chunks: list[str] = []
+    current: list[str] = []
+    room = limit
+    for unit in _units(text, limit, cost):
+        unit_cost = cost(unit)
+        if unit_cost <= room:
+            current.append(unit)
+            room -= unit_cost
+            continue
+        blank = unit.isspace()
+        if unit_cost <= limit and not blank:
+            # A whole line or word that fits in a chunk of its own starts one.
+            chunks.append("".join(current))
+            current, room = [unit], limit - unit_cost
+            continue
+        # Whitespace, or a word longer than a chunk: fill this chunk up, go on in the next.
+        first, *rest = _cut(unit, room, limit, cost)
+        current.append(first)
+        room -= cost(first)
+        for piece in rest:
+            chunks.append("".join(current))
+            current, room = [piece], limit - cost(piece)
+    chunks.append("".join(current))
+    return [chunk for chunk in chunks if chunk.strip()]
+
+
+def _units(text: str, limit: int, cost: Callable[[str], int]) -> list[str]:
+    """The lines of ``text``, with the lines over ``limit`` broken into words and spaces."""
+    units: list[str] = []
+    for line in text.splitlines(keepends=True):
+        if cost(line) <= limit:
+            units.append(line)
+        else:
+            units.extend(_WORDS.findall(line))
+    return units
+
+
+def _cut(unit: str, room: int, limit: int, cost: Callable[[str], int]) -> list[str]:
+    """Cut ``unit`` into a first piece of at most ``room``, then pieces of ``limit``."""
+    pieces: list[str] = []
+    start = used = 0
+    capacity = room
+    for index, char in enumerate(unit):
+        char_cost = cost(char)
+        if used + char_cost > capacity and (index > start or capacity < limit):
+            pieces.append(unit[start:index])
+            start, used, capacity = index, 0, limit
+        used += char_cost
+    pieces.append(unit[start:])
+    return pieces
+
+
+def _split_keeping_fences(text: str, limit: int, cost: Callable[[str], int]) -> list[str]:
+    """``split_text``, then close a code block at a chunk's end and reopen it in the next."""
+    if _FENCE not in text:
+        return split_text(text, limit, cost=cost)
+    opener, closer = _FENCE + "\n", "\n" + _FENCE
+    pieces = split_text(text, limit - cost(opener) - cost(closer), cost=cost)
+    if len(pieces) == 1:
+        return pieces
+    chunks: list[str] = []
+    inside = False
+    for piece in pieces:
+        chunk = opener + piece if inside else piece
+        if piece.count(_FENCE) % 2:
+            inside = not inside
+        if inside:
+            chunk += closer
+        chunks.append(chunk)
+    return chunks
+
+
+def _one_line(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) > _ERROR_BODY_CHARS:
+        text = text[:_ERROR_BODY_CHARS] + "..."
+    return text
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# -- body templates ------------------------------------------------------------------------
+
+_FIELD_NAME = re.compile(r"(?P<root>[A-Za-z_]\w*)(?P<keys>(?:\[[^\[\]]*\])*)")
+_KEY = re.compile(r"\[([^\[\]]*)\]")
+
+
+@dataclass(frozen=True)
+class _Placeholder:
+    source: str  # as written, e.g. "{metadata[host]}"
+    root: str
+    keys: tuple[str, ...]
+    conversion: str | None
+    spec: str
+
+
+@dataclass(frozen=True)
+class _TextTemplate:
+    path: str
+    parts: tuple[str | _Placeholder, ...]
+
+
+def _compile_template(node: Any, path: str, key_prefix: str) -> Any:
+    """Turn every string of ``node`` into a ``_TextTemplate``; ConfigError on bad syntax."""
+    if isinstance(node, str):
+        return _compile_text(node, path, key_prefix)
+    if isinstance(node, Mapping):
+        return {
+            str(key): _compile_template(value, f"{path}.{key}", key_prefix)
+            for key, value in node.items()
+        }
+    if isinstance(node, list | tuple):
+        return [
+            _compile_template(value, f"{path}[{index}]", key_prefix)
+            for index, value in enumerate(node)
+        ]
+    return node
+
+
+def _compile_text(text: str, path: str, key_prefix: str) -> _TextTemplate:
+    key = key_prefix + path
+    try:
+        parsed = list(string.Formatter().parse(text))
+    except ValueError as exc:
+        raise ConfigError(
+            f"invalid template ({exc}); write {{{{ and }}}} for literal braces", key=key
+        ) from None
+    parts: list[str | _Placeholder] = []
+    for literal, field_name, spec, conversion in parsed:
+        if literal:
+            parts.append(literal)
+        if field_name is None:
+            continue
+        written = "{" + field_name + (f"!{conversion}" if conversion else "")
+        written += (f":{spec}" if spec else "") + "}"
+        match = _FIELD_NAME.fullmatch(field_name)
+        if match is None:
+            raise ConfigError(
+                f"unsupported placeholder {written}: use {{name}} or {{metadata[key]}} "
+                f"(names: {', '.join(TEMPLATE_FIELDS)}); write {{{{ and }}}} for literal braces",
+                key=key,
+            )
+        root = match.group("root")
+        if root not in TEMPLATE_FIELDS:
+            raise ConfigError(
+                f"unknown placeholder {written}: use one of "
+                + ", ".join("{" + name + "}" for name in TEMPLATE_FIELDS),
+                key=key,
+            )
+        if spec and "{" in spec:
+            raise ConfigError(f"nested placeholders are not supported: {written}", key=key)
+        keys = tuple(_KEY.findall(match.group("keys")))
+        parts.append(_Placeholder(written, root, keys, conversion, spec or ""))
+    return _TextTemplate(path, tuple(parts))
+
+
+def _render_template(node: Any, fields: Mapping[str, Any]) -> Any:
+    if isinstance(node, _TextTemplate):
+        return _render_text(node, fields)
+    if isinstance(node, dict):
+        return {key: _render_template(value, fields) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_render_template(value, fields) for value in node]
+    return node
+
+
+def _render_text(template: _TextTemplate, fields: Mapping[str, Any]) -> Any:
+    parts = template.parts
+    if len(parts) == 1 and isinstance(parts[0], _Placeholder):
+        only = parts[0]
+        if only.conversion is None and not only.spec:
+            # A string that is one placeholder keeps the value's JSON type (a number, a
+            # mapping, null) instead of its text.
+            return _resolve(only, template.path, fields)
+    out: list[str] = []
+    for part in parts:
+        if isinstance(part, str):
+            out.append(part)
+        else:
+            out.append(_format(part, template.path, _resolve(part, template.path, fields)))
+    return "".join(out)
+
+
+def _template_error(placeholder: _Placeholder, path: str, problem: str) -> SendError:
+    return SendError(
+        f"body template: placeholder {placeholder.source} at {path}: {problem}",
+        attempts=0,
+        permanent=True,
+    )
+
+
+def _resolve(placeholder: _Placeholder, path: str, fields: Mapping[str, Any]) -> Any:
+    value = fields[placeholder.root]
+    where = placeholder.root
+    for key in placeholder.keys:
+        if isinstance(value, Mapping):
+            if key not in value:
+                known = ", ".join(sorted(map(str, value))) or "none"
+                raise _template_error(
+                    placeholder, path, f"the message's {where} has no key {key!r} (keys: {known})"
+                )
+            value = value[key]
+        elif isinstance(value, list):
+            try:
+                value = value[int(key)]
+            except (ValueError, IndexError):
+                raise _template_error(
+                    placeholder,
+                    path,
+                    f"the message's {where} is a list of {len(value)}; {key!r} is no index in it",
+                ) from None
+        else:
+            kind = "null" if value is None else type(value).__name__
+            raise _template_error(
+                placeholder, path, f"the message's {where} is {kind}, not a mapping"
+            )
+        where += f"[{key}]"
+    return value
+
+
+def _format(placeholder: _Placeholder, path: str, value: Any) -> str:
+    if placeholder.conversion is None and not placeholder.spec:
+        if value is None:
+            return ""
+        if isinstance(value, dict | list | bool):
+            return json.dumps(value, ensure_ascii=False)
+        return str(value)
+    try:
+        formatter = string.Formatter()
+        converted = formatter.convert_field(value, placeholder.conversion)
+        return str(formatter.format_field(converted, placeholder.spec))
+    except (ValueError, TypeError) as exc:
+        kind = "null" if value is None else type(value).__name__
+        raise _template_error(placeholder, path, f"cannot format a {kind}: {exc}") from None
+
+
+def _message_fields(message: OutgoingMessage) -> dict[str, Any]:
+    """The message as JSON-ready data (metadata values of unknown types become text)."""
+    data: dict[str, Any] = to_jsonable_python(message, fallback=str)
+    return data
+
+
+# -- the backends -------------------------------------------------------------------------
+
+
+class _HttpCommunicator(Communicator):
+    """What the three webhook backends share: the client, the send lock, retries."""
+
+    _kind: ClassVar[str] = "webhook"
+
+    def __init__(self, name: str, config: _HttpBackendConfig) -> None:
+        super().__init__(name, config)
+        self._http_config = config
+        self._endpoint = _endpoint(config.url.get_secret_value(), f"backends.{name}.url")
+        # The URL as httpx writes it, so the log filter recognises it.
+        self._url = str(httpx.URL(config.url.get_secret_value().strip()))
+        self._client: httpx.AsyncClient | None = None
+        self._lock: asyncio.Lock | None = None
+        self._idle: asyncio.Event | None = None
+        self._pending = 0
+
+    @property
+    def endpoint(self) -> str:
+        """The URL's scheme, host and port: the part of the URL that is safe to show."""
+        return self._endpoint
+
+    @property
+    def _method(self) -> str:
+        return "POST"
+
+    def _headers(self) -> dict[str, str]:
+        return {"User-Agent": f"processpype/{__version__}"}
+
+    def _payloads(self, message: OutgoingMessage) -> list[Any]:
+        """The JSON bodies that carry ``message`` (several when its text is split)."""
+        raise NotImplementedError
+
+    async def start(self) -> None:
+        """Open the HTTP client (no request is made)."""
+        if self._client is None:
+            _REDACTION.add(self._url, f"{self._endpoint}/***")
+            self._client = httpx.AsyncClient(
+                headers=self._headers(),
+                timeout=httpx.Timeout(self._http_config.timeout),
+                follow_redirects=False,
+            )
+        if self._pending == 0:
+            # Made here, not in __init__: they belong to the loop the backend runs on.
+            self._lock = asyncio.Lock()
+            self._idle = asyncio.Event()
+            self._idle.set()
+        self._started = True
+
+    async def stop(self) -> None:
+        """Refuse new messages, wait up to ``timeout`` s for the one in flight, close."""
+        self._started = False
+        if self._pending:
+            await self.flush(self._http_config.timeout)
+        client, self._client = self._client, None
+        if client is not None:
+            try:
+                await client.aclose()
+            finally:
+                _REDACTION.discard(self._url)
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Post ``message``; raises ``SendError`` when it did not go out."""
+        await self.deliver(message)
+
+    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
+        """Post ``message`` (retrying 5xx and 429) and report how many tries it took.
+
+        When the text is split, ``attempts`` is the most tries any part needed.
+        """
+        lock, idle = self._lock, self._idle
+        if not self._started or self._client is None or lock is None or idle is None:
+            raise SendError(f"{self._kind} backend is not started", backend=self.name, attempts=0)
+        payloads = self._payloads(message)
+        self._pending += 1
+        idle.clear()
+        try:
+            async with lock:  # the first await: the message's place in the order is fixed
+                attempts = 0
+                for index, payload in enumerate(payloads):
+                    tries = await self._post(payload, index + 1, len(payloads))
+                    attempts = max(attempts, tries)
+                return DeliveryResult.delivered(self.name, attempts=attempts)
+        finally:
+            self._pending -= 1
+            if self._pending == 0:
+                idle.set()
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until no message is being sent; True when that happened in time."""
+        idle = self._idle
+        if self._pending == 0 or idle is None:
+            return True
+        try:
+            await asyncio.wait_for(idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _fail(
+        self, problem: str, part: int, parts: int, *, attempts: int, permanent: bool
+    ) -> SendError:
+        if parts > 1:
+            done = f"parts 1-{part - 1} were delivered" if part > 2 else "part 1 was delivered"
+            problem = f"part {part} of {parts}: {problem}" + (f" ({done})" if part > 1 else "")
+        return SendError(problem, backend=self.name, attempts=attempts, permanent=permanent)
+
+    async def _post(self, payload: Any, part: int, parts: int) -> int:
+        """Post one body; return the number of tries it took."""
+        config = self._http_config
+        url = self._url
+        where = self._endpoint
+        attempt = 0
+        while True:
+            attempt += 1
+            client = self._client
+            if client is None:
+                raise self._fail(
+                    "the backend was stopped before the message was sent",
+                    part,
+                    parts,
+                    attempts=attempt - 1,
+                    permanent=False,
+                )
+            try:
+                response = await client.request(self._method, url, json=payload)
+            except httpx.ReadTimeout as exc:
+                # The server has the request and did not answer in time: it may have
+                # acted on it, and a retry could post the message twice.
+                raise self._fail(
+                    f"no response from {where} within {config.timeout:g} s; not retried, "
+                    "since the server may have received it",
+                    part,
+                    parts,
+                    attempts=attempt,
+                    permanent=False,
+                ) from exc
+            except httpx.LocalProtocolError as exc:
+                raise self._fail(
+                    f"the request to {where} is invalid: {_describe(exc)}",
+                    part,
+                    parts,
+                    attempts=attempt,
+                    permanent=True,
+                ) from exc
+            except httpx.TransportError as exc:
+                # Not connected, or the connection dropped before an answer (a pooled
+                # keep-alive connection closed by the server): safe to try again.
+                if attempt >= config.max_attempts:
+                    raise self._fail(
+                        f"could not reach {where} after {attempt} attempt(s): {_describe(exc)}",
+                        part,
+                        parts,
+                        attempts=attempt,
+                        permanent=False,
+                    ) from exc
+                delay = self._backoff(attempt)
+                self._log_retry(attempt, _describe(exc), delay, "backoff")
+                await asyncio.sleep(delay)
+                continue
+            except httpx.HTTPError as exc:
+                raise self._fail(
+                    f"request to {where} failed: {_describe(exc)}",
+                    part,
+                    parts,
+                    attempts=attempt,
+                    permanent=False,
+                ) from exc
+
+            status = response.status_code
+            if 200 <= status < 300:
+                return attempt
+            if status == 429 or status >= 500:
+                detail = _one_line(response.text)
+                problem = f"HTTP {status} from {where}" + (f": {detail}" if detail else "")
+                if attempt >= config.max_attempts:
+                    raise self._fail(
+                        f"{problem} (gave up after {attempt} attempts)",
+                        part,
+                        parts,
+                        attempts=attempt,
+                        permanent=False,
+                    )
+                delay, reason = self._retry_delay(response, attempt)
+                self._log_retry(attempt, problem, delay, reason)
+                await asyncio.sleep(delay)
+                continue
+            raise self._fail(self._refusal(response), part, parts, attempts=attempt, permanent=True)
+
+    def _refusal(self, response: httpx.Response) -> str:
+        status = response.status_code
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "")
+            target = ""
+            if location:
+                try:
+                    target = _endpoint(str(response.url.join(location)), "Location")
+                except ConfigError:
+                    target = "an invalid address"
+            moved = f" redirects to {target}" if target else " redirects"
+            return f"HTTP {status} from {self._endpoint}{moved}: set url to the new address"
+        detail = _one_line(response.text)
+        return (
+            f"HTTP {status} from {self._endpoint}"
+            + (f": {detail}" if detail else "")
+            + (" (not retried)")
+        )
+
+    def _backoff(self, attempt: int) -> float:
+        config = self._http_config
+        return float(min(config.retry_base_delay * 2 ** (attempt - 1), config.max_retry_delay))
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        header = response.headers.get("Retry-After")
+        return parse_retry_after(header) if header else None
+
+    def _retry_delay(self, response: httpx.Response, attempt: int) -> tuple[float, str]:
+        asked = self._retry_after(response)
+        if asked is None:
+            return self._backoff(attempt), "backoff"
+        cap = self._http_config.max_retry_delay
+        if asked > cap:
+            logger.warning(
+                "%s: %s asked to wait %g s (Retry-After); waiting max_retry_delay %g s instead",
+                self.name,
+                self._endpoint,
+                asked,
+                cap,
+            )
+            return cap, "Retry-After, capped"
+        return asked, "Retry-After"
+
+    def _log_retry(self, attempt: int, problem: str, delay: float, reason: str) -> None:
+        logger.warning(
+            "%s: %s; try %d of %d in %.3g s (%s)",
+            self.name,
+            problem,
+            attempt + 1,
+            self._http_config.max_attempts,
+            delay,
+            reason,
+        )
+
+
+class WebhookCommunicator(_HttpCommunicator):
+    """Posts a JSON body, built from the ``body`` template, to any HTTP endpoint."""
+
+    _kind = "webhook"
+
+    def __init__(self, name: str, config: WebhookCommunicatorConfig) -> None:
+        super().__init__(name, config)
+        self._webhook_config = config
+        for header, value in config.headers.items():
+            if not header.strip() or any(char in header for char in "\r\n:"):
+                raise ConfigError("is not a valid header name", key=f"backends.{name}.headers")
+            if any(char in value.get_secret_value() for char in "\r\n"):
+                raise ConfigError("contains a line break", key=f"backends.{name}.headers.{header}")
+        self._template: Any = (
+            None
+            if config.body is None
+            else _compile_template(config.body, "body", f"backends.{name}.")
+        )
+
+    @property
+    def _method(self) -> str:
+        return self._webhook_config.method
+
+    def _headers(self) -> dict[str, str]:
+        headers = super()._headers()
+        headers.update(
+            {key: value.get_secret_value() for key, value in self._webhook_config.headers.items()}
+        )
+        return headers
+
+    def render_body(self, message: OutgoingMessage) -> Any:
+        """The JSON body posted for ``message``; ``SendError`` names a missing placeholder."""
+        fields = _message_fields(message)
+        if self._template is None:
+            return fields
+        return _render_template(self._template, fields)
+
+    def _payloads(self, message: OutgoingMessage) -> list[Any]:
+        try:
+            return [self.render_body(message)]
+        except SendError as exc:
+            exc.backend = self.name
+            raise
+
+
+class SlackCommunicator(_HttpCommunicator):
+    """Posts ``{"text": ...}`` to a Slack incoming webhook, split at ``SLACK_TEXT_LIMIT``."""
+
+    _kind = "slack"
+
+    @staticmethod
+    def _cost(text: str) -> int:
+        # Slack needs &, < and > escaped; count the text as it is sent.
+        return utf16_length(text) + 4 * text.count("&") + 3 * (text.count("<") + text.count(">"))
+
+    @staticmethod
+    def _escape(text: str) -> str:
+        return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    def render_text(self, message: OutgoingMessage) -> str:
+        """The text for ``message`` before escaping and splitting: severity first."""
+        severity = message.severity
+        head = f"{_SEVERITY_EMOJI[severity]} *{severity.value.upper()}*"
+        return _compose(head, message)
+
+    def _payloads(self, message: OutgoingMessage) -> list[Any]:
+        chunks = _split_keeping_fences(self.render_text(message), SLACK_TEXT_LIMIT, self._cost)
+        return [{"text": self._escape(chunk)} for chunk in chunks]
+
+
+class DiscordCommunicator(_HttpCommunicator):
+    """Posts ``{"content": ...}`` to a Discord webhook, split at 2000 characters.
+
+    Mentions in the text (``@everyone``, roles, users) are shown but notify nobody.
+    """
+
+    _kind = "discord"
+
+    def __init__(self, name: str, config: DiscordCommunicatorConfig) -> None:
+        super().__init__(name, config)
+        self._discord_config = config
+
+    def render_text(self, message: OutgoingMessage) -> str:
+        """The text for ``message`` before splitting: severity first."""
+        severity = message.severity
+        head = f"{_SEVERITY_EMOJI[severity]} **{severity.value.upper()}**"
+        return _compose(head, message)
+
+    def _payloads(self, message: OutgoingMessage) -> list[Any]:
+        chunks = _split_keeping_fences(
+            self.render_text(message), DISCORD_CONTENT_LIMIT, utf16_length
+        )
+        payloads: list[Any] = []
+        for chunk in chunks:
+            payload: dict[str, Any] = {"content": chunk, "allowed_mentions": {"parse": []}}
+            if self._discord_config.username:
+                payload["username"] = self._discord_config.username
+            payloads.append(payload)
+        return payloads
+
+    def _retry_after(self, response: httpx.Response) -> float | None:
+        asked = super()._retry_after(response)
+        if asked is not None or response.status_code != 429:
+            return asked
+        # Discord also says how long to wait in its JSON body.
+        try:
+            seconds = response.json().get("retry_after")
+        except (ValueError, AttributeError):
+            return None
+        if isinstance(seconds, int | float) and not isinstance(seconds, bool):
+            return max(0.0, float(seconds))
+        return None
+
+
+def _compose(head: str, message: OutgoingMessage) -> str:
+    if message.subject:
+        head += f" {message.subject}"
+    if message.source:
+        head += f" ({message.source})"
+    if not message.subject and not message.source and "\n" not in message.message:
+        return f"{head} {message.message}"
+    return f"{head}\n{message.message}"

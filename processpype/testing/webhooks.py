@@ -1,0 +1,292 @@
+"""``WebhookCapture``: catch every request httpx makes and answer it, with respx.
+
+While a capture runs, no httpx request reaches the network: each one is recorded in
+``requests`` and answered 200, or with a response scripted by ``respond()``. It works
+for requests made from any thread, so it also catches a ``Notifier``'s background loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json as jsonlib
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import httpx
+import respx
+
+__all__ = ["CapturedHeaders", "CapturedRequest", "WebhookCapture"]
+
+
+class CapturedHeaders(dict[str, str]):
+    """Request headers with lower-case names; lookups ignore case."""
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key.lower() if isinstance(key, str) else key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of header ``key`` (any case), or ``default``."""
+        return super().get(key.lower(), default)
+
+
+@dataclass(frozen=True)
+class CapturedRequest:
+    """One request that httpx made while the capture ran."""
+
+    method: str
+    url: str
+    headers: CapturedHeaders
+    content: bytes
+    json: Any = field(default=None)
+
+    @property
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.content.decode("utf-8", errors="replace")
+
+    @classmethod
+    def from_httpx(cls, request: httpx.Request) -> CapturedRequest:
+        """Record ``request`` (its body parsed as JSON when it is JSON)."""
+        content = request.content
+        parsed: Any = None
+        if content:
+            try:
+                parsed = jsonlib.loads(content)
+            except ValueError:
+                parsed = None
+        headers = CapturedHeaders((key.lower(), value) for key, value in request.headers.items())
+        return cls(
+            method=request.method,
+            url=str(request.url),
+            headers=headers,
+            content=content,
+            json=parsed,
+        )
+
+
+@dataclass
+class _Rule:
+    pattern: str | re.Pattern[str] | None
+    status: int
+    json: Any
+    text: str | None
+    headers: dict[str, str]
+    error: BaseException | type[BaseException] | None
+    times: int | None
+
+    def matches(self, url: str) -> bool:
+        pattern = self.pattern
+        if pattern is None:
+            return True
+        if isinstance(pattern, re.Pattern):
+            return pattern.search(url) is not None
+        if "*" in pattern:
+            return fnmatch.fnmatchcase(url, pattern)
+        return url == pattern or url.split("?", 1)[0] == pattern
+
+
+class WebhookCapture:
+    """Captures what httpx sends (webhook backends included) and answers 200 by default.
+
+    Use it as a context manager or call ``start()`` and ``stop()``. Script answers with
+    ``respond()``; read what arrived in ``requests`` and ``json_bodies``.
+    """
+
+    def __init__(self) -> None:
+        self._router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
+        self._router.route().mock(side_effect=self._answer)
+        self._requests: list[CapturedRequest] = []
+        self._rules: list[_Rule] = []
+        self._condition = threading.Condition()
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._running = False
+
+    def __repr__(self) -> str:
+        return f"WebhookCapture(running={self._running}, requests={len(self._requests)})"
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> WebhookCapture:
+        """Start capturing every httpx request in the process."""
+        if not self._running:
+            self._router.start()
+            self._running = True
+        return self
+
+    def stop(self) -> None:
+        """Stop capturing; httpx reaches the network again."""
+        if self._running:
+            self._running = False
+            self._router.stop(clear=False, reset=False, quiet=True)
+
+    def __enter__(self) -> WebhookCapture:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        return self._running
+
+    # -- scripting ----------------------------------------------------------------------
+
+    def respond(
+        self,
+        url_or_pattern: str | re.Pattern[str] | None = None,
+        *,
+        status: int = 200,
+        json: Any = None,
+        text: str | None = None,
+        headers: dict[str, str] | None = None,
+        error: BaseException | type[BaseException] | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Answer matching requests with ``status`` (and ``json``, ``text``, ``headers``).
+
+        ``url_or_pattern``: None for every request; a URL (its query string ignored); a
+        glob with ``*``; or a compiled regex, searched in the URL. ``error`` raises that
+        exception instead (e.g. ``httpx.ConnectTimeout``). ``times`` limits how many
+        requests the answer serves (None: all). Answers are tried in the order they were
+        given, so ``respond(status=503, times=2)`` then ``respond(status=200)`` gives
+        503, 503, 200, 200, ...; requests nothing matches get 200.
+        """
+        if times is not None and times < 1:
+            raise ValueError(f"times must be at least 1 or None, not {times}")
+        if json is not None and text is not None:
+            raise ValueError("give json or text, not both")
+        rule = _Rule(url_or_pattern, status, json, text, dict(headers or {}), error, times)
+        with self._condition:
+            self._rules.append(rule)
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        captured = CapturedRequest.from_httpx(request)
+        with self._condition:
+            self._requests.append(captured)
+            rule = next((r for r in self._rules if r.matches(captured.url)), None)
+            if rule is not None and rule.times is not None:
+                rule.times -= 1
+                if rule.times == 0:
+                    self._rules.remove(rule)
+            self._condition.notify_all()
+            self._wake_async_waiters()
+        if rule is None:
+            return httpx.Response(200)
+        if rule.error is not None:
+            error = rule.error
+            if isinstance(error, type) and issubclass(error, httpx.RequestError):
+                raise error("WebhookCapture scripted error", request=request)
+            raise error
+        if rule.json is not None:
+            return httpx.Response(rule.status, json=rule.json, headers=rule.headers)
+        return httpx.Response(rule.status, text=rule.text or "", headers=rule.headers)
+
+    # -- reading ------------------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[CapturedRequest]:
+        """Every request captured so far, in order (a copy)."""
+        with self._condition:
+            return list(self._requests)
+
+    @property
+    def json_bodies(self) -> list[Any]:
+        """The parsed JSON body of every captured request that had one, in order."""
+        return [r.json for r in self.requests if r.json is not None]
+
+    def __iter__(self) -> Iterator[CapturedRequest]:
+        return iter(self.requests)
+
+    def __len__(self) -> int:
+        with self._condition:
+            return len(self._requests)
+
+    def clear(self) -> None:
+        """Forget captured requests and scripted answers."""
+        with self._condition:
+            self._requests.clear()
+            self._rules.clear()
+
+    def wait_for(self, count: int, timeout: float = 5.0) -> list[CapturedRequest]:
+        """Block until ``count`` requests arrived; return them all (TimeoutError if not).
+
+        Inside a running event loop use ``await wait_for_async(...)``: blocking the loop
+        would stop the very requests being waited for.
+        """
+        with self._condition:
+            if len(self._requests) >= count:
+                return list(self._requests)
+        if _loop_running():
+            raise RuntimeError(
+                "WebhookCapture.wait_for() blocks, and this thread runs an event loop whose "
+                "requests it would stop: use 'await capture.wait_for_async(...)'"
+            )
+        deadline = time.monotonic() + timeout
+        with self._condition:
+            while len(self._requests) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(self._shortfall(count, timeout))
+                self._condition.wait(left)
+            return list(self._requests)
+
+    async def wait_for_async(self, count: int, timeout: float = 5.0) -> list[CapturedRequest]:
+        """Wait, without blocking the event loop, until ``count`` requests arrived."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._condition:
+            if len(self._requests) >= count:
+                return list(self._requests)
+            waiter = (count, loop, future)
+            self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise TimeoutError(self._shortfall(count, timeout)) from None
+        finally:
+            with self._condition:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        return self.requests
+
+    def _wake_async_waiters(self) -> None:
+        # Called with the condition held, on whatever thread made the request.
+        arrived = len(self._requests)
+        for waiter in [w for w in self._waiters if w[0] <= arrived]:
+            self._waiters.remove(waiter)
+            _, loop, future = waiter
+            loop.call_soon_threadsafe(_resolve, future)
+
+    def _shortfall(self, count: int, timeout: float) -> str:
+        arrived = self.requests
+        lines = [f"expected {count} request(s) within {timeout:g} s, got {len(arrived)}"]
+        lines += [f"  {r.method} {r.url} {r.text[:200]}" for r in arrived]
+        return "\n".join(lines)
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _loop_running() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
