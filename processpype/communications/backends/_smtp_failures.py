@@ -1,0 +1,158 @@
+"""What an aiosmtplib error means for the email backend: the step, the reason, retry or not.
+
+One place that reads aiosmtplib's exceptions, so the backend's retry loop and its error
+messages agree: a 4xx reply is temporary, a 5xx permanent; a dropped connection or a
+timeout is temporary and the connection is discarded; a certificate or configuration
+problem is permanent and says which setting to change.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+import aiosmtplib
+
+__all__ = ["SMTPFailure", "classify"]
+
+
+@dataclass(frozen=True)
+class SMTPFailure:
+    """One failed try: where it failed, why, and what to do next."""
+
+    step: str
+    """The SMTP step that failed: connect, TLS handshake, STARTTLS, AUTH, MAIL FROM, ..."""
+    reason: str
+    """Why, in words that name the setting to change where there is one."""
+    temporary: bool
+    """True when trying again later can succeed (4xx, dropped connection, timeout)."""
+    drop_connection: bool
+    """True when the connection can no longer be used."""
+    disconnected: bool = False
+    """True when the server closed or dropped the connection."""
+
+
+def _reply(code: int, message: str) -> str:
+    text = " ".join(message.split())
+    return f"{code} {text}" if text else str(code)
+
+
+def _find_ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _tls_failure(error: ssl.SSLError, step: str, *, use_tls: bool, port: int) -> SMTPFailure:
+    if isinstance(error, ssl.SSLCertVerificationError):
+        detail = error.verify_message or error.reason or str(error)
+        reason = (
+            f"the server's certificate could not be verified ({detail}); for a private or "
+            "self-signed server set cert_bundle to the CA file that signed it, or "
+            "validate_certs: false to skip the check (test servers only)"
+        )
+        return SMTPFailure("TLS handshake", reason, temporary=False, drop_connection=True)
+    detail = error.reason or str(error)
+    hint = ""
+    if use_tls and port != 465:
+        hint = (
+            f"; use_tls is implicit TLS (usually port 465) but port is {port}: for a "
+            "STARTTLS port such as 587 set start_tls: true"
+        )
+    return SMTPFailure(
+        "TLS handshake" if step == "connect" else step,
+        f"TLS failed ({detail}){hint}",
+        temporary=False,
+        drop_connection=True,
+    )
+
+
+def _reply_step(exc: aiosmtplib.SMTPResponseException, step: str) -> str:
+    if isinstance(exc, aiosmtplib.SMTPSenderRefused):
+        return "MAIL FROM"
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+        return "RCPT TO"
+    if isinstance(exc, aiosmtplib.SMTPDataError):
+        return "DATA"
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return "AUTH"
+    if isinstance(exc, aiosmtplib.SMTPHeloError):
+        return "EHLO"
+    return step
+
+
+def classify(
+    exc: BaseException, step: str, *, use_tls: bool = False, port: int = 0, username: str = ""
+) -> SMTPFailure:
+    """Describe ``exc``, raised during ``step``, as an ``SMTPFailure``."""
+    ssl_error = _find_ssl_error(exc)
+    if ssl_error is not None:
+        return _tls_failure(ssl_error, step, use_tls=use_tls, port=port)
+
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        refused = ", ".join(f"{r.recipient} ({_reply(r.code, r.message)})" for r in exc.recipients)
+        temporary = any(400 <= r.code < 500 for r in exc.recipients)
+        return SMTPFailure(
+            "RCPT TO", f"every recipient was refused: {refused}", temporary, drop_connection=False
+        )
+
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        code = exc.code
+        temporary = 400 <= code < 500
+        reply_step = _reply_step(exc, step)
+        reason = f"the server answered {_reply(code, exc.message)}"
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError) and not temporary:
+            reason = (
+                f"the server refused the username {username!r} or its password "
+                f"({_reply(code, exc.message)}); check username and password"
+            )
+        elif isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+            reason = f"recipient {exc.recipient} was refused ({_reply(code, exc.message)})"
+        elif isinstance(exc, aiosmtplib.SMTPSenderRefused):
+            reason = f"sender {exc.sender} was refused ({_reply(code, exc.message)})"
+            if code == 530:
+                reason += "; the server requires AUTH: set username and password"
+        # 421: the server is closing the connection (aiosmtplib has closed it already).
+        closing = code == 421 or isinstance(exc, aiosmtplib.SMTPConnectResponseError)
+        return SMTPFailure(reply_step, reason, temporary, drop_connection=closing)
+
+    if isinstance(exc, aiosmtplib.SMTPTimeoutError | TimeoutError):
+        text = str(exc) or "no answer"
+        return SMTPFailure(
+            step, f"timed out ({text}); see the timeout setting", True, drop_connection=True
+        )
+
+    if isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+        return SMTPFailure(
+            step,
+            f"the server closed the connection ({exc})",
+            temporary=True,
+            drop_connection=True,
+            disconnected=True,
+        )
+
+    if isinstance(exc, aiosmtplib.SMTPConnectError | ConnectionError | OSError):
+        text = str(exc) or type(exc).__name__
+        return SMTPFailure(step, f"cannot reach the server ({text})", True, drop_connection=True)
+
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        return SMTPFailure(step, str(exc), temporary=False, drop_connection=False)
+
+    if isinstance(exc, aiosmtplib.SMTPException):
+        text = str(exc)
+        lowered = text.lower()
+        if "starttls" in lowered:
+            text += "; set start_tls: false, or use_tls: true if the port speaks implicit TLS"
+        elif "auth" in lowered:
+            text += "; use TLS (start_tls or use_tls), or leave username empty"
+        return SMTPFailure(step, text, temporary=False, drop_connection=True)
+
+    if isinstance(exc, ValueError):
+        return SMTPFailure(step, str(exc), temporary=False, drop_connection=False)
+
+    return SMTPFailure(step, f"{type(exc).__name__}: {exc}", temporary=False, drop_connection=True)
