@@ -15,6 +15,7 @@ from processpype.communications.backends.email import EmailCommunicator
 from processpype.communications.dispatcher import CommunicationDispatcher
 from processpype.communications.errors import BackendStartError, ConfigError, SendError
 from processpype.communications.models import MessageSeverity
+from processpype.config.loader import load_config_text
 from processpype.testing.smtp import SMTPTestServer
 
 PASSWORD = "correct-horse-battery-staple"
@@ -428,11 +429,11 @@ async def test_an_unquoted_display_name_with_a_comma_is_refused_with_a_hint(
         await mail.send(message(metadata={"recipients": ["Doe, Jane <jane@example.com>"]}))
 
 
-def test_a_from_address_that_is_not_an_address_is_a_config_error(server: SMTPTestServer) -> None:
+def test_a_from_address_that_is_not_an_address_is_a_config_error() -> None:
     with pytest.raises(
         ConfigError, match=r"backends\.mail\.from_address: 'alerts' is not an email"
     ):
-        backend(server, from_address="alerts")
+        load_config_text("backends:\n  mail: {type: email, from_address: alerts}\n")
 
 
 @pytest.mark.asyncio

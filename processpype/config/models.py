@@ -8,6 +8,7 @@ Secrets are ``SecretStr``: masked in ``repr``, ``str`` and JSON dumps.
 
 from __future__ import annotations
 
+from email.utils import parseaddr
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -94,6 +95,9 @@ class _RetryingBackendConfig(_StrictBackendConfig):
     max_attempts: int = Field(default=3, ge=1, description="Tries per message, the first included")
     retry_base_delay: float = Field(
         default=1.0, ge=0, description="First retry delay in seconds; doubles on each retry"
+    )
+    max_retry_delay: float = Field(
+        default=60.0, gt=0, description="Longest wait between tries (caps backoff and Retry-After)"
     )
 
 
@@ -215,6 +219,16 @@ class EmailCommunicatorConfig(_RetryingBackendConfig):
                 raise ValueError(f"{item!r} contains a line break")
         return value
 
+    @field_validator("from_address")
+    @classmethod
+    def _from_is_an_address(cls, value: str) -> str:
+        if "@" not in parseaddr(value)[1]:
+            raise ValueError(
+                f"{value!r} is not an email address "
+                "(expected alerts@example.com or Alerts <alerts@example.com>)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _resolve_tls_mode(self) -> EmailCommunicatorConfig:
         explicit = self.model_fields_set
@@ -254,9 +268,6 @@ class WebhookCommunicatorConfig(_RetryingBackendConfig):
         "{subject}, {source}, {metadata[key]}; default: the message as JSON",
     )
     timeout: float = Field(default=10.0, gt=0, description="Seconds for each network step")
-    max_retry_delay: float = Field(
-        default=60.0, gt=0, description="Longest wait between tries (caps backoff and Retry-After)"
-    )
 
     @field_validator("method", mode="before")
     @classmethod
@@ -270,9 +281,6 @@ class SlackCommunicatorConfig(_RetryingBackendConfig):
     type: Literal["slack"] = "slack"
     url: SecretStr = Field(description="Incoming-webhook URL (masked)")
     timeout: float = Field(default=10.0, gt=0, description="Seconds for each network step")
-    max_retry_delay: float = Field(
-        default=60.0, gt=0, description="Longest wait between tries (caps backoff and Retry-After)"
-    )
 
 
 class DiscordCommunicatorConfig(_RetryingBackendConfig):
@@ -282,9 +290,6 @@ class DiscordCommunicatorConfig(_RetryingBackendConfig):
     url: SecretStr = Field(description="Webhook URL (masked)")
     username: str | None = Field(default=None, description="Override the webhook's name")
     timeout: float = Field(default=10.0, gt=0, description="Seconds for each network step")
-    max_retry_delay: float = Field(
-        default=60.0, gt=0, description="Longest wait between tries (caps backoff and Retry-After)"
-    )
 
 
 BUILTIN_BACKEND_TYPES: dict[str, type[CommunicatorBackendConfig]] = {

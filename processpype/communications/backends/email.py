@@ -44,8 +44,6 @@ __all__ = ["EmailCommunicator"]
 
 logger = logging.getLogger("processpype.communications.email")
 
-_MAX_RETRY_DELAY = 60.0
-
 
 @functools.cache
 def _default_local_hostname() -> str:
@@ -318,7 +316,7 @@ class EmailCommunicator(Communicator):
                     attempts=attempts,
                     permanent=not failure.temporary,
                 ) from error
-            delay = min(config.retry_base_delay * 2 ** (counted - 1), _MAX_RETRY_DELAY)
+            delay = min(config.retry_base_delay * 2 ** (counted - 1), config.max_retry_delay)
             logger.warning(
                 "%s: %s at %s failed (%s); retry %d of %d in %.2fs",
                 self.name,
