@@ -26,6 +26,7 @@ MODULES = [
     "bench_notifier",
     "bench_email",
     "bench_telegram",
+    "bench_peers",
 ]
 
 

@@ -1,0 +1,329 @@
+"""Notifier speed: blocking ``send`` round trip, ``send_nowait`` throughput, flood memory.
+
+Every figure is measured against baselines from the same run:
+
+- round trip: a ``queue.SimpleQueue`` ping-pong between two threads (the floor of any
+  blocking call across threads), one ``run_coroutine_threadsafe(...).result()`` per
+  message into the same dispatcher and backend, and ``apprise.Apprise.notify`` to an
+  in-memory ``@notify`` target;
+- throughput: one ``run_coroutine_threadsafe`` per message, all in flight, then waited;
+- flood: peak RSS growth of a process flooding 1,000,000 messages through ``send_nowait``
+  against the same process shape flooding a tenth of that (bounded: equal, not 10x).
+
+Run ``python -m benchmarks.bench_notifier [tiny|full]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from benchmarks._common import Row, Sample, print_rows
+from processpype.communications.base import Communicator
+from processpype.communications.dispatcher import CommunicationDispatcher
+from processpype.communications.models import OutgoingMessage
+from processpype.communications.notifier import Notifier
+from processpype.config.models import CommunicatorBackendConfig
+
+_SIZES: dict[str, dict[str, int]] = {
+    # repeats; round trips per repeat (apprise: fewer, it is slow); throughput messages;
+    # the flood, and the smaller flood it is compared with (both beyond max_in_flight)
+    "tiny": {
+        "repeats": 3,
+        "trips": 1000,
+        "apprise": 200,
+        "burst": 10_000,
+        "flood": 30_000,
+        "compare": 15_000,
+    },
+    "full": {
+        "repeats": 5,
+        "trips": 20_000,
+        "apprise": 3000,
+        "burst": 200_000,
+        "flood": 1_000_000,
+        "compare": 100_000,
+    },
+}
+
+
+class CountingCommunicator(Communicator):
+    """An in-memory backend that only counts what it is sent (keeps nothing)."""
+
+    def __init__(self, name: str = "memory") -> None:
+        super().__init__(name, CommunicatorBackendConfig(type="memory"))
+        self.count = 0
+
+    async def start(self) -> None:
+        """Mark started."""
+        self._started = True
+
+    async def stop(self) -> None:
+        """Mark stopped."""
+        self._started = False
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Count the message."""
+        self.count += 1
+
+
+def _notifier() -> tuple[Notifier, CountingCommunicator]:
+    notifier = Notifier({"enabled": True}, name="bench")
+    backend = CountingCommunicator()
+    notifier.add_communicator(backend)
+    return notifier, backend
+
+
+class _LoopThread:
+    """The naive facade: a loop on a thread, one run_coroutine_threadsafe per message."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.dispatcher = CommunicationDispatcher()
+        self.backend = CountingCommunicator()
+        self.dispatcher.register(self.backend)
+        asyncio.run_coroutine_threadsafe(self.dispatcher.start_all(), self.loop).result()
+
+    def send(self, text: str) -> Any:
+        message = OutgoingMessage(message=text)
+        return asyncio.run_coroutine_threadsafe(self.dispatcher.deliver(message), self.loop)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+def _per_call(action: Callable[[int], object], count: int) -> float:
+    """Microseconds per call of ``action`` over ``count`` calls (after a short warm-up)."""
+    for i in range(min(200, count)):
+        action(i)
+    start = time.perf_counter()
+    for i in range(count):
+        action(i)
+    return (time.perf_counter() - start) / count * 1e6
+
+
+def _floor(count: int) -> float:
+    requests: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+    replies: queue.SimpleQueue[int] = queue.SimpleQueue()
+
+    def echo() -> None:
+        while (item := requests.get()) is not None:
+            replies.put(item)
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+
+    def trip(i: int) -> int:
+        requests.put(i)
+        return replies.get()
+
+    try:
+        return _per_call(trip, count)
+    finally:
+        requests.put(None)
+        thread.join()
+
+
+def _apprise_notify() -> Callable[[int], object] | None:
+    try:
+        import apprise
+        from apprise.decorators import notify
+    except ImportError:
+        return None
+    received: list[str] = []
+
+    @notify(on="pppbench", name="processpype benchmark target")  # type: ignore[untyped-decorator,no-untyped-call]
+    def memory_target(body: str, title: str, notify_type: str, *args: Any, **kwargs: Any) -> bool:
+        received.append(body)
+        return True
+
+    target = apprise.Apprise()
+    target.add("pppbench://")
+
+    def send(i: int) -> object:
+        return target.notify(body=f"message {i}")
+
+    return send
+
+
+def _round_trip(sizes: dict[str, int]) -> dict[str, Any]:
+    notifier, _ = _notifier()
+    naive = _LoopThread()
+    apprise_send = _apprise_notify()
+    ours, floor, rcts, app = Sample([]), Sample([]), Sample([]), Sample([])
+    try:
+        for _ in range(sizes["repeats"]):
+            floor.values.append(_floor(sizes["trips"]))
+            ours.values.append(_per_call(lambda i: notifier.send(f"message {i}"), sizes["trips"]))
+            rcts.values.append(
+                _per_call(lambda i: naive.send(f"message {i}").result(), sizes["trips"])
+            )
+            if apprise_send is not None:
+                app.values.append(_per_call(apprise_send, sizes["apprise"]))
+    finally:
+        notifier.close()
+        naive.close()
+    baselines = {
+        "SimpleQueue ping-pong (floor)": floor.median,
+        "run_coroutine_threadsafe().result()": rcts.median,
+    }
+    ratios = {
+        "floor/ours": floor.median / ours.median,
+        "run_coroutine_threadsafe/ours": rcts.median / ours.median,
+    }
+    met = ours.median <= 1.5 * floor.median and ours.median < rcts.median
+    if app.values:
+        baselines["apprise.notify (@notify memory)"] = app.median
+        ratios["apprise/ours"] = app.median / ours.median
+        met = met and app.median >= 3 * ours.median
+    return Row(
+        benchmark="Notifier.send round trip (in-memory backend)",
+        figure=ours.median,
+        unit="µs/message",
+        baselines=baselines,
+        ratios=ratios,
+        target="≤ 1.5x the floor (floor/ours ≥ 0.67), faster than run_coroutine_threadsafe, "
+        "≥ 3x faster than apprise",
+        met=met,
+        spread=ours.spread_text(),
+    ).as_dict()
+
+
+def _throughput(sizes: dict[str, int]) -> dict[str, Any]:
+    count = sizes["burst"]
+    ours, naive_rate = Sample([]), Sample([])
+    for _ in range(sizes["repeats"]):
+        notifier, backend = _notifier()
+        start = time.perf_counter()
+        for i in range(count):
+            notifier.send_nowait(f"message {i}")
+        notifier.flush(timeout=120)
+        ours.values.append(backend.count / (time.perf_counter() - start))
+        notifier.close()
+
+        naive = _LoopThread()
+        naive_count = count // 4  # every coroutine stays in memory until it ran
+        start = time.perf_counter()
+        futures = [naive.send(f"message {i}") for i in range(naive_count)]
+        for future in futures:
+            future.result()
+        naive_rate.values.append(naive.backend.count / (time.perf_counter() - start))
+        naive.close()
+    ratio = ours.median / naive_rate.median
+    return Row(
+        benchmark="Notifier.send_nowait throughput (in-memory backend, end to end)",
+        figure=ours.median,
+        unit="messages/s",
+        baselines={"one run_coroutine_threadsafe per message": naive_rate.median},
+        ratios={"ours/run_coroutine_threadsafe": ratio},
+        target="≥ 3x run_coroutine_threadsafe",
+        met=ratio >= 3,
+        spread=ours.spread_text(),
+    ).as_dict()
+
+
+_FLOOD_SCRIPT = """
+import gc, json, os, resource, sys, threading, time
+from benchmarks.bench_notifier import _notifier
+
+def rss_kib():
+    # The current resident set (Linux); elsewhere the peak so far, which can only hide
+    # growth, never invent it.
+    try:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1024
+    except OSError:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 1024 if sys.platform == "darwin" else peak
+
+count = int(sys.argv[1])
+notifier, backend = _notifier()
+for i in range(2000):
+    notifier.send_nowait(f"warm-up {i}")
+notifier.flush(timeout=60)
+gc.collect()
+before = rss_kib()
+peak = [before]
+done = threading.Event()
+
+def sample():
+    while not done.wait(0.01):
+        peak[0] = max(peak[0], rss_kib())
+
+sampler = threading.Thread(target=sample, daemon=True)
+sampler.start()
+start = time.perf_counter()
+for i in range(count):
+    notifier.send_nowait(f"flood message {i}")
+notifier.flush(timeout=600)
+elapsed = time.perf_counter() - start
+done.set()
+sampler.join()
+peak[0] = max(peak[0], rss_kib())
+print(json.dumps({"growth_kib": peak[0] - before, "seconds": elapsed,
+                  "delivered": backend.count - 2000}))
+notifier.close()
+"""
+
+
+def _flood(count: int) -> dict[str, float]:
+    root = Path(__file__).resolve().parents[1]
+    completed = subprocess.run(
+        [sys.executable, "-c", _FLOOD_SCRIPT, str(count)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        check=True,
+        timeout=900,
+    )
+    result: dict[str, float] = json.loads(completed.stdout.strip().splitlines()[-1])
+    if result["delivered"] != count:
+        raise RuntimeError(f"flood delivered {result['delivered']} of {count} messages")
+    return result
+
+
+def _flood_memory(sizes: dict[str, int]) -> dict[str, Any]:
+    count, compare = sizes["flood"], sizes["compare"]
+    big = _flood(count)
+    small = _flood(compare)
+    growth_mib = big["growth_kib"] / 1024
+    small_mib = max(small["growth_kib"] / 1024, 0.01)
+    # Bounded: once max_in_flight messages are in flight, more messages need no more
+    # memory (allowing a little allocator noise).
+    met = growth_mib <= 1.25 * small_mib + 4
+    return Row(
+        benchmark=f"send_nowait flood of {count:,} messages: peak RSS growth (sampled)",
+        figure=max(growth_mib, 0.01),
+        unit="MiB",
+        baselines={
+            f"same flood of {compare:,} messages (MiB)": small_mib,
+            "throughput during the flood (messages/s)": count / big["seconds"],
+        },
+        ratios={f"growth at {count:,} / growth at {compare:,}": growth_mib / small_mib},
+        target=f"bounded: growth at {count:,} ≤ 1.25x growth at {compare:,} + 4 MiB "
+        "(back-pressure, not growth)",
+        met=met,
+        spread="n=1",
+    ).as_dict()
+
+
+def run(size: str = "full") -> list[dict[str, Any]]:
+    """Rows: send round trip, send_nowait throughput, flood memory."""
+    sizes = _SIZES[size]
+    return [_round_trip(sizes), _throughput(sizes), _flood_memory(sizes)]
+
+
+if __name__ == "__main__":
+    print_rows(run(sys.argv[1] if len(sys.argv) > 1 else "full"))
