@@ -255,6 +255,10 @@ class CommunicationDispatcher:
         self._start_failures.pop(communicator.name, None)
         return True
 
+    async def start_one(self, communicator: Communicator) -> bool:
+        """Start one communicator; a failure is logged, kept and retried on its next message."""
+        return await self._start_one(communicator)
+
     async def start_all(self) -> None:
         """Start all registered communicators concurrently; failures are logged."""
         pending = [c for c in self.communicators.values() if not c.is_started]

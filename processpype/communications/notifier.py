@@ -1,0 +1,1057 @@
+"""``Notifier``: the blocking facade over a threaded asyncio core.
+
+How a message travels::
+
+    send / send_nowait / asend  (any thread, any event loop)
+        │  one FIFO hand-off list, one loop wake-up for many messages
+        ▼
+    the notifier's loop thread: one delivery task per backend of the label,
+    created in hand-off order (CommunicationDispatcher.deliver_to)
+        │  every backend reaches an outcome: delivered, failed or skipped
+        ▼
+    DeliveryReport → the caller's future, lock or awaitable
+
+A ``Notifier`` owns a daemon thread running an asyncio loop and its own
+``CommunicationDispatcher``, so two notifiers in one process are independent. At most
+``max_in_flight`` messages are in flight; beyond that, senders wait for room (nothing is
+dropped). At interpreter exit every notifier still open is flushed for up to its
+``drain_timeout``, and whatever could not be delivered is written to stderr and the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextlib
+import functools
+import itertools
+import logging
+import os
+import sys
+import threading
+import time
+import warnings
+import weakref
+from collections import deque
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Self
+
+from processpype.communications._handlers import IncomingHandler, IncomingHandlers
+from processpype.communications._loop_thread import LoopThread
+from processpype.communications.backends import create_communicator
+from processpype.communications.base import Communicator, NoOpCommunicator
+from processpype.communications.delivery import DeliveryReport, DeliveryResult
+from processpype.communications.dispatcher import CommunicationDispatcher
+from processpype.communications.errors import (
+    DeliveryTimeoutError,
+    NotifierClosedError,
+    QueueFullError,
+)
+from processpype.communications.models import IncomingMessage, MessageSeverity, OutgoingMessage
+from processpype.config.loader import config_from_mapping, load_config
+from processpype.config.models import CommunicationsConfig
+
+__all__ = ["Notifier"]
+
+logger = logging.getLogger("processpype.communications.notifier")
+
+_DISABLED_REASON = "communications are disabled (communications.enabled is false)"
+_DRAIN_BATCH = 512
+"""Messages dispatched per loop callback, so a flood never starves the loop's I/O."""
+_CLOSE_GRACE = 5.0
+"""Seconds close() allows, after its flush, to cancel leftovers, stop backends and join."""
+_EXIT_GRACE = 1.0
+"""The same allowance at interpreter exit, where nobody should wait long."""
+_LOOP_RESPONSE = 10.0
+"""Seconds a quick call into the loop (registering a backend) may take before giving up."""
+_PREVIEW = 60
+"""Characters of an undelivered message shown in the close/exit report."""
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_names = itertools.count(1)
+_live: weakref.WeakSet[Notifier] = weakref.WeakSet()
+
+
+class _Delivery:
+    """One message on its way: where its outcome goes, and the results so far.
+
+    Exactly one of ``future`` (send_nowait), ``lock`` (send) and ``afuture`` (asend)
+    receives the report. ``targets`` and ``results`` are written on the loop thread only.
+    """
+
+    __slots__ = (
+        "afuture",
+        "aloop",
+        "future",
+        "lock",
+        "message",
+        "remaining",
+        "report",
+        "results",
+        "targets",
+    )
+
+    def __init__(self, message: OutgoingMessage) -> None:
+        self.message = message
+        self.future: concurrent.futures.Future[DeliveryReport] | None = None
+        self.lock: threading.Lock | None = None
+        self.afuture: asyncio.Future[DeliveryReport] | None = None
+        self.aloop: asyncio.AbstractEventLoop | None = None
+        self.targets: list[Communicator] | None = None
+        self.results: list[DeliveryResult | None] | None = None
+        self.remaining = 0
+        self.report: DeliveryReport | None = None
+
+    def withdrawn(self) -> bool:
+        """True when the caller cancelled its future before the message reached a backend.
+
+        Otherwise the future is marked running, so it can no longer be cancelled.
+        """
+        future = self.future
+        return future is not None and not future.set_running_or_notify_cancel()
+
+    def pending(self) -> tuple[str, ...] | None:
+        """Backends without an outcome yet; None before the message was dispatched."""
+        targets, results = self.targets, self.results
+        if targets is None or results is None:
+            return None
+        return tuple(
+            c.name for c, result in zip(targets, list(results), strict=True) if result is None
+        )
+
+    def resolve(self, report: DeliveryReport, own_loop: asyncio.AbstractEventLoop | None) -> None:
+        """Hand ``report`` to whoever waits for it."""
+        self.report = report
+        if self.future is not None:
+            with contextlib.suppress(concurrent.futures.InvalidStateError):
+                self.future.set_result(report)
+        elif self.lock is not None:
+            self.lock.release()
+        elif self.afuture is not None and self.aloop is not None:
+            try:
+                if self.aloop is own_loop and not self.aloop.is_closed():
+                    _set_pending_result(self.afuture, report)
+                else:
+                    self.aloop.call_soon_threadsafe(_set_pending_result, self.afuture, report)
+            except RuntimeError:  # the awaiting loop is closed: nobody waits any more
+                pass
+
+
+def _set_pending_result(future: asyncio.Future[DeliveryReport], report: DeliveryReport) -> None:
+    if not future.done():
+        future.set_result(report)
+
+
+class Notifier:
+    """Send messages by label to every backend of a ``CommunicationsConfig``.
+
+    Usable from scripts, threads, notebooks and async applications: ``send`` blocks until
+    every backend of the label reached an outcome, ``send_nowait`` returns a future at
+    once, ``asend`` can be awaited from any event loop.
+    """
+
+    def __init__(
+        self,
+        config: CommunicationsConfig | Mapping[str, Any],
+        *,
+        start: bool = True,
+        drain_timeout: float = 10.0,
+        max_in_flight: int = 10_000,
+        start_timeout: float | None = 10.0,
+        name: str | None = None,
+    ) -> None:
+        """Create the backends of ``config``; with ``start`` also start them.
+
+        ``drain_timeout``: how long ``close()`` and the exit-time flush wait for messages
+        in flight. ``max_in_flight``: beyond this many undelivered messages, senders wait.
+        ``start_timeout``: how long starting waits for backends to connect (backends still
+        connecting after it keep trying; their messages wait for them).
+        """
+        if drain_timeout < 0:
+            raise ValueError(f"drain_timeout must be >= 0 seconds, not {drain_timeout!r}")
+        if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
+            raise TypeError(f"max_in_flight must be an int, not {type(max_in_flight).__name__}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
+        if start_timeout is not None and start_timeout < 0:
+            raise ValueError(f"start_timeout must be >= 0 seconds or None, not {start_timeout!r}")
+        self._config = _coerce_config(config)
+        self._name = name or f"processpype-notifier-{next(_names)}"
+        self._drain_timeout = float(drain_timeout)
+        self._max_in_flight = max_in_flight
+        self._start_timeout = start_timeout
+        self._enabled = self._config.enabled
+        self._dispatcher = CommunicationDispatcher()
+        self._loop_thread = LoopThread(self._name)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._handlers = IncomingHandlers(self._name, self._loop_thread)
+
+        # Shared between threads, guarded by _cond.
+        self._cond = threading.Condition(threading.Lock())
+        self._handoff: list[_Delivery] = []
+        self._wake_pending = False
+        self._inflight = 0
+        self._closing = False
+        self._forked = False
+
+        # Lifecycle (start/close), guarded by _lifecycle.
+        self._lifecycle = threading.RLock()
+        self._started = False
+        self._closed = False
+        self._close_result = True
+
+        # Loop-thread state: touched only on the notifier's loop thread.
+        self._local: deque[_Delivery] = deque()
+        # Dispatched, still waiting for a backend; a dict keeps the hand-off order.
+        self._active: dict[_Delivery, None] = {}
+        self._tasks: set[asyncio.Task[DeliveryResult]] = set()
+        self._held: dict[str, deque[tuple[_Delivery, int]]] = {}
+        self._warned_labels: set[str] = set()
+        self._draining = False
+        self._settled = 0
+        self._abort_reason = "not delivered: the notifier was closed"
+
+        if not self._enabled:
+            warnings.warn(
+                "communications.enabled is false in this config: every message is reported "
+                "as skipped. Set `enabled: true` under `communications` to send.",
+                UserWarning,
+                skip_file_prefixes=(_PACKAGE_DIR,),
+            )
+        self._register_configured_backends()
+        self._finalizer = weakref.finalize(
+            self, _abandon, self._loop_thread, self._dispatcher, self._handlers
+        )
+        self._finalizer.atexit = False  # the exit-time flush closes live notifiers instead
+        _live.add(self)
+        if start:
+            self.start()
+
+    # -- construction ---------------------------------------------------------------
+
+    @classmethod
+    def from_yaml(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> Notifier:
+        """A Notifier for the YAML file at ``path`` (``${VAR}`` resolved from ``env``)."""
+        return cls(load_config(path, env=env), **kwargs)
+
+    @classmethod
+    def from_config(
+        cls, config: CommunicationsConfig | Mapping[str, Any], **kwargs: Any
+    ) -> Notifier:
+        """A Notifier for a ``CommunicationsConfig`` or a mapping of the same shape."""
+        return cls(config, **kwargs)
+
+    def _register_configured_backends(self) -> None:
+        for backend_name, backend in self._config.backends.items():
+            if not backend.enabled:
+                logger.debug("backend %r is disabled (enabled: false)", backend_name)
+                continue
+            communicator: Communicator
+            if self._enabled:
+                communicator = create_communicator(backend_name, backend)
+            else:
+                communicator = NoOpCommunicator(backend_name, backend, reason=_DISABLED_REASON)
+            self._dispatcher.register(communicator, list(backend.labels))
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "started" if self._started else "not started"
+        return f"Notifier(name={self._name!r}, backends={sorted(self.communicators)!r}, {state})"
+
+    # -- properties -----------------------------------------------------------------
+
+    @property
+    def config(self) -> CommunicationsConfig:
+        """The validated configuration."""
+        return self._config
+
+    @property
+    def dispatcher(self) -> CommunicationDispatcher:
+        """This notifier's own dispatcher (not the process-wide one)."""
+        return self._dispatcher
+
+    @property
+    def communicators(self) -> dict[str, Communicator]:
+        """The registered backends, by name."""
+        return self._dispatcher.communicators
+
+    def communicator(self, name: str) -> Communicator:
+        """The backend named ``name``; ``KeyError`` naming the known ones otherwise."""
+        communicator = self._dispatcher.get(name)
+        if communicator is None:
+            known = ", ".join(sorted(self._dispatcher.communicators)) or "none"
+            raise KeyError(f"no backend named {name!r} (backends: {known})")
+        return communicator
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` has finished."""
+        return self._closed
+
+    @property
+    def started(self) -> bool:
+        """True once ``start()`` ran (and until close)."""
+        return self._started and not self._closed
+
+    @property
+    def drain_timeout(self) -> float:
+        """Seconds ``close()`` and the exit-time flush wait for messages in flight."""
+        return self._drain_timeout
+
+    @property
+    def in_flight(self) -> int:
+        """Messages handed to the notifier whose outcome is not known yet."""
+        return self._inflight
+
+    def in_loop_thread(self) -> bool:
+        """True when called on this notifier's event loop thread (blocking calls refused)."""
+        return self._loop_thread.in_loop_thread()
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the loop thread and the backends (idempotent).
+
+        Waits up to ``start_timeout`` for the backends to connect. A backend whose start
+        fails is logged and retried, with backoff, when a message is sent to it.
+        """
+        with self._lifecycle:
+            if self._started:
+                return
+            if self._closing:
+                raise self._closed_error()
+            self._loop = self._loop_thread.start()
+            tasks = self._loop_thread.call(self._begin_starts(list(self.communicators.values())))
+            self._started = True
+        self._wait_for_starts(tasks)
+
+    async def _begin_starts(self, communicators: list[Communicator]) -> list[asyncio.Task[bool]]:
+        return [task for c in communicators if (task := self._begin_start(c)) is not None]
+
+    def _begin_start(self, communicator: Communicator) -> asyncio.Task[bool] | None:
+        # Loop thread. Messages for the backend are held, in order, until start() ends.
+        if communicator.is_started or communicator.name in self._held:
+            return None
+        self._held[communicator.name] = deque()
+        task = asyncio.get_running_loop().create_task(
+            self._dispatcher.start_one(communicator), name=f"start {communicator.name}"
+        )
+        task.add_done_callback(functools.partial(self._release_held, communicator))
+        return task
+
+    def _wait_for_starts(self, tasks: list[asyncio.Task[bool]]) -> None:
+        if not tasks:
+            return
+
+        async def wait() -> list[str]:
+            _, pending = await asyncio.wait(tasks, timeout=self._start_timeout)
+            return sorted(task.get_name().removeprefix("start ") for task in pending)
+
+        if self._loop_thread.in_loop_thread():
+            return
+        limit = None if self._start_timeout is None else self._start_timeout + _LOOP_RESPONSE
+        try:
+            still_starting = self._loop_thread.call(wait(), timeout=limit)
+        except TimeoutError:
+            logger.warning("%s: the event loop did not answer while backends started", self._name)
+            return
+        if still_starting:
+            logger.warning(
+                "%s: still starting after %ss: %s; their messages wait until they start",
+                self._name,
+                self._start_timeout,
+                ", ".join(still_starting),
+            )
+
+    def add_communicator(self, communicator: Communicator, labels: list[str] | None = None) -> None:
+        """Register an already-built backend for ``labels`` (default ``["default"]``).
+
+        On a started notifier it is started too; this waits up to ``start_timeout``.
+        """
+        with self._lifecycle:
+            if self._closing:
+                raise self._closed_error()
+            if not self._started:
+                self._dispatcher.register(communicator, labels)
+                return
+            if self._loop_thread.in_loop_thread():
+                self._register_and_start(communicator, labels)
+                return
+
+            async def register() -> asyncio.Task[bool] | None:
+                return self._register_and_start(communicator, labels)
+
+            try:
+                task = self._loop_thread.call(register(), timeout=_LOOP_RESPONSE)
+            except TimeoutError:
+                raise TimeoutError(
+                    f"{self._name}: the event loop did not answer within {_LOOP_RESPONSE}s "
+                    f"(is an async on_message handler blocking it?); {communicator.name!r} "
+                    "was not added"
+                ) from None
+        if task is not None:
+            self._wait_for_starts([task])
+
+    def _register_and_start(
+        self, communicator: Communicator, labels: list[str] | None
+    ) -> asyncio.Task[bool] | None:
+        # Loop thread: registering and holding happen in one step, so no message can
+        # reach the backend before its start() began.
+        self._dispatcher.register(communicator, labels)
+        return self._begin_start(communicator)
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- sending --------------------------------------------------------------------
+
+    def send(
+        self,
+        message: str | OutgoingMessage,
+        *,
+        label: str = "default",
+        severity: MessageSeverity | str = MessageSeverity.INFO,
+        subject: str | None = None,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timeout: float | None = 30.0,
+    ) -> DeliveryReport:
+        """Send and wait until every backend of ``label`` reached an outcome.
+
+        Raises ``DeliveryTimeoutError`` (a ``TimeoutError``) naming the backends still
+        pending after ``timeout`` seconds; the message stays queued and is still sent.
+        """
+        self._refuse_on_loop_thread("send()")
+        outgoing = _outgoing(message, label, severity, subject, source, metadata)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delivery = _Delivery(outgoing)
+        done = threading.Lock()
+        done.acquire()
+        delivery.lock = done
+        self._submit(delivery, block=True, deadline=deadline)
+        wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not done.acquire(timeout=wait):
+            raise self._timeout_error(delivery, timeout)
+        assert delivery.report is not None
+        return delivery.report
+
+    def send_nowait(
+        self,
+        message: str | OutgoingMessage,
+        *,
+        label: str = "default",
+        severity: MessageSeverity | str = MessageSeverity.INFO,
+        subject: str | None = None,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        block: bool = True,
+    ) -> concurrent.futures.Future[DeliveryReport]:
+        """Queue the message and return a future of its ``DeliveryReport`` at once.
+
+        With ``max_in_flight`` messages in flight, waits for room (``block=False``
+        raises ``QueueFullError`` instead). Cancelling the future before the message
+        reached the backends withdraws it.
+        """
+        outgoing = _outgoing(message, label, severity, subject, source, metadata)
+        delivery = _Delivery(outgoing)
+        future: concurrent.futures.Future[DeliveryReport] = concurrent.futures.Future()
+        delivery.future = future
+        self._submit(delivery, block=block, deadline=None)
+        return future
+
+    async def asend(
+        self,
+        message: str | OutgoingMessage,
+        *,
+        label: str = "default",
+        severity: MessageSeverity | str = MessageSeverity.INFO,
+        subject: str | None = None,
+        source: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timeout: float | None = 30.0,
+    ) -> DeliveryReport:
+        """``send`` for async code: awaitable from any event loop, this notifier's included.
+
+        Cancelling the await stops waiting; the message is still delivered.
+        """
+        outgoing = _outgoing(message, label, severity, subject, source, metadata)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        delivery = _Delivery(outgoing)
+        delivery.afuture = loop.create_future()
+        delivery.aloop = loop
+        if not self._started:
+            await asyncio.to_thread(self.start)
+        try:
+            self._submit(delivery, block=False, deadline=deadline)
+        except QueueFullError:
+            # Wait for room on a worker thread: the caller's loop must keep running.
+            await asyncio.to_thread(self._submit, delivery, block=True, deadline=deadline)
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            async with asyncio.timeout(remaining):
+                return await asyncio.shield(delivery.afuture)
+        except TimeoutError:
+            raise self._timeout_error(delivery, timeout) from None
+
+    def _submit(self, delivery: _Delivery, *, block: bool, deadline: float | None) -> None:
+        """Put ``delivery`` on the hand-off list and wake the loop if it is idle."""
+        if not self._started:
+            self.start()
+        on_loop = self._loop_thread.in_loop_thread()
+        with self._cond:
+            while True:
+                if self._closing:
+                    raise self._closed_error()
+                # The loop thread never waits for room: it is the one that makes room.
+                if self._inflight < self._max_in_flight or on_loop:
+                    break
+                if not block:
+                    raise QueueFullError(
+                        f"{self._name}: {self._max_in_flight} messages are in flight "
+                        "(max_in_flight)"
+                    )
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise DeliveryTimeoutError(
+                        f"{self._name}: no room to queue the message in time: "
+                        f"{self._max_in_flight} messages are in flight (max_in_flight)",
+                        pending=self._target_names(delivery.message.label),
+                    )
+                self._cond.wait(remaining)
+            self._inflight += 1
+            self._handoff.append(delivery)
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if wake:
+            loop = self._loop
+            assert loop is not None
+            # A loop closed meanwhile raises: close() then settles what was stranded.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._drain)
+
+    def _target_names(self, label: str) -> tuple[str, ...]:
+        return tuple(c.name for c in self._dispatcher.targets(label))
+
+    def _timeout_error(self, delivery: _Delivery, timeout: float | None) -> DeliveryTimeoutError:
+        pending = delivery.pending()
+        if pending is None:
+            pending = self._target_names(delivery.message.label)
+        names = ", ".join(pending) or "none"
+        return DeliveryTimeoutError(
+            f"message for label {delivery.message.label!r} not delivered within {timeout}s: "
+            f"still pending at {names} (it stays queued and will still be sent)",
+            pending=pending,
+        )
+
+    def _closed_error(self) -> NotifierClosedError:
+        if self._forked:
+            return NotifierClosedError(
+                f"{self._name} was created before os.fork(): its thread and connections stay "
+                "in the parent process; create a new Notifier in this process"
+            )
+        return NotifierClosedError(
+            f"{self._name} is closed: messages can no longer be sent through it; "
+            "create a new Notifier"
+        )
+
+    def _disown_after_fork(self) -> None:
+        """In a forked child: refuse every use (the loop thread exists only in the parent)."""
+        # Locks may have been held by a parent thread at the moment of the fork.
+        self._cond = threading.Condition(threading.Lock())
+        self._lifecycle = threading.RLock()
+        self._handoff = []
+        self._forked = True
+        self._closing = True
+        self._closed = True
+        self._close_result = False
+        self._finalizer.detach()
+
+    def _refuse_on_loop_thread(self, call: str) -> None:
+        if self._loop_thread.in_loop_thread():
+            raise RuntimeError(
+                f"Notifier.{call} was called on the notifier's own event loop thread (from an "
+                "async on_message handler?), where it would deadlock: use "
+                "`await notifier.asend(...)` (and `await notifier.aflush()`) there"
+            )
+
+    # -- the loop side --------------------------------------------------------------
+
+    def _drain(self) -> None:
+        """Loop thread: take the hand-off list and dispatch it in order."""
+        with self._cond:
+            batch = self._handoff
+            self._handoff = []
+            self._wake_pending = False
+        local = self._local
+        local.extend(batch)
+        self._draining = True
+        try:
+            for _ in range(_DRAIN_BATCH):
+                if not local:
+                    break
+                delivery = local.popleft()
+                try:
+                    self._dispatch(delivery)
+                except Exception as exc:  # a bug here must not strand the other messages
+                    logger.exception("%s: dispatching a message failed", self._name)
+                    self._fail_rest(delivery, f"internal error: {exc!r}")
+        finally:
+            self._draining = False
+            if local:
+                asyncio.get_running_loop().call_soon(self._drain)
+            self._flush_settled()
+
+    def _dispatch(self, delivery: _Delivery) -> None:
+        future = delivery.future
+        if future is not None and not future.set_running_or_notify_cancel():
+            self._settled += 1  # cancelled by the caller before it reached a backend
+            return
+        message = delivery.message
+        targets = self._dispatcher.targets(message.label)
+        delivery.targets = targets
+        if not targets:
+            self._warn_label(message.label)
+            delivery.results = []
+            self._finish(delivery)
+            return
+        if not self._enabled:
+            skipped: list[DeliveryResult | None] = [
+                DeliveryResult.skipped(c.name, _DISABLED_REASON) for c in targets
+            ]
+            delivery.results = skipped
+            self._finish(delivery)
+            return
+        results: list[DeliveryResult | None] = [None] * len(targets)
+        delivery.results = results
+        remaining = len(targets)
+        held = self._held
+        for index, communicator in enumerate(targets):
+            queue = held.get(communicator.name) if held else None
+            if queue is not None:
+                queue.append((delivery, index))
+                continue
+            task = self._delivery_task(delivery, communicator)
+            if task.done():  # an in-memory backend completes right here
+                results[index] = self._result_of(communicator.name, task)
+                remaining -= 1
+            else:
+                self._watch(task, delivery, index, communicator.name)
+        delivery.remaining = remaining
+        if remaining == 0:
+            self._finish(delivery)
+        else:
+            self._active[delivery] = None
+
+    def _delivery_task(
+        self, delivery: _Delivery, communicator: Communicator
+    ) -> asyncio.Task[DeliveryResult]:
+        # An eager task runs deliver_to at once, up to its first await: backends fix each
+        # message's place in their order in hand-off order, and a backend that does not
+        # need to wait completes without a trip through the loop.
+        return asyncio.Task(
+            self._dispatcher.deliver_to(communicator, delivery.message),
+            loop=self._loop,
+            eager_start=True,
+        )
+
+    def _watch(
+        self, task: asyncio.Task[DeliveryResult], delivery: _Delivery, index: int, name: str
+    ) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._delivery_done, delivery, index, name))
+
+    def _result_of(self, name: str, task: asyncio.Task[DeliveryResult]) -> DeliveryResult:
+        if task.cancelled():
+            return DeliveryResult.failed(name, self._abort_reason, attempts=0)
+        error = task.exception()
+        return task.result() if error is None else DeliveryResult.failed(name, error)
+
+    def _delivery_done(
+        self, delivery: _Delivery, index: int, name: str, task: asyncio.Task[DeliveryResult]
+    ) -> None:
+        self._tasks.discard(task)
+        results = delivery.results
+        if results is not None and results[index] is None:  # else close() settled it
+            results[index] = self._result_of(name, task)
+            delivery.remaining -= 1
+            if delivery.remaining == 0:
+                self._finish(delivery)
+        if not self._draining:
+            self._flush_settled()
+
+    def _release_held(self, communicator: Communicator, task: asyncio.Task[bool]) -> None:
+        # Loop thread, once a backend's start() ended (well or not): send what waited,
+        # in the order it arrived.
+        held = self._held.pop(communicator.name, None)
+        if not held:
+            return
+        for delivery, index in held:
+            results = delivery.results
+            if results is None or results[index] is not None:
+                continue
+            delivery_task = self._delivery_task(delivery, communicator)
+            if delivery_task.done():
+                results[index] = self._result_of(communicator.name, delivery_task)
+                delivery.remaining -= 1
+                if delivery.remaining == 0:
+                    self._finish(delivery)
+            else:
+                self._watch(delivery_task, delivery, index, communicator.name)
+        if not self._draining:
+            self._flush_settled()
+
+    def _finish(self, delivery: _Delivery) -> None:
+        results = delivery.results or []
+        report = DeliveryReport(
+            message=delivery.message,
+            results=tuple(r for r in results if r is not None),
+        )
+        self._active.pop(delivery, None)
+        delivery.remaining = 0
+        delivery.resolve(report, self._loop)
+        self._settled += 1
+
+    def _fail_rest(self, delivery: _Delivery, reason: str) -> None:
+        """Settle every backend of ``delivery`` that has no outcome yet as failed."""
+        if delivery.report is not None:
+            return
+        if delivery.targets is None:
+            delivery.targets = self._dispatcher.targets(delivery.message.label)
+        results = delivery.results
+        if results is None:
+            results = [None] * len(delivery.targets)
+        delivery.results = [
+            DeliveryResult.failed(c.name, reason, attempts=0) if result is None else result
+            for c, result in zip(delivery.targets, results, strict=True)
+        ]
+        self._finish(delivery)
+
+    def _flush_settled(self) -> None:
+        settled = self._settled
+        if settled:
+            self._settled = 0
+            with self._cond:
+                self._inflight -= settled
+                self._cond.notify_all()
+
+    def _warn_label(self, label: str) -> None:
+        if label in self._warned_labels:
+            return
+        self._warned_labels.add(label)
+        known = ", ".join(sorted(self._dispatcher.labels())) or "none"
+        logger.warning(
+            "%s: no backend handles label %r; its messages go nowhere (labels with backends: %s)",
+            self._name,
+            label,
+            known,
+        )
+
+    # -- incoming -------------------------------------------------------------------
+
+    def on_message(self, handler: IncomingHandler) -> Callable[[], None]:
+        """Call ``handler`` for every incoming message; the return value unsubscribes.
+
+        Sync handlers run in arrival order on one worker thread of the notifier (they may
+        block, and may call ``send`` to reply); async handlers run on the notifier's loop.
+        A handler's exception is logged and never stops the listener.
+        """
+        if not callable(handler):
+            raise TypeError(f"on_message needs a callable, not {type(handler).__name__}")
+        handlers = self._handlers
+
+        def deliver(message: IncomingMessage) -> None:
+            handlers.deliver(handler, message)
+
+        unsubscribe = self._dispatcher.subscribe(deliver)
+        done = False
+
+        def unsubscribe_once() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                unsubscribe()
+
+        return unsubscribe_once
+
+    # -- flush and close ------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every message sent so far reached an outcome and backend queues are empty.
+
+        ``timeout`` defaults to ``drain_timeout``. Returns True when all was done in time.
+        """
+        self._refuse_on_loop_thread("flush()")
+        if not self._started or self._closed:
+            return True
+        limit = self._drain_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        with self._cond:
+            while self._inflight > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        remaining = max(0.0, deadline - time.monotonic())
+        try:
+            return self._loop_thread.call(
+                self._dispatcher.flush_all(remaining), timeout=remaining + 1.0
+            )
+        except (TimeoutError, RuntimeError):
+            return False
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush (up to ``timeout``, default ``drain_timeout``), stop the backends and the thread.
+
+        Idempotent. Messages still undelivered are reported as failed to whoever waits
+        for them and listed in a warning. Returns True when everything was delivered.
+        """
+        return self._close(timeout, at_exit=False)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """``flush`` for async code: waits without blocking the running event loop."""
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def aclose(self, timeout: float | None = None) -> bool:
+        """``close`` for async code (e.g. a FastAPI lifespan): the running loop keeps running.
+
+        Not from the notifier's own loop (an async ``on_message`` handler), which it stops.
+        """
+        self._refuse_on_loop_thread("aclose()")
+        return await asyncio.to_thread(self.close, timeout)
+
+    def _close(self, timeout: float | None, *, at_exit: bool) -> bool:
+        self._refuse_on_loop_thread("close()")
+        with self._lifecycle:
+            if self._closing:
+                return self._close_result
+            with self._cond:
+                self._closing = True
+                self._cond.notify_all()  # senders waiting for room get NotifierClosedError
+            _live.discard(self)
+            self._finalizer.detach()
+            try:
+                self._close_result = self._shutdown(timeout, at_exit=at_exit)
+            finally:
+                self._closed = True
+            return self._close_result
+
+    def _shutdown(self, timeout: float | None, *, at_exit: bool) -> bool:
+        limit = self._drain_timeout if timeout is None else timeout
+        if not self._started:
+            self._handlers.close(0)
+            return True
+        flushed = self.flush(limit)
+        if not flushed:
+            self._abort_reason = f"not delivered: the notifier closed after waiting {limit}s"
+        # Everything after the flush shares one short allowance, so close() takes at most
+        # its timeout plus the grace, even when a backend or the loop is stuck.
+        grace = time.monotonic() + (_EXIT_GRACE if at_exit else _CLOSE_GRACE)
+        undelivered: list[tuple[OutgoingMessage, tuple[str, ...]]] = []
+        try:
+            undelivered = self._loop_thread.call(self._abort_pending(grace), timeout=_left(grace))
+        except (TimeoutError, RuntimeError) as exc:
+            logger.error("%s: could not cancel what was in flight: %r", self._name, exc)
+        try:
+            self._loop_thread.call(self._stop_backends(grace), timeout=_left(grace) + 0.1)
+        except (TimeoutError, RuntimeError) as exc:
+            logger.error("%s: stopping the backends failed: %r", self._name, exc)
+        if not self._handlers.close(_left(grace)):
+            logger.warning("%s: an on_message handler was still running at close", self._name)
+        if not self._loop_thread.stop(max(_left(grace), 0.1)):
+            logger.error("%s: the event loop thread did not stop", self._name)
+        with self._cond:  # handed over while the loop stopped: it will never dispatch them
+            stranded = self._handoff
+            self._handoff = []
+        for delivery in stranded:
+            undelivered.append((delivery.message, self._target_names(delivery.message.label)))
+            self._fail_rest(delivery, self._abort_reason)
+        self._flush_settled()
+        if undelivered:
+            self._report_undelivered(undelivered, at_exit=at_exit)
+        return flushed and not undelivered
+
+    async def _abort_pending(self, grace: float) -> list[tuple[OutgoingMessage, tuple[str, ...]]]:
+        """Loop thread: settle everything still in flight as failed; list what it was."""
+        with self._cond:
+            batch = self._handoff
+            self._handoff = []
+            self._wake_pending = True  # nothing more will be dispatched
+        waiting = [*self._local, *batch]
+        self._local.clear()
+        undelivered: list[tuple[OutgoingMessage, tuple[str, ...]]] = []
+        for delivery in waiting:
+            if delivery.withdrawn():
+                self._settled += 1
+                continue
+            undelivered.append((delivery.message, self._target_names(delivery.message.label)))
+            self._fail_rest(delivery, self._abort_reason)
+        for delivery in list(self._active):
+            undelivered.append((delivery.message, delivery.pending() or ()))
+        self._held.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=_left(grace) / 2)
+        for delivery in list(self._active):
+            self._fail_rest(delivery, self._abort_reason)
+        self._flush_settled()
+        return undelivered
+
+    async def _stop_backends(self, grace: float) -> None:
+        try:
+            async with asyncio.timeout_at(asyncio.get_running_loop().time() + _left(grace)):
+                await self._dispatcher.stop_all()
+        except TimeoutError:
+            still = [name for name, c in self.communicators.items() if c.is_started]
+            logger.error(
+                "%s: backends still stopping at close: %s", self._name, ", ".join(still) or "?"
+            )
+
+    def _report_undelivered(
+        self, undelivered: list[tuple[OutgoingMessage, tuple[str, ...]]], *, at_exit: bool
+    ) -> None:
+        when = "at interpreter exit" if at_exit else "when the notifier closed"
+        lines = [
+            f"processpype: {len(undelivered)} message(s) were not delivered {when} "
+            f"(drain_timeout={self._drain_timeout}s):"
+        ]
+        for message, pending in undelivered[:20]:
+            text = message.message
+            preview = text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
+            lines.append(
+                f"  label {message.label!r} -> {', '.join(pending) or 'no backend'}: {preview!r}"
+            )
+        if len(undelivered) > 20:
+            lines.append(f"  ... and {len(undelivered) - 20} more")
+        text = "\n".join(lines)
+        if at_exit:
+            try:
+                sys.stderr.write(text + "\n")
+                sys.stderr.flush()
+            except (OSError, ValueError):  # stderr already closed
+                pass
+            if logger.hasHandlers():
+                logger.error("%s", text)
+        else:
+            logger.warning("%s", text)
+
+
+def _left(deadline: float) -> float:
+    return max(0.0, deadline - time.monotonic())
+
+
+def _coerce_config(config: CommunicationsConfig | Mapping[str, Any]) -> CommunicationsConfig:
+    if isinstance(config, CommunicationsConfig):
+        return config
+    if isinstance(config, Mapping):
+        if "communications" in config:
+            section = config["communications"]
+            if not isinstance(section, Mapping):
+                raise TypeError(
+                    f"config['communications'] must be a mapping, not {type(section).__name__}"
+                )
+            return config_from_mapping(section, prefix=("communications",))
+        return config_from_mapping(config)
+    raise TypeError(
+        f"config must be a CommunicationsConfig or a mapping, not {type(config).__name__} "
+        "(use Notifier.from_yaml(path) for a YAML file)"
+    )
+
+
+def _outgoing(
+    message: str | OutgoingMessage,
+    label: str,
+    severity: MessageSeverity | str,
+    subject: str | None,
+    source: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> OutgoingMessage:
+    if isinstance(message, OutgoingMessage):
+        if (
+            label != "default"
+            or MessageSeverity.coerce(severity) is not MessageSeverity.INFO
+            or subject is not None
+            or source is not None
+            or metadata
+        ):
+            raise TypeError(
+                "pass label, severity, subject, source and metadata inside the "
+                "OutgoingMessage, not as keywords next to it"
+            )
+        return message
+    if not isinstance(message, str):
+        raise TypeError(
+            f"message must be a str or an OutgoingMessage, not {type(message).__name__}"
+        )
+    # Only non-default fields are passed: validation is the cost of a send.
+    fields: dict[str, Any] = {"message": message}
+    if label != "default":
+        fields["label"] = label
+    level = MessageSeverity.coerce(severity)
+    if level is not MessageSeverity.INFO:
+        fields["severity"] = level
+    if subject is not None:
+        fields["subject"] = subject
+    if source is not None:
+        fields["source"] = source
+    if metadata:
+        fields["metadata"] = dict(metadata)
+    return OutgoingMessage(**fields)
+
+
+def _abandon(
+    loop_thread: LoopThread, dispatcher: CommunicationDispatcher, handlers: IncomingHandlers
+) -> None:
+    """A notifier was garbage-collected without close(): stop its backends and thread."""
+    handlers.close(0)
+    if not loop_thread.running:
+        return
+
+    async def stop() -> None:
+        try:
+            async with asyncio.timeout(_CLOSE_GRACE):
+                await dispatcher.stop_all()
+        finally:
+            asyncio.get_running_loop().stop()
+
+    with contextlib.suppress(RuntimeError):
+        loop_thread.submit(stop())
+
+
+def _disown_all_after_fork() -> None:
+    for notifier in list(_live):
+        notifier._disown_after_fork()
+    _live.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_disown_all_after_fork)
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Flush every notifier still open, each bounded by its drain_timeout."""
+    for notifier in list(_live):
+        try:
+            notifier._close(None, at_exit=True)
+        except Exception as exc:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"processpype: closing {notifier!r} at exit failed: {exc!r}\n")
