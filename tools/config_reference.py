@@ -120,7 +120,7 @@ def render() -> str:
             lines.append(
                 "Also every key of *Every backend* (`type`, `enabled`, `labels`, `min_severity`)."
             )
-        lines += [""] + _table(model, skip_base=backend)
+        lines += ["", *_table(model, skip_base=backend)]
     return "\n".join(lines) + "\n"
 
 
