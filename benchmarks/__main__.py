@@ -65,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", choices=["tiny", "full"], default="full")
     parser.add_argument("--only", nargs="*", help="run modules whose name contains one of these")
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
-    parser.add_argument(
-        "--strict", action="store_true", help="exit 1 when a target is not met"
-    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is not met")
     args = parser.parse_args(argv)
 
     machine = machine_line()

@@ -98,9 +98,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         baselines = "; ".join(
             f"{name}: {format_number(value)}" for name, value in row.get("baselines", {}).items()
         )
-        ratios = "; ".join(
-            f"{name}: {value:.2f}x" for name, value in row.get("ratios", {}).items()
-        )
+        ratios = "; ".join(f"{name}: {value:.2f}x" for name, value in row.get("ratios", {}).items())
         ours = f"{format_number(row['figure'])} {row['unit']}"
         met = "yes" if row.get("met") else "**no**"
         lines.append(
