@@ -87,8 +87,8 @@ class Scenario:
 
 SCENARIOS = {
     "tiny": [
-        Scenario("private and group chats", 2, 2, 25, 1 / 40, 1),
-        Scenario("many private chats (bot-wide limit)", 40, 0, 3, 1 / 20, 1),
+        Scenario("private and group chats", 2, 2, 25, 1 / 60, 1),
+        Scenario("many private chats (bot-wide limit)", 40, 0, 4, 1 / 30, 1),
     ],
     "full": [
         Scenario("private and group chats", 20, 20, 30, 1 / 20, 3),
@@ -172,11 +172,12 @@ def _row(scenario: Scenario) -> dict[str, Any]:
         baselines={
             "minimum the limits allow (s)": minimum,
             "fixed pacing, 1 message / 0.1 s (s)": paced,
-            "flood waits, ours": float(floods),
-            "flood waits, fixed pacing": float(paced_floods),
         },
         ratios={"ours/minimum": ratio, "fixed pacing/ours": paced / ours.median},
-        target="≤ 1.1x the minimum the limits allow, 0 flood waits",
+        target=(
+            f"≤ 1.1x the minimum the limits allow, 0 flood waits (flood waits: ours "
+            f"{floods}, fixed pacing {paced_floods})"
+        ),
         met=ratio <= 1.1 and floods == 0,
         spread=ours.spread_text(),
     ).as_dict()

@@ -1,0 +1,863 @@
+"""``FakeTelegramClient``: stands in for telethon's ``TelegramClient`` in tests.
+
+It covers what a bot uses: ``start(bot_token=...)``, ``connect``/``disconnect``/
+``is_connected``, ``get_me``, ``send_message`` (telethon's signature),
+``add_event_handler``/``remove_event_handler`` with ``events.NewMessage``, and
+``run_until_disconnected``. It answers as Telegram would, with telethon's own error
+classes: ``MessageTooLongError`` over 4096 UTF-16 units (after parsing),
+``ValueError`` for empty text and for digit-string chats, ``FloodWaitError`` when a
+rate limit is broken (``enforce_rate_limits=True``) or when scripted (``fail_next``).
+Incoming messages (``inject_message``) are real telethon ``NewMessage`` events.
+
+Point every ``TelegramCommunicator`` at one fake with ``set_default_client_factory(
+fake.as_client_factory())``, or pass ``client_factory=fake.as_client_factory()``. The
+fake is safe to read and drive from a test thread while a Notifier's loop sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from telethon import errors, events, utils
+from telethon._updates import EntityCache
+from telethon.tl import types
+
+from processpype.communications.backends._telegram_limits import (
+    SlidingWindow,
+    TelegramRateLimits,
+    is_grouped,
+)
+from processpype.communications.backends._telegram_text import MAX_MESSAGE_UNITS, utf16_len
+from processpype.config.models import TelegramCommunicatorConfig
+
+__all__ = ["FailedSend", "FakeTelegramClient", "SentMessage"]
+
+logger = logging.getLogger("processpype.testing.telegram")
+
+_BOT_TOKEN = re.compile(r"\d+:[A-Za-z0-9_-]+")
+_DEFAULT_MEMBER_ID = 1000
+EventCallback = Callable[[Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class SentMessage:
+    """One message the fake accepted, as ``send_message`` was called.
+
+    ``text`` is the text argument (markup included when ``parse_mode`` parsed it);
+    ``entities`` the ``formatting_entities`` argument; ``time`` is ``time.monotonic()``
+    when it arrived.
+    """
+
+    chat: int | str
+    text: str
+    reply_to: int | None
+    parse_mode: str | None
+    time: float
+    entities: list[Any] | None = None
+    message_id: int = 0
+
+
+class FailedSend(NamedTuple):
+    """One ``send_message`` call that raised: the chat, the error, and when."""
+
+    chat: Any
+    error: BaseException
+    time: float
+
+
+def _check_api(api_id: Any, api_hash: Any) -> None:
+    if not api_id or not api_hash:
+        # telethon's own check and message (TelegramBaseClient.__init__)
+        raise ValueError(
+            "Your API ID or Hash cannot be empty or None. "
+            "Refer to telethon.rtfd.io for more information."
+        )
+
+
+def _chat_key(entity: int | str) -> int | str:
+    return entity.lower() if isinstance(entity, str) else entity
+
+
+class FakeTelegramClient:
+    """In-memory stand-in for telethon's ``TelegramClient`` (bot accounts).
+
+    ``enforce_rate_limits`` makes it answer ``FloodWaitError`` when a send breaks
+    ``rate_limits`` (Telegram's documented limits by default) by more than
+    ``rate_limit_tolerance`` seconds; ``latency`` delays every ``send_message``.
+    """
+
+    def __init__(
+        self,
+        session: Any = None,
+        api_id: int | str = 1,
+        api_hash: str = "fake-hash",
+        *,
+        enforce_rate_limits: bool = False,
+        rate_limits: TelegramRateLimits | None = None,
+        rate_limit_tolerance: float = 0.002,
+        latency: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        _check_api(api_id, api_hash)
+        self.session = session
+        self.api_id = int(api_id)
+        self._api_hash = api_hash
+        self.enforce_rate_limits = enforce_rate_limits
+        self.rate_limits = rate_limits or TelegramRateLimits()
+        self.rate_limit_tolerance = rate_limit_tolerance
+        self.latency = latency
+        self.flood_sleep_threshold: float = kwargs.pop("flood_sleep_threshold", 60)
+        self.parse_mode: str | None = "md"  # telethon's default: markdown
+        self.sent: list[SentMessage] = []
+        """Every message accepted, in arrival order."""
+        self.errors: list[FailedSend] = []
+        """Every ``send_message`` that raised: (chat, error, time)."""
+        self.flood_waits = 0
+        """How many ``FloodWaitError`` the enforced rate limits answered."""
+        self.sessions: list[Any] = []
+        """The session given to each client the factory built."""
+        self.start_count = 0
+        self.connect_count = 0
+        self.handler_errors: list[BaseException] = []
+        """Exceptions raised by event handlers (logged and swallowed, as telethon does)."""
+        self._lock = threading.Condition()
+        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._failures: deque[tuple[BaseException, int | str | None]] = deque()
+        self._connect_failures: deque[BaseException] = deque()
+        # (builder, callback, loop the handler was added on): each backend sharing this
+        # fake may run on its own loop, and its handler runs there.
+        self._handlers: list[tuple[Any, EventCallback, asyncio.AbstractEventLoop | None]] = []
+        self._connected = False
+        self._users = 0
+        self._me: types.User | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._disconnect_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._ids = itertools.count(1)
+        self._pts = itertools.count(1)
+        self._mb_entity_cache = EntityCache()
+        self._entities: dict[int, Any] = {}
+        self._chat_windows: dict[int | str, list[SlidingWindow]] = {}
+        self._global_window = self.rate_limits.new_global_window()
+        self._blocked_until: dict[int | str, float] = {}
+        self._dispatches: set[asyncio.Task[None]] = set()
+
+    def __repr__(self) -> str:
+        return (
+            f"FakeTelegramClient(connected={self._connected}, sent={len(self.sent)}, "
+            f"enforce_rate_limits={self.enforce_rate_limits})"
+        )
+
+    # -- factory --------------------------------------------------------------------
+
+    def as_client_factory(self) -> Callable[..., FakeTelegramClient]:
+        """A ``client_factory`` that checks its arguments like telethon and returns this fake."""
+
+        def factory(
+            session: Any, api_id: int | str, api_hash: str, **kwargs: Any
+        ) -> FakeTelegramClient:
+            _check_api(api_id, api_hash)
+            with self._lock:
+                self.sessions.append(session)
+                self.session = session
+            if "flood_sleep_threshold" in kwargs:
+                self.flood_sleep_threshold = kwargs["flood_sleep_threshold"]
+            return self
+
+        return factory
+
+    @staticmethod
+    def telegram_config(**overrides: Any) -> TelegramCommunicatorConfig:
+        """A valid ``TelegramCommunicatorConfig`` for tests (one ``default`` group chat).
+
+        Pass any config field to change it, e.g. ``chats={...}`` or
+        ``listen_to_commands=True``.
+        """
+        values: dict[str, Any] = {
+            "api_id": 12345,
+            "api_hash": "0123456789abcdef0123456789abcdef",
+            "token": "123456:TEST-token_for-the-fake",
+            "chats": {"default": {"chat_id": "-1001234567890"}},
+        }
+        values.update(overrides)
+        return TelegramCommunicatorConfig.model_validate(values)
+
+    # -- scripting ------------------------------------------------------------------
+
+    def fail_next(
+        self, exc: BaseException, *, chat: int | str | None = None, count: int = 1
+    ) -> None:
+        """Make the next ``count`` sends (to ``chat``, or to any chat) raise ``exc``."""
+        with self._lock:
+            for _ in range(count):
+                self._failures.append((exc, _chat_key(chat) if chat is not None else None))
+
+    def fail_next_connect(self, exc: BaseException | None = None, *, count: int = 1) -> None:
+        """Make the next ``count`` connection attempts raise ``exc`` (a ``ConnectionError``)."""
+        with self._lock:
+            for _ in range(count):
+                self._connect_failures.append(
+                    exc if exc is not None else ConnectionError("scripted connection failure")
+                )
+
+    def drop_connection(self) -> None:
+        """Lose the connection, as a network failure would (callable from any thread)."""
+        self._set_disconnected()
+
+    def clear(self) -> None:
+        """Forget sent messages, errors and scripted failures."""
+        with self._lock:
+            self.sent.clear()
+            self.errors.clear()
+            self._failures.clear()
+            self.flood_waits = 0
+
+    # -- reading --------------------------------------------------------------------
+
+    @property
+    def texts(self) -> list[str]:
+        """The text of every sent message, in order."""
+        with self._lock:
+            return [m.text for m in self.sent]
+
+    def sent_to(self, chat: int | str) -> list[SentMessage]:
+        """The messages sent to ``chat``, in order."""
+        key = _chat_key(chat)
+        with self._lock:
+            return [m for m in self.sent if _chat_key(m.chat) == key]
+
+    def _describe_sent(self) -> str:
+        got = [(m.chat, m.text[:40]) for m in self.sent[:10]]
+        return f"{len(self.sent)} arrived: {got!r}"
+
+    def wait_for_sent(self, count: int, timeout: float = 5.0) -> list[SentMessage]:
+        """Block until ``count`` messages were sent; return them all.
+
+        Raises ``TimeoutError`` saying what did arrive. From the sending loop's own
+        thread, use ``await wait_for_sent_async(...)`` instead.
+        """
+        self._refuse_on_own_loop("wait_for_sent", "wait_for_sent_async")
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self.sent) >= count, timeout):
+                raise TimeoutError(
+                    f"expected {count} sent messages within {timeout}s, {self._describe_sent()}"
+                )
+            return list(self.sent)
+
+    async def wait_for_sent_async(self, count: int, timeout: float = 5.0) -> list[SentMessage]:
+        """``wait_for_sent`` without blocking the event loop."""
+        await self._wait_async(lambda: len(self.sent) >= count, timeout)
+        with self._lock:
+            if len(self.sent) < count:
+                raise TimeoutError(
+                    f"expected {count} sent messages within {timeout}s, {self._describe_sent()}"
+                )
+            return list(self.sent)
+
+    def wait_for_connected(self, timeout: float = 5.0) -> None:
+        """Block until the fake is connected (e.g. after a reconnect)."""
+        self._refuse_on_own_loop("wait_for_connected", "wait_for_connected_async")
+        with self._lock:
+            if not self._lock.wait_for(lambda: self._connected, timeout):
+                raise TimeoutError(f"not connected within {timeout}s")
+
+    async def wait_for_connected_async(self, timeout: float = 5.0) -> None:
+        """``wait_for_connected`` without blocking the event loop."""
+        await self._wait_async(lambda: self._connected, timeout)
+        if not self._connected:
+            raise TimeoutError(f"not connected within {timeout}s")
+
+    def _refuse_on_own_loop(self, name: str, alternative: str) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if running is self._loop:
+            raise RuntimeError(
+                f"{name}() would block the event loop this fake sends on: "
+                f"use 'await {alternative}(...)'"
+            )
+
+    async def _wait_async(self, predicate: Callable[[], bool], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            with self._lock:
+                if predicate():
+                    return
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._async_waiters.append((loop, waiter))
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            try:
+                async with asyncio.timeout(remaining):
+                    await waiter
+            except TimeoutError:
+                return
+            finally:
+                with self._lock:
+                    if (loop, waiter) in self._async_waiters:
+                        self._async_waiters.remove((loop, waiter))
+
+    def _notify(self) -> None:
+        with self._lock:
+            self._lock.notify_all()
+            waiters, self._async_waiters = self._async_waiters, []
+        for loop, waiter in waiters:
+            loop.call_soon_threadsafe(_resolve, waiter)
+
+    # -- connection (telethon API) ----------------------------------------------------
+
+    async def connect(self) -> None:
+        """Connect (raises a failure scripted with ``fail_next_connect``)."""
+        with self._lock:
+            self.connect_count += 1
+            failure = self._connect_failures.popleft() if self._connect_failures else None
+        if failure is not None:
+            raise failure
+        loop = asyncio.get_running_loop()
+        if self._loop is not None and self._loop is not loop and self._connected:
+            # telethon refuses to change loops while connected, too
+            raise RuntimeError("The asyncio event loop must not change after connection")
+        self._loop = loop
+        if not self._connected:
+            self._connected = True
+            self._notify()
+
+    def is_connected(self) -> bool:
+        """True while connected."""
+        return self._connected
+
+    @property
+    def disconnected(self) -> asyncio.Future[None]:
+        """A future (of the running loop) resolved when the connection ends."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        if not self._connected:
+            future.set_result(None)
+            return future
+        with self._lock:
+            self._disconnect_waiters.append((loop, future))
+        return future
+
+    async def disconnect(self) -> None:
+        """Disconnect; when several backends share this fake, the last one disconnects it."""
+        if self._users > 0:
+            self._users -= 1
+        if self._users == 0 and self._connected:
+            self._set_disconnected()
+
+    def _set_disconnected(self) -> None:
+        with self._lock:
+            self._connected = False
+            waiters, self._disconnect_waiters = self._disconnect_waiters, []
+        for loop, future in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_resolve, future)
+        self._notify()
+
+    async def start(
+        self,
+        phone: Any = lambda: "",
+        password: Any = None,
+        *,
+        bot_token: str | None = None,
+        **kwargs: Any,
+    ) -> FakeTelegramClient:
+        """Connect and log the bot in with ``bot_token``, as telethon's ``start`` does."""
+        if not phone and not bot_token:
+            raise ValueError("No phone number or bot token provided.")
+        if phone and bot_token and not callable(phone):
+            raise ValueError(
+                "Both a phone and a bot token provided, must only provide one of either"
+            )
+        if not bot_token:
+            # telethon would now prompt for a phone number on stdin and hang a script.
+            raise RuntimeError(
+                "FakeTelegramClient logs in bots only; without bot_token telethon would "
+                "start an interactive phone login"
+            )
+        if not self._connected:
+            await self.connect()
+        if not _BOT_TOKEN.fullmatch(bot_token):
+            raise errors.AccessTokenInvalidError(request=None)
+        bot_id = int(bot_token.split(":", 1)[0])
+        self._me = types.User(
+            id=bot_id,
+            is_self=True,
+            bot=True,
+            first_name="Fake bot",
+            username="fake_bot",
+            access_hash=bot_id * 7 + 1,
+        )
+        self._mb_entity_cache.set_self_user(bot_id, True, self._me.access_hash)
+        self._users += 1
+        self.start_count += 1
+        return self
+
+    async def get_me(self, input_peer: bool = False) -> Any:
+        """The bot's own ``User`` (``InputPeerUser`` with ``input_peer``), None before login."""
+        if self._me is None:
+            return None
+        if input_peer:
+            return utils.get_input_peer(self._me)
+        return self._me
+
+    @property
+    def _self_id(self) -> int | None:
+        return self._me.id if self._me is not None else None
+
+    async def run_until_disconnected(self) -> None:
+        """Wait until the connection ends (raises ``ConnectionError`` when not connected)."""
+        if not self._connected:
+            raise ConnectionError("Cannot send requests while disconnected")
+        loop = asyncio.get_running_loop()
+        future = self.disconnected
+        try:
+            await future
+        finally:
+            with self._lock:
+                if (loop, future) in self._disconnect_waiters:
+                    self._disconnect_waiters.remove((loop, future))
+
+    # -- entities (enough for event builders and get_sender) --------------------------
+
+    async def get_input_entity(self, peer: Any) -> Any:
+        """The input peer of a known entity (from injected messages)."""
+        entity = await self.get_entity(peer)
+        return utils.get_input_peer(entity)
+
+    async def get_entity(self, entity: Any) -> Any:
+        """A known entity by marked id or input peer; ``ValueError`` otherwise."""
+        try:
+            key = utils.get_peer_id(entity)
+        except TypeError:
+            key = entity
+        if key in self._entities:
+            return self._entities[key]
+        raise ValueError(f'Could not find the input entity for "{entity}"')
+
+    # -- events (telethon API) ----------------------------------------------------------
+
+    def add_event_handler(self, callback: EventCallback, event: Any = None) -> None:
+        """Register ``callback`` for ``event`` (a builder instance or class)."""
+        if isinstance(event, type):
+            event = event()
+        elif not event:
+            event = events.Raw()
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        self._handlers.append((event, callback, loop))
+
+    def remove_event_handler(self, callback: EventCallback, event: Any = None) -> int:
+        """Unregister ``callback`` (for ``event`` only, if given); return how many."""
+        if event is not None and not isinstance(event, type):
+            event = type(event)
+        kept = [
+            (builder, handler, loop)
+            for builder, handler, loop in self._handlers
+            if not (handler == callback and (event is None or isinstance(builder, event)))
+        ]
+        removed = len(self._handlers) - len(kept)
+        self._handlers = kept
+        return removed
+
+    def list_event_handlers(self) -> list[tuple[EventCallback, Any]]:
+        """(callback, event builder) pairs, like telethon."""
+        return [(callback, builder) for builder, callback, _ in self._handlers]
+
+    def on(self, event: Any) -> Callable[[EventCallback], EventCallback]:
+        """Decorator form of ``add_event_handler``."""
+
+        def decorator(callback: EventCallback) -> EventCallback:
+            self.add_event_handler(callback, event)
+            return callback
+
+        return decorator
+
+    # -- sending (telethon API) -----------------------------------------------------------
+
+    async def send_message(
+        self,
+        entity: Any,
+        message: Any = "",
+        *,
+        reply_to: Any = None,
+        attributes: Any = None,
+        parse_mode: Any = (),
+        formatting_entities: list[Any] | None = None,
+        link_preview: bool = True,
+        file: Any = None,
+        thumb: Any = None,
+        force_document: bool = False,
+        clear_draft: bool = False,
+        buttons: Any = None,
+        silent: bool | None = None,
+        background: bool | None = None,
+        supports_streaming: bool = False,
+        schedule: Any = None,
+        comment_to: Any = None,
+        nosound_video: bool | None = None,
+        send_as: Any = None,
+        message_effect_id: int | None = None,
+    ) -> Any:
+        """Accept a text message as Telegram would, or raise telethon's error for it."""
+        try:
+            return await self._send(
+                entity, message, reply_to, parse_mode, formatting_entities, file
+            )
+        except Exception as exc:
+            with self._lock:
+                self.errors.append(FailedSend(entity, exc, time.monotonic()))
+            raise
+
+    async def _send(
+        self,
+        entity: Any,
+        message: Any,
+        reply_to: Any,
+        parse_mode: Any,
+        formatting_entities: list[Any] | None,
+        file: Any,
+    ) -> Any:
+        now = time.monotonic()  # when the request "reaches Telegram"
+        if file is not None:
+            raise NotImplementedError("FakeTelegramClient sends text messages only")
+        if not self._connected:
+            raise ConnectionError("Cannot send requests while disconnected")
+        self._check_entity(entity)
+        key = _chat_key(entity if isinstance(entity, int | str) else utils.get_peer_id(entity))
+        failure = self._take_failure(key)
+        if failure is not None:
+            raise failure
+        text = self._parsed_text(str(message), parse_mode, formatting_entities)
+        if self.enforce_rate_limits:
+            self._check_rate_limits(key, entity, now)
+        message_id = next(self._ids)
+        record = SentMessage(
+            chat=entity,
+            text=str(message),
+            reply_to=utils.get_message_id(reply_to),
+            parse_mode=self.parse_mode if parse_mode == () else parse_mode,
+            time=now,
+            entities=formatting_entities,
+            message_id=message_id,
+        )
+        with self._lock:
+            self.sent.append(record)
+        self._notify()
+        await asyncio.sleep(self.latency)
+        return types.Message(
+            id=message_id,
+            peer_id=self._peer(entity),
+            date=datetime.now(UTC),
+            message=text,
+            out=True,
+            entities=formatting_entities,
+            reply_to=(
+                types.MessageReplyHeader(reply_to_msg_id=record.reply_to)
+                if record.reply_to is not None
+                else None
+            ),
+        )
+
+    def _take_failure(self, key: int | str) -> BaseException | None:
+        with self._lock:
+            for index, (exc, chat) in enumerate(self._failures):
+                if chat is None or chat == key:
+                    del self._failures[index]
+                    return exc
+        return None
+
+    @staticmethod
+    def _check_entity(entity: Any) -> None:
+        if isinstance(entity, bool) or entity is None:
+            raise TypeError(f"Cannot cast {type(entity).__name__} to any kind of Peer.")
+        if isinstance(entity, int):
+            return
+        if isinstance(entity, str):
+            if utils.parse_phone(entity):
+                raise ValueError(
+                    "Cannot get entity by phone number as a bot "
+                    "(try using integer IDs, not strings)"
+                )
+            if entity.lower() in ("me", "self"):
+                return
+            username, _ = utils.parse_username(entity)
+            if not username:
+                raise ValueError(f'Cannot find any entity corresponding to "{entity}"')
+            return
+        utils.get_peer_id(entity)  # TypeError for anything telethon cannot use
+
+    def _parsed_text(
+        self, message: str, parse_mode: Any, formatting_entities: list[Any] | None
+    ) -> str:
+        text = message
+        if formatting_entities is None:
+            mode = utils.sanitize_parse_mode(self.parse_mode if parse_mode == () else parse_mode)
+            if mode:
+                text, parsed = mode.parse(message)
+                if message and not text and not parsed:
+                    raise ValueError("Failed to parse message")
+        if not text:
+            raise ValueError("The message cannot be empty unless a file is provided")
+        if not text.strip():
+            raise errors.MessageEmptyError(request=None)
+        if utf16_len(text) > MAX_MESSAGE_UNITS:
+            raise errors.MessageTooLongError(request=None)
+        return str(text)
+
+    def _check_rate_limits(self, key: int | str, entity: Any, now: float) -> None:
+        limits = self.rate_limits
+        tolerance = self.rate_limit_tolerance
+        blocked = self._blocked_until.get(key, -math.inf)
+        if blocked > now + tolerance:
+            self._flood(math.ceil((blocked - now) / limits.time_scale))
+        windows = self._chat_windows.get(key)
+        if windows is None:
+            grouped = is_grouped(entity) if isinstance(entity, int | str) else True
+            windows = self._chat_windows[key] = limits.chat_windows(grouped)
+        chat_ready = max(w.ready_at() for w in windows)
+        if chat_ready > now + tolerance:
+            seconds = max(1, math.ceil((chat_ready - now) / limits.time_scale))
+            self._blocked_until[key] = now + seconds * limits.time_scale
+            self._flood(seconds)
+        global_ready = self._global_window.ready_at()
+        if global_ready > now + tolerance:
+            self._flood(max(1, math.ceil((global_ready - now) / limits.time_scale)))
+        for window in windows:
+            window.record(now)
+        self._global_window.record(now)
+
+    def _flood(self, seconds: int) -> None:
+        with self._lock:
+            self.flood_waits += 1
+        raise errors.FloodWaitError(request=None, capture=seconds)
+
+    def _peer(self, entity: Any) -> Any:
+        if isinstance(entity, int):
+            peer_id, peer_type = utils.resolve_id(entity)
+            return peer_type(peer_id)
+        if isinstance(entity, str):
+            return types.PeerUser(abs(hash(entity.lower())) % 10**9)
+        return utils.get_peer(entity)
+
+    # -- incoming -------------------------------------------------------------------------
+
+    def inject_message(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        sender_id: int | None = None,
+        sender_name: str = "Test User",
+        topic_id: int | None = None,
+        reply_to: int | None = None,
+        chat_username: str | None = None,
+        timeout: float = 5.0,
+    ) -> Any:
+        """Deliver an incoming message to the ``NewMessage`` handlers; return the message.
+
+        ``chat_id`` is a marked id (``-100...`` supergroups, negative small groups,
+        positive private chats); ``sender_id`` defaults to the chat in a private chat.
+        ``topic_id`` posts into a forum topic, ``reply_to`` replies to a message (inside
+        the topic, when both are given). From another thread this returns once the
+        handlers ran; on the client's own loop they are scheduled (or use
+        ``inject_message_async``).
+        """
+        update = self._build_update(
+            chat_id, text, sender_id, sender_name, topic_id, reply_to, chat_username
+        )
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, handlers in self._handlers_by_loop().items():
+            if loop is running:
+                task = loop.create_task(self._dispatch(update, handlers))
+                self._dispatches.add(task)
+                task.add_done_callback(self._dispatches.discard)
+            else:
+                future = asyncio.run_coroutine_threadsafe(self._dispatch(update, handlers), loop)
+                future.result(timeout)
+        return update.message
+
+    async def inject_message_async(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        sender_id: int | None = None,
+        sender_name: str = "Test User",
+        topic_id: int | None = None,
+        reply_to: int | None = None,
+        chat_username: str | None = None,
+    ) -> Any:
+        """``inject_message`` that returns once every handler has run."""
+        update = self._build_update(
+            chat_id, text, sender_id, sender_name, topic_id, reply_to, chat_username
+        )
+        running = asyncio.get_running_loop()
+        for loop, handlers in self._handlers_by_loop().items():
+            if loop is running:
+                await self._dispatch(update, handlers)
+            else:
+                future = asyncio.run_coroutine_threadsafe(self._dispatch(update, handlers), loop)
+                await asyncio.wrap_future(future)
+        return update.message
+
+    def _handlers_by_loop(
+        self,
+    ) -> dict[asyncio.AbstractEventLoop, list[tuple[Any, EventCallback]]]:
+        """The handlers to run, grouped by the loop each runs on (connected only)."""
+        if self._loop is None or not self._connected:
+            raise RuntimeError(
+                "FakeTelegramClient is not connected: start the client (or the backend "
+                "using it) before injecting messages"
+            )
+        groups: dict[asyncio.AbstractEventLoop, list[tuple[Any, EventCallback]]] = {}
+        for builder, callback, loop in self._handlers:
+            target = loop if loop is not None and not loop.is_closed() else self._loop
+            groups.setdefault(target, []).append((builder, callback))
+        return groups
+
+    def _build_update(
+        self,
+        chat_id: int,
+        text: str,
+        sender_id: int | None,
+        sender_name: str,
+        topic_id: int | None,
+        reply_to: int | None,
+        chat_username: str | None,
+    ) -> Any:
+        if isinstance(chat_id, bool) or not isinstance(chat_id, int):
+            raise TypeError(f"chat_id must be a marked integer id, got {chat_id!r}")
+        peer_id, peer_type = utils.resolve_id(chat_id)
+        now = datetime.now(UTC).replace(microsecond=0)  # Telegram dates have seconds
+        private = peer_type is types.PeerUser
+        if sender_id is None:
+            sender_id = chat_id if private else _DEFAULT_MEMBER_ID
+        first, _, last = sender_name.partition(" ")
+        sender = types.User(
+            id=sender_id,
+            first_name=first,
+            last_name=last or None,
+            bot=False,
+            access_hash=sender_id * 31 + 7,
+            username=chat_username if private and sender_id == chat_id else None,
+        )
+        chat: Any
+        if private:
+            peer: Any = types.PeerUser(peer_id)
+            chat = (
+                sender
+                if sender_id == chat_id
+                else types.User(
+                    id=peer_id,
+                    first_name="Chat",
+                    access_hash=peer_id * 31 + 7,
+                    username=chat_username,
+                )
+            )
+        elif peer_type is types.PeerChat:
+            peer = types.PeerChat(peer_id)
+            chat = types.Chat(
+                id=peer_id,
+                title="Fake group",
+                photo=types.ChatPhotoEmpty(),
+                participants_count=2,
+                date=now,
+                version=1,
+            )
+        else:
+            peer = types.PeerChannel(peer_id)
+            chat = types.Channel(
+                id=peer_id,
+                title="Fake supergroup",
+                photo=types.ChatPhotoEmpty(),
+                date=now,
+                megagroup=True,
+                forum=topic_id is not None,
+                username=chat_username.lstrip("@") if chat_username else None,
+                access_hash=peer_id * 31 + 7,
+            )
+        header = None
+        if topic_id is not None:
+            # In a topic, a plain message "replies" to the topic; a reply names the
+            # topic in reply_to_top_id (telethon's MessageReplyHeader, as Telegram sends).
+            header = types.MessageReplyHeader(
+                forum_topic=True,
+                reply_to_msg_id=reply_to if reply_to is not None else topic_id,
+                reply_to_top_id=topic_id if reply_to is not None else None,
+            )
+        elif reply_to is not None:
+            header = types.MessageReplyHeader(reply_to_msg_id=reply_to)
+        message = types.Message(
+            id=next(self._ids),
+            peer_id=peer,
+            date=now,
+            message=text,
+            out=False,
+            from_id=None if private and sender_id == chat_id else types.PeerUser(sender_id),
+            reply_to=header,
+        )
+        entities = {utils.get_peer_id(sender): sender, utils.get_peer_id(chat): chat}
+        self._entities.update(entities)
+        if peer_type is types.PeerChannel:
+            update = types.UpdateNewChannelMessage(
+                message=message, pts=next(self._pts), pts_count=1
+            )
+        else:
+            update = types.UpdateNewMessage(message=message, pts=next(self._pts), pts_count=1)
+        update._entities = entities
+        return update
+
+    async def _dispatch(self, update: Any, handlers: list[tuple[Any, EventCallback]]) -> None:
+        """Run ``handlers`` for ``update`` the way telethon's ``_dispatch_update`` does."""
+        for builder, callback in handlers:
+            if isinstance(builder, events.Raw):
+                event = update
+            elif isinstance(builder, events.NewMessage):
+                event = builder.build(update, None, self._self_id)
+                if not event:
+                    continue
+                event.original_update = update
+                event._entities = update._entities
+                event._set_client(self)
+            else:
+                continue
+            if not builder.resolved:
+                await builder.resolve(self)
+            passed = builder.filter(event)
+            if asyncio.iscoroutine(passed):
+                passed = await passed
+            if not passed:
+                continue
+            try:
+                await callback(event)
+            except events.StopPropagation:
+                break
+            except Exception as exc:
+                name = getattr(callback, "__name__", repr(callback))
+                logger.exception("Unhandled exception on %s", name)
+                with self._lock:
+                    self.handler_errors.append(exc)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
