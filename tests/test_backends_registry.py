@@ -127,7 +127,8 @@ logging.getLogger("processpype").addHandler(Keep())
 from processpype.communications.backends import create_communicator, available_backends
 from processpype.config.models import CommunicationsConfig
 config = CommunicationsConfig.model_validate({"backends": {
-    "tg": {"type": "telegram", "api_id": 1, "api_hash": "h", "token": "t"},
+    "tg": {"type": "telegram", "api_id": 1, "api_hash": "h", "token": "1:t",
+           "chats": {"default": {"chat_id": 1}}},
     "mail": {"type": "email", "from_address": "a@b.c"},
     "mail2": {"type": "email", "from_address": "a@b.c"},
     "hook": {"type": "slack", "url": "https://hooks.invalid/T000/SECRET"},

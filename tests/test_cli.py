@@ -442,6 +442,8 @@ backends:
     api_hash: SECRET-API-HASH
     token: "123456:SECRET-BOT-TOKEN"
     labels: [default, ops]
+    chats:
+      default: {chat_id: -1001234567890}
   mail:
     type: email
     host: smtp.example.com

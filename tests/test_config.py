@@ -17,7 +17,13 @@ from processpype.config.models import (
     TelegramCommunicatorConfig,
 )
 
-TELEGRAM = {"type": "telegram", "api_id": 123, "api_hash": "hash-value-x", "token": "tok:SECRET"}
+TELEGRAM = {
+    "type": "telegram",
+    "api_id": 123,
+    "api_hash": "hash-value-x",
+    "token": "tok:SECRET",
+    "chats": {"default": {"chat_id": -100123}},
+}
 EMAIL = {"type": "email", "from_address": "bot@example.com"}
 
 
@@ -57,7 +63,7 @@ def test_telegram_defaults_match_the_reference() -> None:
     config = TelegramCommunicatorConfig.model_validate(TELEGRAM)
     assert config.session_string.get_secret_value() == ""
     assert config.listen_to_commands is False
-    assert config.chats == {}
+    assert list(config.chats) == ["default"]
     assert config.parse_mode is None
     assert config.max_queue_size == 1000
     assert (config.per_chat_per_second, config.per_group_per_minute) == (1.0, 20)
@@ -182,6 +188,24 @@ MALFORMED: list[tuple[str, dict[str, Any], str, str]] = [
     ),
     ("telegram empty token", {"backends": {"t": {**TELEGRAM, "token": ""}}}, "token", "empty"),
     (
+        "telegram token shape",
+        {"backends": {"t": {**TELEGRAM, "token": "nocolon"}}},
+        "token",
+        "bot token",
+    ),
+    (
+        "telegram label without chat",
+        {"backends": {"t": {**TELEGRAM, "chats": {"ops": {"chat_id": 1}}}}},
+        "backends.t",
+        "no chat for label",
+    ),
+    (
+        "telegram topic zero",
+        {"backends": {"t": {**TELEGRAM, "chats": {"default": {"chat_id": 1, "topic_id": 0}}}}},
+        "topic_id",
+        "greater",
+    ),
+    (
         "telegram empty api_hash",
         {"backends": {"t": {**TELEGRAM, "api_hash": " "}}},
         "api_hash",
@@ -280,3 +304,12 @@ def test_validation_error_never_shows_a_secret_value() -> None:
             {"backends": {"t": {**TELEGRAM, "api_id": "not-a-number"}}}
         )
     assert "tok:SECRET" not in str(caught.value)
+
+
+def test_validation_error_of_a_secret_field_does_not_echo_it() -> None:
+    with pytest.raises(ValidationError) as caught:
+        CommunicationsConfig.model_validate(
+            {"backends": {"t": {**TELEGRAM, "token": "no-colon-SECRET-VALUE"}}}
+        )
+    assert "token" in str(caught.value)
+    assert "SECRET-VALUE" not in str(caught.value)

@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from pydantic import ValidationError
 from telethon import errors
 
 from processpype.communications.backends.telegram import TelegramCommunicator
-from processpype.communications.errors import ConfigError, SendError
+from processpype.communications.errors import SendError
 from processpype.communications.models import OutgoingMessage
 from processpype.testing.telegram import FakeTelegramClient
 
@@ -315,7 +316,5 @@ async def test_send_before_start_is_refused(fake: FakeTelegramClient) -> None:
 
 
 def test_label_without_chat_or_default_chat_is_a_config_error(fake: FakeTelegramClient) -> None:
-    config = fake.telegram_config(labels=["alerts"], chats={"ops": {"chat_id": "42"}})
-
-    with pytest.raises(ConfigError, match=r"backends\.tg\.chats: no chat for label\(s\) 'alerts'"):
-        TelegramCommunicator("tg", config, client_factory=fake.as_client_factory())
+    with pytest.raises(ValidationError, match=r"chats: no chat for label\(s\) 'alerts'"):
+        fake.telegram_config(labels=["alerts"], chats={"ops": {"chat_id": "42"}})

@@ -43,7 +43,8 @@ __all__ = [
 class ConfigurationModel(BaseModel):
     """Base of every processpype configuration model (unknown keys are errors)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Errors never echo input values: a value could be a token or a password.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
 
 def _split_addresses(value: Any) -> Any:
@@ -105,7 +106,7 @@ class TelegramChatConfig(ConfigurationModel):
     """One Telegram chat that a label routes to."""
 
     chat_id: str = Field(description="Numeric chat id (e.g. -1001234567890) or @username")
-    topic_id: int | None = Field(default=None, description="Forum topic id")
+    topic_id: int | None = Field(default=None, gt=0, description="Forum topic id")
     command_authorized: bool = Field(default=False, description="Accept commands from this chat")
     active: bool = Field(default=True, description="Whether this chat is active")
     allowed_sender_ids: list[int] = Field(
@@ -126,13 +127,11 @@ class TelegramChatConfig(ConfigurationModel):
 
     @field_validator("chat_id")
     @classmethod
-    def _chat_id_shape(cls, value: str) -> str:
+    def _chat_id_not_blank(cls, value: str) -> str:
+        # A numeric id, an @username, or anything else telethon resolves (t.me links).
         value = value.strip()
         if not value:
             raise ValueError("chat_id cannot be empty")
-        if value.lstrip("-").isdigit() or value.startswith("@"):
-            return value
-        # telethon also resolves t.me links and plain usernames; keep them as given.
         return value
 
 
@@ -155,7 +154,10 @@ class TelegramCommunicatorConfig(_StrictBackendConfig):
     )
     max_queue_size: int = Field(default=1000, ge=1, description="Messages waiting to be sent")
     send_timeout: float = Field(
-        default=30.0, gt=0, description="How long send() waits for room in a full queue"
+        default=30.0,
+        gt=0,
+        description="How long send() waits for room in a full queue, and one request "
+        "to Telegram may take",
     )
     stop_timeout: float = Field(
         default=10.0, ge=0, description="How long stop() drains the queue before giving up"
@@ -179,6 +181,24 @@ class TelegramCommunicatorConfig(_StrictBackendConfig):
             # stdin and hangs a script: refuse it here, before any connection.
             raise ValueError("cannot be empty")
         return value
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        if ":" not in value.get_secret_value():
+            raise ValueError("does not look like a bot token ('<bot id>:<secret>' from @BotFather)")
+        return value
+
+    @model_validator(mode="after")
+    def _every_label_has_a_chat(self) -> TelegramCommunicatorConfig:
+        if "default" not in self.chats:
+            missing = [label for label in self.labels if label not in self.chats]
+            if missing:
+                raise ValueError(
+                    f"chats: no chat for label(s) {', '.join(map(repr, missing))}: add a chat "
+                    "under each label's name, or a 'default' chat that takes every label"
+                )
+        return self
 
 
 class EmailCommunicatorConfig(_RetryingBackendConfig):

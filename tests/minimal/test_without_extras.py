@@ -32,7 +32,17 @@ def test_public_api_imports() -> None:
 @pytest.mark.parametrize(
     ("backend", "package", "extra"),
     [
-        ({"type": "telegram", "api_id": 1, "api_hash": "h", "token": "t"}, "telethon", "telegram"),
+        (
+            {
+                "type": "telegram",
+                "api_id": 1,
+                "api_hash": "h",
+                "token": "1:t",
+                "chats": {"default": {"chat_id": 1}},
+            },
+            "telethon",
+            "telegram",
+        ),
         ({"type": "email", "from_address": "bot@example.com"}, "aiosmtplib", "email"),
         ({"type": "webhook", "url": "https://hooks.invalid/x"}, "httpx", "webhook"),
     ],
