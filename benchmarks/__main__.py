@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks._common import format_table
+from benchmarks._common import NOISY_SPREAD, format_table
 
 MODULES = [
     "bench_import",
@@ -59,6 +59,50 @@ def run_all(size: str, only: list[str] | None) -> tuple[list[dict[str, Any]], li
     return rows, failures
 
 
+def markdown_page(machine: str, size: str, table: str, noisy: list[str]) -> str:
+    """docs/benchmarks.md: the table, where it was measured and how to rerun it."""
+    note = ""
+    if noisy:
+        note = (
+            f"\nThe machine was noisy during: {', '.join(noisy)}. Those figures carry a wide "
+            "spread; rerun on a quiet machine before relying on them.\n"
+        )
+    return f"""# Benchmarks
+
+Every figure below was measured in one run, beside its baselines, on:
+{machine} (size `{size}`). Each benchmark repeats its runs and reports the median;
+*spread* is half the range over the median, flagged NOISY above {NOISY_SPREAD:.0%}.
+
+Rerun with `tox -e bench` (or `pip install -e '.[all,testing]' apprise` and
+`python -m benchmarks --markdown docs/benchmarks.md`); `python -m benchmarks.bench_email`
+and the other modules run one benchmark alone.
+
+{table}
+{note}
+## What is compared
+
+- **import**: `python -c "import processpype"` against `python -c pass` (names load on
+  first use, so importing the package costs almost nothing).
+- **Notifier start + close**: a console backend, against starting and stopping a bare
+  thread that runs an event loop.
+- **blocking send round trip** (in-memory backend): against a `queue.SimpleQueue`
+  ping-pong between two threads (the floor of any blocking call across threads), one
+  `asyncio.run_coroutine_threadsafe(...).result()` per message, and
+  `apprise.Apprise.notify` to an in-memory `@notify` target.
+- **send_nowait throughput**: messages delivered per second, end to end, against one
+  `run_coroutine_threadsafe` per message; and peak memory under a flood of 1,000,000
+  messages against a tenth of that.
+- **email throughput**: 1000 messages to a local aiosmtpd server in another process,
+  against raw aiosmtplib on one connection (the limit) and a new connection per message
+  (what `logging.handlers.SMTPHandler` does).
+- **blocking email send**: `Notifier.send` against apprise's `mailto://` plugin on the
+  same server (apprise waits 5.5 s between two sends to one target).
+- **Telegram pacing**: messages across private chats and groups against the fake
+  client enforcing Telegram's limits, against the minimum time the limits allow and a
+  sender that paces at one message every 0.1 s.
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the suite and print the table; exit 1 if a benchmark crashed."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
@@ -80,9 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({', '.join(noisy)}): rerun on a quiet machine before trusting them."
         )
     if args.markdown:
-        args.markdown.write_text(
-            f"Measured on {machine}, size `{args.size}`.\n\n{table}\n", encoding="utf-8"
-        )
+        args.markdown.write_text(markdown_page(machine, args.size, table, noisy), encoding="utf-8")
     unmet = [r["benchmark"] for r in rows if not r.get("met")]
     if failures:
         print(f"\nbenchmarks that crashed: {', '.join(failures)}", file=sys.stderr)

@@ -6,8 +6,9 @@ needs none of the optional backend packages.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from processpype._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from processpype.communications.backends import create_communicator, register_backend
@@ -57,37 +58,27 @@ __all__ = [
 ]
 
 _LOCATIONS = {
-    "CommunicationDispatcher": "dispatcher",
-    "Communicator": "base",
-    "ConfigError": "errors",
-    "DeliveryError": "errors",
-    "DeliveryReport": "delivery",
-    "DeliveryResult": "delivery",
-    "IncomingMessage": "models",
-    "MessageHandler": "models",
-    "MessageSeverity": "models",
-    "NoOpCommunicator": "base",
-    "Notifier": "notifier",
-    "OutgoingMessage": "models",
-    "ProcesspypeError": "errors",
-    "SendError": "errors",
-    "create_communicator": "backends",
-    "emit_message": "dispatcher",
-    "get_dispatcher": "dispatcher",
-    "init_communications": "setup",
-    "register_backend": "backends",
-    "shutdown_communications": "setup",
+    "CommunicationDispatcher": "processpype.communications.dispatcher",
+    "Communicator": "processpype.communications.base",
+    "ConfigError": "processpype.communications.errors",
+    "DeliveryError": "processpype.communications.errors",
+    "DeliveryReport": "processpype.communications.delivery",
+    "DeliveryResult": "processpype.communications.delivery",
+    "IncomingMessage": "processpype.communications.models",
+    "MessageHandler": "processpype.communications.models",
+    "MessageSeverity": "processpype.communications.models",
+    "NoOpCommunicator": "processpype.communications.base",
+    "Notifier": "processpype.communications.notifier",
+    "OutgoingMessage": "processpype.communications.models",
+    "ProcesspypeError": "processpype.communications.errors",
+    "SendError": "processpype.communications.errors",
+    "create_communicator": "processpype.communications.backends",
+    "emit_message": "processpype.communications.dispatcher",
+    "get_dispatcher": "processpype.communications.dispatcher",
+    "init_communications": "processpype.communications.setup",
+    "register_backend": "processpype.communications.backends",
+    "shutdown_communications": "processpype.communications.setup",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LOCATIONS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LOCATIONS)

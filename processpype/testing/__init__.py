@@ -15,8 +15,9 @@ importing this package needs none of the optional packages.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from processpype._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from processpype.testing.recording import RecordingCommunicator
@@ -34,14 +35,4 @@ _LOCATIONS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LOCATIONS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _LOCATIONS)
