@@ -27,7 +27,18 @@ class DeliveryResult(BaseModel):
     @classmethod
     def delivered(cls, backend: str, *, attempts: int = 1) -> DeliveryResult:
         """A result for a message that reached the backend's service."""
-        return cls(backend=backend, status="delivered", attempts=attempts)
+        if cls is not DeliveryResult or type(backend) is not str or type(attempts) is not int:
+            return cls(backend=backend, status="delivered", attempts=attempts)
+        # Results are frozen values, and "delivered" ones repeat for every message of a
+        # backend: validating once per (backend, attempts) keeps pydantic off the hot path.
+        key = (backend, attempts)
+        result = _delivered.get(key)
+        if result is None:
+            result = cls(backend=backend, status="delivered", attempts=attempts)
+            if len(_delivered) >= _DELIVERED_LIMIT:
+                _delivered.clear()
+            _delivered[key] = result
+        return result
 
     @classmethod
     def failed(
@@ -41,6 +52,11 @@ class DeliveryResult(BaseModel):
     def skipped(cls, backend: str, reason: str) -> DeliveryResult:
         """A result for a message the backend chose not to send (and why)."""
         return cls(backend=backend, status="skipped", error=reason, attempts=0)
+
+
+_delivered: dict[tuple[str, int], DeliveryResult] = {}
+_DELIVERED_LIMIT = 1024
+"""Distinct (backend, attempts) "delivered" results kept; the cache is cleared beyond."""
 
 
 def _describe(error: BaseException) -> str:

@@ -195,7 +195,8 @@ class CommunicationDispatcher:
         """Deliver ``message`` to one backend; never raises, always returns a result."""
         name = communicator.name
         min_severity = getattr(communicator.config, "min_severity", MessageSeverity.DEBUG)
-        if message.severity < min_severity:
+        # Nothing ranks below DEBUG (the default): skip the comparison for it.
+        if min_severity is not MessageSeverity.DEBUG and message.severity < min_severity:
             return DeliveryResult.skipped(
                 name, f"severity {message.severity} is below min_severity {min_severity}"
             )
