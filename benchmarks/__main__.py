@@ -71,7 +71,8 @@ def markdown_page(machine: str, size: str, table: str, noisy: list[str]) -> str:
 
 Every figure below was measured in one run, beside its baselines, on:
 {machine} (size `{size}`). Each benchmark repeats its runs and reports the median;
-*spread* is half the range over the median, flagged NOISY above {NOISY_SPREAD:.0%}.
+*spread* is half the interquartile range over the median, flagged NOISY above
+{NOISY_SPREAD:.0%}.
 
 Rerun with `tox -e bench` (or `pip install -e '.[all,testing]' apprise` and
 `python -m benchmarks --markdown docs/benchmarks.md`); `python -m benchmarks.bench_email`

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-NOISY_SPREAD = 0.15
-"""A relative spread (max-min over median) above this marks a figure as noisy."""
+NOISY_SPREAD = 0.2
+"""A relative spread (interquartile range over median) above this marks a figure noisy."""
 
 
 @dataclass
@@ -25,10 +25,14 @@ class Sample:
 
     @property
     def relative_spread(self) -> float:
-        """(max - min) / median, 0 for a single measurement."""
-        if len(self.values) < 2 or self.median == 0:
+        """Interquartile range over the median (the full range below 4 figures)."""
+        values = sorted(self.values)
+        if len(values) < 2 or self.median == 0:
             return 0.0
-        return (max(self.values) - min(self.values)) / self.median
+        if len(values) < 4:
+            return (values[-1] - values[0]) / self.median
+        low, _, high = statistics.quantiles(values, n=4)
+        return (high - low) / self.median
 
     def spread_text(self) -> str:
         """The spread as text, flagged when the run was noisy."""
