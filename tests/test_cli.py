@@ -76,8 +76,9 @@ class Lines:
         self._thread.start()
 
     def _pump(self, stream: IO[str]) -> None:
-        for line in stream:
-            self._queue.put(line.rstrip("\n"))
+        with stream:  # closed at the end of the output, so no pipe is left open
+            for line in stream:
+                self._queue.put(line.rstrip("\n"))
         self._queue.put(None)
 
     def wait_for(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
