@@ -384,6 +384,20 @@ async def test_flush_waits_for_sends_in_flight(server: SMTPTestServer) -> None:
     await mail.stop()
 
 
+@pytest.mark.asyncio
+async def test_flush_right_after_a_send_waits_for_the_next_one_in_line(
+    server: SMTPTestServer,
+) -> None:
+    mail = backend(server)
+    waiting = asyncio.create_task(mail.send(message("second")))
+    await mail.deliver(message("first"))  # takes the lock before "second" runs
+    # The lock was just handed on: "second" is woken but has not taken it yet.
+    assert await mail.flush(timeout=5)
+    assert waiting.done()
+    assert server.message_count == 2
+    await mail.stop()
+
+
 def test_works_again_in_a_new_event_loop_after_stop(server: SMTPTestServer) -> None:
     mail = backend(server)
 

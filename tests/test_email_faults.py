@@ -232,3 +232,71 @@ async def test_a_drop_over_tls_is_retried_on_a_new_connection(tls: str) -> None:
     assert result.status == "delivered"
     assert bodies(secure) == ["first", "second"]
     assert secure.connection_count == 2
+
+
+@pytest.mark.asyncio
+async def test_a_send_cancelled_during_login_closes_its_connection() -> None:
+    auth_started = asyncio.Event()
+    client_left = asyncio.Event()
+
+    async def stalls_at_auth(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 stalling.test ESMTP\r\n")
+        while line := await reader.readline():
+            if line.upper().startswith(b"EHLO"):
+                writer.write(b"250-stalling.test\r\n250 AUTH PLAIN LOGIN\r\n")
+            elif line.upper().startswith(b"AUTH"):
+                auth_started.set()  # and never answer
+                break
+        await reader.read()  # returns once the client has closed the connection
+        client_left.set()
+        writer.close()
+
+    stalling = await asyncio.start_server(stalls_at_auth, "127.0.0.1", 0)
+    port = stalling.sockets[0].getsockname()[1]
+    with SMTPTestServer() as unused:
+        mail = backend(unused, port=port, username="u", password="p", timeout=30)
+    sending = asyncio.create_task(mail.send(message()))
+    await asyncio.wait_for(auth_started.wait(), timeout=5)
+    sending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+    await asyncio.wait_for(client_left.wait(), timeout=5)
+    stalling.close()
+    await stalling.wait_closed()
+
+
+@pytest.mark.asyncio
+async def test_sends_cut_off_by_stop_fail_instead_of_reconnecting() -> None:
+    connections = 0
+    data_started = asyncio.Event()
+
+    async def stalls_at_data(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        writer.write(b"220 stalling.test ESMTP\r\n")
+        while line := await reader.readline():
+            command = line.upper()
+            if command.startswith(b"EHLO"):
+                writer.write(b"250 stalling.test\r\n")
+            elif command.startswith((b"MAIL", b"RCPT")):
+                writer.write(b"250 OK\r\n")
+            elif command.startswith(b"DATA"):
+                writer.write(b"354 go ahead\r\n")
+                data_started.set()  # and never answer the message
+        writer.close()
+
+    stalling = await asyncio.start_server(stalls_at_data, "127.0.0.1", 0)
+    port = stalling.sockets[0].getsockname()[1]
+    with SMTPTestServer() as unused:
+        mail = backend(unused, port=port, timeout=0.3, max_attempts=3)
+    first = asyncio.create_task(mail.send(message("in flight")))
+    second = asyncio.create_task(mail.send(message("waiting")))
+    await asyncio.wait_for(data_started.wait(), timeout=5)
+    await mail.stop()  # gives up on the send in flight after `timeout`
+    outcomes = await asyncio.gather(first, second, return_exceptions=True)
+    assert all(isinstance(outcome, SendError) for outcome in outcomes)
+    assert "stopped" in str(outcomes[1])
+    assert connections == 1
+    assert not mail.connected
+    stalling.close()
+    await stalling.wait_closed()

@@ -86,6 +86,17 @@ def test_header_value_with_a_line_break_is_a_config_error() -> None:
         build({"headers": {"X-Token": "abc\r\nInjected: 1"}})
 
 
+@pytest.mark.parametrize(
+    "value", ["Bearer s3cr3t\x00x", "Bearer s3cr3t\x0bx", "Bearer s3cr\u00e9t"]
+)
+def test_header_value_httpx_cannot_send_is_a_config_error_without_the_value(value: str) -> None:
+    with pytest.raises(
+        ConfigError, match=r"backends\.hook\.headers\.Authorization: contains a ch"
+    ) as caught:
+        build({"headers": {"Authorization": value}})
+    assert "s3cr" not in str(caught.value)
+
+
 def test_unknown_placeholder_is_a_config_error_naming_key_and_placeholder() -> None:
     with pytest.raises(
         ConfigError, match=r"backends\.hook\.body\.alert\.text: unknown placeholder"

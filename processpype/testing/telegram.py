@@ -344,11 +344,13 @@ class FakeTelegramClient:
         """A future (of the running loop) resolved when the connection ends."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        if not self._connected:
-            future.set_result(None)
-            return future
         with self._lock:
-            self._disconnect_waiters.append((loop, future))
+            # Checked under the lock: a drop_connection() from another thread between
+            # the check and the append would leave this future unresolved for ever.
+            if self._connected:
+                self._disconnect_waiters.append((loop, future))
+                return future
+        future.set_result(None)
         return future
 
     async def disconnect(self) -> None:

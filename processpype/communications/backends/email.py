@@ -88,6 +88,7 @@ class EmailCommunicator(Communicator):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sent_on_connection = 0
         self._connections_opened = 0
+        self._cut_off = 0  # bumped when stop() gives up waiting: earlier sends then fail
         self._warned_no_recipients = False
         self._sender = envelope_address(config.from_address)
         if "@" not in self._sender:
@@ -161,6 +162,7 @@ class EmailCommunicator(Communicator):
                 await lock.acquire()
         except TimeoutError:
             logger.warning("%s: a send was still running at stop; closing anyway", self.name)
+            self._cut_off += 1
             self._discard_client()
             return
         try:
@@ -171,7 +173,9 @@ class EmailCommunicator(Communicator):
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until the sends already handed over are done; True when they finished."""
         lock = self._lock
-        if lock is None or not lock.locked() or self._loop is not _running_loop():
+        # Not "not lock.locked()": right after a release the lock reads unlocked while
+        # the next send, already woken, has yet to take it. Taking it queues behind them.
+        if lock is None or self._loop is not _running_loop():
             return True
         try:
             async with asyncio.timeout(timeout):
@@ -278,17 +282,26 @@ class EmailCommunicator(Communicator):
     ) -> tuple[int, dict[str, aiosmtplib.SMTPResponse]]:
         # Taking the lock is the first await: it fixes this message's place in the order.
         lock = self._lock_for_running_loop()
+        cut_off = self._cut_off
         async with lock:
-            return await self._transmit_locked(outgoing)
+            return await self._transmit_locked(outgoing, cut_off)
 
     async def _transmit_locked(
-        self, outgoing: _Outgoing
+        self, outgoing: _Outgoing, cut_off: int
     ) -> tuple[int, dict[str, aiosmtplib.SMTPResponse]]:
         config = self._email_config
         attempts = 0
         counted = 0
         reconnected_for_free = False
         while True:
+            if self._cut_off != cut_off:
+                # stop() gave up waiting and closed the connection: do not open another.
+                raise SendError(
+                    f"email backend {self.name!r}: stopped before the message to "
+                    f"{self.server} was sent",
+                    backend=self.name,
+                    attempts=attempts,
+                )
             attempts += 1
             reused = self.connected and self._sent_on_connection > 0
             try:
@@ -379,6 +392,9 @@ class EmailCommunicator(Communicator):
             if config.username:
                 step = "AUTH"
                 await client.login(config.username, config.password.get_secret_value())
+        except asyncio.CancelledError:
+            client.close()  # cancelled during STARTTLS or AUTH: do not leave it open
+            raise
         except Exception as exc:
             client.close()
             raise _StepFailed(step) from exc

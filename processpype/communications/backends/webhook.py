@@ -67,6 +67,7 @@ TEMPLATE_FIELDS = ("message", "label", "severity", "subject", "source", "metadat
 """The names a body template may use, as ``{name}`` or ``{metadata[key]}``."""
 
 _ERROR_BODY_CHARS = 200
+_BAD_HEADER_CHARS = "\x00\x0b\x0c"  # besides CR and LF, what h11 refuses in a value
 _SEVERITY_EMOJI: dict[MessageSeverity, str] = {
     MessageSeverity.DEBUG: "\N{MEDIUM WHITE CIRCLE}",
     MessageSeverity.INFO: "\N{LARGE BLUE CIRCLE}",
@@ -678,8 +679,17 @@ class WebhookCommunicator(_HttpCommunicator):
         for header, value in config.headers.items():
             if not header.strip() or any(char in header for char in "\r\n:"):
                 raise ConfigError("is not a valid header name", key=f"backends.{name}.headers")
-            if any(char in value.get_secret_value() for char in "\r\n"):
+            secret = value.get_secret_value()
+            if any(char in secret for char in "\r\n"):
                 raise ConfigError("contains a line break", key=f"backends.{name}.headers.{header}")
+            if not secret.isascii() or any(char in secret for char in _BAD_HEADER_CHARS):
+                # httpx would refuse it at start or at the first request, with an error
+                # that quotes the value: a secret.
+                raise ConfigError(
+                    "contains a character not allowed in an HTTP header (a NUL, a vertical "
+                    "tab or form feed, or a non-ASCII character)",
+                    key=f"backends.{name}.headers.{header}",
+                )
         self._template: Any = (
             None
             if config.body is None
