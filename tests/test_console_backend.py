@@ -63,3 +63,15 @@ async def test_reopening_appends_instead_of_truncating(tmp_path: Path) -> None:
         await console.send(OutgoingMessage(message=text))
         await console.stop()
     assert len(target.read_text().splitlines()) == 2
+
+
+@pytest.mark.asyncio
+async def test_message_sent_before_start_still_goes_to_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "n.jsonl"
+    console = ConsoleCommunicator("file", ConsoleCommunicatorConfig(path=str(target)))
+    await console.send(OutgoingMessage(message="early"))
+    await console.stop()
+    assert json.loads(target.read_text())["message"] == "early"
+    assert capsys.readouterr().out == ""

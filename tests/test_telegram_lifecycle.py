@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,6 +151,22 @@ async def test_session_path_names_the_session_file(
     assert target.parent.is_dir()
 
 
+@pytest.mark.asyncio
+async def test_session_file_is_owner_only_before_the_login(
+    fake: FakeTelegramClient, tmp_path: Path
+) -> None:
+    target = tmp_path / "state" / "bot"  # telethon adds the .session suffix
+    backend = make(fake, listen_to_commands=True, session_path=str(target))
+    fake.fail_next_connect(ConnectionError("network down"))
+
+    with pytest.raises(BackendStartError):
+        await backend.start()
+
+    stored = tmp_path / "state" / "bot.session"
+    assert stored.stat().st_mode & 0o777 == 0o600
+    assert not target.exists()
+
+
 def test_empty_token_is_refused_by_the_config() -> None:
     mapping = {
         "enabled": True,
@@ -229,6 +246,26 @@ async def test_failed_reconnect_is_retried(fake: FakeTelegramClient) -> None:
         await backend.stop()
 
     assert (result.status, result.attempts) == ("delivered", 2)
+
+
+@pytest.mark.asyncio
+async def test_a_reconnect_that_hangs_fails_the_send_within_send_timeout(
+    fake: FakeTelegramClient,
+) -> None:
+    backend = make(fake, send_timeout=0.2, max_attempts=2, stop_timeout=1.0)
+    await backend.start()
+    try:
+        fake.drop_connection()
+        fake.connect_latency = 60.0  # a network that never answers
+
+        result = await asyncio.wait_for(backend.deliver(OutgoingMessage(message="x")), 10)
+    finally:
+        fake.connect_latency = 0.0
+        await backend.stop()
+
+    assert (result.status, result.attempts) == ("failed", 2)
+    assert "reconnecting to Telegram took longer than send_timeout (0.2s)" in (result.error or "")
+    assert fake.sent == []
 
 
 @pytest.mark.asyncio

@@ -117,6 +117,8 @@ class FakeTelegramClient:
         self.rate_limits = rate_limits or TelegramRateLimits()
         self.rate_limit_tolerance = rate_limit_tolerance
         self.latency = latency
+        self.connect_latency = 0.0
+        """Seconds every ``connect()`` takes (a network that hangs, when large)."""
         self.flood_sleep_threshold: float = kwargs.pop("flood_sleep_threshold", 60)
         self.parse_mode: str | None = "md"  # telethon's default: markdown
         self.sent: list[SentMessage] = []
@@ -326,6 +328,8 @@ class FakeTelegramClient:
             failure = self._connect_failures.popleft() if self._connect_failures else None
         if failure is not None:
             raise failure
+        if self.connect_latency:
+            await asyncio.sleep(self.connect_latency)
         loop = asyncio.get_running_loop()
         if self._loop is not None and self._loop is not loop and self._connected:
             # telethon refuses to change loops while connected, too

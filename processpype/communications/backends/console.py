@@ -61,6 +61,9 @@ class ConsoleCommunicator(Communicator):
     async def send(self, message: OutgoingMessage) -> None:
         """Write the message as one line."""
         line = self._render(message) + "\n"
+        path = self._console_config.path
+        if path and self._file is None:
+            self._file = _open_append(path)  # sent before start(): still to the file
         stream = self._file
         if stream is None:
             stream = sys.stderr if self._console_config.stream == "stderr" else sys.stdout

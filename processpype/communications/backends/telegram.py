@@ -242,9 +242,15 @@ class TelegramCommunicator(Communicator):
         path = self.session_file()
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # Create it owner-only before telethon writes the login into it (telethon
+            # adds the .session suffix when the path lacks it).
+            stored = (
+                path if path.name.endswith(".session") else path.with_name(f"{path.name}.session")
+            )
+            stored.touch(mode=0o600, exist_ok=True)
         except OSError as exc:
             raise ConfigError(
-                f"cannot create the session folder {str(path.parent)!r}: {exc.strerror}",
+                f"cannot create the session file {str(path)!r}: {exc.strerror}",
                 key=f"backends.{self.name}.session_path",
             ) from exc
         return str(path)
@@ -378,7 +384,15 @@ class TelegramCommunicator(Communicator):
             raise ConnectionError("the backend is not started")
         async with lock:
             if not client.is_connected():
-                await client.connect()
+                try:
+                    async with asyncio.timeout(self._tg_config.send_timeout):
+                        await client.connect()
+                except TimeoutError:
+                    # Nothing was sent yet: a connection error, retried like one.
+                    raise ConnectionError(
+                        f"reconnecting to Telegram took longer than send_timeout "
+                        f"({self._tg_config.send_timeout:g}s)"
+                    ) from None
                 logger.info("%s: reconnected to Telegram", self.name)
 
     def _is_stopping(self) -> bool:
