@@ -208,6 +208,44 @@ async def test_failed_start_is_retried_with_backoff_and_reported_meanwhile(
     assert dispatcher.start_errors() == {}
 
 
+class SlowRecoveringStart(RecordingCommunicator):
+    """Fails its first start; the next one connects once ``connected`` is set."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.failed_once = False
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        if not self.failed_once:
+            self.failed_once = True
+            raise ConnectionError("smtp.example.com:587 refused the connection")
+        await self.connected.wait()
+        await super().start()
+
+
+@pytest.mark.asyncio
+async def test_messages_keep_their_order_while_a_backend_recovers_from_a_failed_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("processpype.communications.dispatcher._START_RETRY_FIRST_DELAY", 0.0)
+    dispatcher = CommunicationDispatcher()
+    mail = SlowRecoveringStart("mail")
+    dispatcher.register(mail)
+    await dispatcher.start_all()
+    first = asyncio.create_task(dispatcher.deliver_to(mail, OutgoingMessage(message="1")))
+    second = asyncio.create_task(dispatcher.deliver_to(mail, OutgoingMessage(message="2")))
+    await asyncio.sleep(0)  # "1" retries the start, "2" waits behind it
+
+    mail.connected.set()
+    # Handed over after "2", and arriving just as the retried start succeeds.
+    third = asyncio.create_task(dispatcher.deliver_to(mail, OutgoingMessage(message="3")))
+    results = await asyncio.gather(first, second, third)
+
+    assert [r.status for r in results] == ["delivered"] * 3
+    assert mail.texts == ["1", "2", "3"]
+
+
 @pytest.mark.asyncio
 async def test_start_all_and_stop_all_survive_a_failing_backend() -> None:
     dispatcher = CommunicationDispatcher()

@@ -46,6 +46,40 @@ def test_a_script_that_ends_without_close_delivers_all_1000_send_nowait_messages
     assert "not delivered" not in completed.stderr
 
 
+def test_the_exit_flush_delivers_through_backends_that_resolve_a_host_name() -> None:
+    # asyncio resolves host names on a worker thread, and Python refuses new worker-thread
+    # jobs once its thread pools shut down at exit: the flush must run before that.
+    completed = run_script(
+        """
+        import asyncio
+        from processpype import Notifier
+        from processpype.communications.base import Communicator
+        from processpype.config.models import CommunicatorBackendConfig
+
+        class Resolving(Communicator):
+            async def start(self):
+                self._started = True
+
+            async def stop(self):
+                self._started = False
+
+            async def send(self, message):
+                await asyncio.sleep(0.05)  # still in flight when the script ends
+                await asyncio.get_running_loop().getaddrinfo("localhost", 25)
+                print("sent", message.message, flush=True)
+
+        notifier = Notifier({"enabled": True, "backends": {}})
+        notifier.add_communicator(Resolving("smtp", CommunicatorBackendConfig(type="smtp")))
+        for index in range(3):
+            notifier.send_nowait(f"alert {index}")
+        """
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert sorted(completed.stdout.splitlines()) == ["sent alert 0", "sent alert 1", "sent alert 2"]
+    assert completed.stderr == ""
+
+
 def test_the_exit_flush_is_bounded_by_drain_timeout_and_reports_what_it_could_not_deliver(
     tmp_path: Path,
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from processpype.communications.dispatcher import emit_message, get_dispatcher
@@ -50,4 +52,20 @@ async def test_shutdown_flushes_stops_and_unregisters_every_backend() -> None:
     assert await shutdown_communications(timeout=1.0) is True
     assert rec.stop_count == 1
     assert not rec.is_started
+    assert get_dispatcher().communicators == {}
+
+
+@pytest.mark.asyncio
+async def test_shutdown_does_not_wait_for_ever_on_a_backend_whose_stop_hangs() -> None:
+    await init_communications(config())
+    rec = get_dispatcher().get("rec")
+    assert isinstance(rec, RecordingCommunicator)
+
+    async def stop_that_hangs() -> None:
+        await asyncio.Event().wait()
+
+    rec.stop = stop_that_hangs  # type: ignore[method-assign]
+    flushed = await asyncio.wait_for(shutdown_communications(timeout=0.1), timeout=5.0)
+
+    assert flushed is True
     assert get_dispatcher().communicators == {}

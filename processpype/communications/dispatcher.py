@@ -59,6 +59,8 @@ class CommunicationDispatcher:
         self._subscribers: set[FunctionalEventSubscriber] = set()
         self._start_failures: dict[str, _StartFailure] = {}
         self._start_locks: dict[str, asyncio.Lock] = {}
+        # Messages queued on a start lock, by backend: later ones queue behind them.
+        self._start_waiting: dict[str, int] = {}
         self._warned_labels: set[str] = set()
         self._lock = threading.RLock()
 
@@ -200,7 +202,7 @@ class CommunicationDispatcher:
             return DeliveryResult.skipped(
                 name, f"severity {message.severity} is below min_severity {min_severity}"
             )
-        if not communicator.is_started:
+        if not communicator.is_started or self._start_waiting.get(name):
             failure = await self._retry_start(communicator)
             if failure is not None:
                 return failure
@@ -222,20 +224,28 @@ class CommunicationDispatcher:
         """
         name = communicator.name
         failure = self._start_failures.get(name)
-        if failure is None:
+        if failure is None and not self._start_waiting.get(name):
+            if communicator.is_started:
+                return None
             return DeliveryResult.skipped(name, "backend is not started")
         lock = self._start_locks.setdefault(name, asyncio.Lock())
-        async with lock:
-            failure = self._start_failures.get(name)
-            if failure is None:
-                if communicator.is_started:
-                    return None
-                return DeliveryResult.skipped(name, "backend is not started")
-            if time.monotonic() >= failure.retry_at:
-                await self._start_one(communicator)
+        # Counted while queued on the lock: a message arriving as the start succeeds
+        # must not overtake the earlier ones still waiting here.
+        self._start_waiting[name] = self._start_waiting.get(name, 0) + 1
+        try:
+            async with lock:
                 failure = self._start_failures.get(name)
                 if failure is None:
-                    return None
+                    if communicator.is_started:
+                        return None
+                    return DeliveryResult.skipped(name, "backend is not started")
+                if time.monotonic() >= failure.retry_at:
+                    await self._start_one(communicator)
+                    failure = self._start_failures.get(name)
+                    if failure is None:
+                        return None
+        finally:
+            self._start_waiting[name] -= 1
         return DeliveryResult.failed(
             name, f"backend did not start: {_describe(failure.error)}", attempts=0
         )

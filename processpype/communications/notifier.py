@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import concurrent.futures.thread  # its exit hook must be registered before ours
 import contextlib
 import functools
 import itertools
@@ -208,6 +209,7 @@ class Notifier:
         self._started = False
         self._closed = False
         self._close_result = True
+        self._exit_budget: float | None = None  # drain_timeout left after the exit flush
 
         # Loop-thread state: touched only on the notifier's loop thread.
         self._local: deque[_Delivery] = deque()
@@ -1082,12 +1084,32 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_disown_all_after_fork)
 
 
+def _flush_before_thread_pools_stop() -> None:
+    """At exit, before Python stops its thread pools: flush every notifier still open.
+
+    Backends need worker threads (asyncio resolves host names on one), which Python
+    refuses once its pools stop, before ``atexit`` runs. ``_close_at_exit`` then gets
+    what is left of each notifier's drain_timeout.
+    """
+    for notifier in list(_live):
+        started = time.monotonic()
+        with contextlib.suppress(Exception):
+            notifier.flush()
+        notifier._exit_budget = max(0.0, notifier.drain_timeout - (time.monotonic() - started))
+
+
+# Run in threading's exit hooks, in reverse order of registration: ours before the one
+# of concurrent.futures (imported above), which stops the thread pools.
+with contextlib.suppress(AttributeError, RuntimeError):  # private API; or at shutdown
+    threading._register_atexit(_flush_before_thread_pools_stop)  # type: ignore[attr-defined]
+
+
 @atexit.register
 def _close_at_exit() -> None:
     """Flush every notifier still open, each bounded by its drain_timeout."""
     for notifier in list(_live):
         try:
-            notifier._close(None, at_exit=True)
+            notifier._close(notifier._exit_budget, at_exit=True)
         except Exception as exc:
             with contextlib.suppress(OSError, ValueError):
                 sys.stderr.write(f"processpype: closing {notifier!r} at exit failed: {exc!r}\n")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 
 from processpype.communications.backends import create_communicator
@@ -38,13 +40,24 @@ async def init_communications(config: CommunicationsConfig) -> None:
 async def shutdown_communications(timeout: float | None = 10.0) -> bool:
     """Flush (up to ``timeout`` seconds) and stop every backend of the global dispatcher.
 
-    Every backend is unregistered. Returns True when every queue emptied in time.
+    Stopping gets up to ``timeout`` seconds too: a stuck backend is logged, not waited
+    for. Every backend is unregistered. Returns True when every queue emptied in time.
     """
     dispatcher = get_dispatcher()
-    flushed = await dispatcher.flush_all(timeout)
+    flushed = False
+    with contextlib.suppress(TimeoutError):  # a backend's flush that ignores its timeout
+        async with asyncio.timeout(timeout):
+            flushed = await dispatcher.flush_all(timeout)
     if not flushed:
         logger.warning("some messages were still queued when communications shut down")
-    await dispatcher.stop_all()
+    try:
+        async with asyncio.timeout(timeout):
+            await dispatcher.stop_all()
+    except TimeoutError:
+        still = [name for name, c in dispatcher.communicators.items() if c.is_started]
+        logger.error(
+            "backends still stopping after %ss: %s", timeout, ", ".join(still) or "unknown"
+        )
     for name in list(dispatcher.communicators):
         dispatcher.unregister(name)
     return flushed
