@@ -34,7 +34,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 from urllib.parse import urlsplit
 
-from processpype.communications.errors import ConfigError
+from processpype.communications.errors import ConfigError, describe_error
 from processpype.communications.models import MessageSeverity
 
 if TYPE_CHECKING:
@@ -364,7 +364,7 @@ def _report(
     """Print ``exc`` as one message on stderr (with its traceback under --debug)."""
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
-    text = _describe(exc) if describe else str(exc)
+    text = describe_error(exc) if describe else str(exc)
     if hint:
         text += f" ({hint})"
     print(f"{prog}: {kind}: {text}", file=sys.stderr, flush=True)
@@ -603,7 +603,7 @@ async def _deliver_one(
             raise
         except Exception as exc:
             return DeliveryResult.failed(
-                communicator.name, f"did not start: {_describe(exc)}", attempts=0
+                communicator.name, f"did not start: {describe_error(exc)}", attempts=0
             )
     return await dispatcher.deliver_to(communicator, message)
 
@@ -637,7 +637,7 @@ def _create_communicators(
         except ConfigError:
             raise
         except Exception as exc:
-            failed[name] = f"cannot be created: {_describe(exc)}"
+            failed[name] = f"cannot be created: {describe_error(exc)}"
             continue
         dispatcher.register(communicator, list(backend.labels))
         created.append(communicator)
@@ -658,7 +658,7 @@ async def _stop(communicators: Sequence[Communicator]) -> None:
             await communicator.stop()
         except Exception as exc:
             logging.getLogger("processpype.cli").debug(
-                "%s: stop failed: %s", communicator.name, _describe(exc)
+                "%s: stop failed: %s", communicator.name, describe_error(exc)
             )
 
     if not communicators:
@@ -852,7 +852,7 @@ async def _connect(
         except TimeoutError:
             return "failed", f"no answer within {timeout:g} s (--timeout)"
         except Exception as exc:
-            return "failed", _describe(exc)
+            return "failed", describe_error(exc)
         return "ok", f"started in {time.monotonic() - began:.2f} s"
 
     outcomes: dict[str, tuple[str, str]] = {
@@ -1034,7 +1034,10 @@ async def _start_receivers(receivers: Sequence[Communicator], prog: str) -> list
         try:
             await communicator.start()
         except Exception as exc:
-            print(f"{prog}: {communicator.name}: did not start: {_describe(exc)}", file=sys.stderr)
+            print(
+                f"{prog}: {communicator.name}: did not start: {describe_error(exc)}",
+                file=sys.stderr,
+            )
             return False
         return True
 
@@ -1173,8 +1176,3 @@ def _mail_body(mail: Message) -> str:
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

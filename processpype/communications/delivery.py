@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from processpype.communications.errors import DeliveryError
+from processpype.communications.errors import DeliveryError, describe_error
 from processpype.communications.models import OutgoingMessage
 
 __all__ = ["DeliveryReport", "DeliveryResult", "DeliveryStatus"]
@@ -45,7 +45,7 @@ class DeliveryResult(BaseModel):
         cls, backend: str, error: BaseException | str, *, attempts: int = 1
     ) -> DeliveryResult:
         """A result for a message that did not go out."""
-        text = error if isinstance(error, str) else _describe(error)
+        text = error if isinstance(error, str) else describe_error(error)
         return cls(backend=backend, status="failed", error=text, attempts=attempts)
 
     @classmethod
@@ -57,11 +57,6 @@ class DeliveryResult(BaseModel):
 _delivered: dict[tuple[str, int], DeliveryResult] = {}
 _DELIVERED_LIMIT = 1024
 """Distinct (backend, attempts) "delivered" results kept; the cache is cleared beyond."""
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error)
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 class DeliveryReport(BaseModel):

@@ -17,6 +17,7 @@ from eventspype import EventPublication, EventPublisher, FunctionalEventSubscrib
 
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryReport, DeliveryResult
+from processpype.communications.errors import describe_error
 from processpype.communications.models import IncomingMessage, MessageSeverity, OutgoingMessage
 
 __all__ = [
@@ -212,7 +213,9 @@ class CommunicationDispatcher:
             raise
         except Exception as exc:
             attempts = getattr(exc, "attempts", 1)
-            logger.error("%s: message for label %r failed: %s", name, message.label, _describe(exc))
+            logger.error(
+                "%s: message for label %r failed: %s", name, message.label, describe_error(exc)
+            )
             return DeliveryResult.failed(
                 name, exc, attempts=attempts if isinstance(attempts, int) else 1
             )
@@ -247,7 +250,7 @@ class CommunicationDispatcher:
         finally:
             self._start_waiting[name] -= 1
         return DeliveryResult.failed(
-            name, f"backend did not start: {_describe(failure.error)}", attempts=0
+            name, f"backend did not start: {describe_error(failure.error)}", attempts=0
         )
 
     # -- lifecycle ------------------------------------------------------------------
@@ -261,7 +264,7 @@ class CommunicationDispatcher:
             previous = self._start_failures.get(communicator.name)
             failures = previous.failures + 1 if previous else 1
             self._start_failures[communicator.name] = _StartFailure(exc, failures)
-            logger.error("%s: start failed: %s", communicator.name, _describe(exc))
+            logger.error("%s: start failed: %s", communicator.name, describe_error(exc))
             return False
         self._start_failures.pop(communicator.name, None)
         return True
@@ -297,7 +300,7 @@ async def _flush_one(communicator: Communicator, timeout: float | None) -> bool:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        logger.error("%s: flush failed: %s", communicator.name, _describe(exc))
+        logger.error("%s: flush failed: %s", communicator.name, describe_error(exc))
         return False
 
 
@@ -307,12 +310,7 @@ async def _stop_one(communicator: Communicator) -> None:
     except asyncio.CancelledError:
         raise
     except Exception as exc:
-        logger.error("%s: stop failed: %s", communicator.name, _describe(exc))
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        logger.error("%s: stop failed: %s", communicator.name, describe_error(exc))
 
 
 _global_dispatcher: CommunicationDispatcher | None = None

@@ -38,6 +38,7 @@ __all__ = [
     "ProcesspypeError",
     "QueueFullError",
     "SendError",
+    "describe_error",
 ]
 
 
@@ -129,3 +130,9 @@ class DeliveryTimeoutError(ProcesspypeError, TimeoutError):
 
 class NotifierClosedError(ProcesspypeError, RuntimeError):
     """The Notifier was used after ``close()``."""
+
+
+def describe_error(exc: BaseException) -> str:
+    """``"TypeName: message"`` (or just the type name) for logs and delivery results."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

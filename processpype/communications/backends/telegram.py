@@ -38,7 +38,12 @@ from processpype.communications.backends._telegram_queue import (
 from processpype.communications.backends._telegram_text import Chunk, prepare_chunks
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
-from processpype.communications.errors import BackendStartError, ConfigError, SendError
+from processpype.communications.errors import (
+    BackendStartError,
+    ConfigError,
+    SendError,
+    describe_error,
+)
 from processpype.communications.models import IncomingMessage, OutgoingMessage
 from processpype.config.models import TelegramChatConfig, TelegramCommunicatorConfig
 
@@ -109,11 +114,6 @@ def _topic_of(message: Any) -> int | None:
     # the topic "replies" to the topic's first message, so reply_to_msg_id is the topic.
     topic = getattr(reply, "reply_to_top_id", None) or getattr(reply, "reply_to_msg_id", None)
     return int(topic) if topic is not None else None
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 class TelegramCommunicator(Communicator):
@@ -209,7 +209,7 @@ class TelegramCommunicator(Communicator):
         return text
 
     def _scrubbed(self, exc: BaseException) -> str:
-        return self._scrub(_describe(exc))
+        return self._scrub(describe_error(exc))
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -35,7 +35,7 @@ from pydantic_core import to_jsonable_python
 from processpype import __version__
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
-from processpype.communications.errors import ConfigError, SendError
+from processpype.communications.errors import ConfigError, SendError, describe_error
 from processpype.communications.models import MessageSeverity, OutgoingMessage
 from processpype.config.models import (
     DiscordCommunicatorConfig,
@@ -254,11 +254,6 @@ def _one_line(text: str) -> str:
     if len(text) > _ERROR_BODY_CHARS:
         text = text[:_ERROR_BODY_CHARS] + "..."
     return text
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # -- body templates ------------------------------------------------------------------------
@@ -563,7 +558,7 @@ class _HttpCommunicator(Communicator):
                 ) from exc
             except httpx.LocalProtocolError as exc:
                 raise self._fail(
-                    f"the request to {where} is invalid: {_describe(exc)}",
+                    f"the request to {where} is invalid: {describe_error(exc)}",
                     part,
                     parts,
                     attempts=attempt,
@@ -574,19 +569,20 @@ class _HttpCommunicator(Communicator):
                 # keep-alive connection closed by the server): safe to try again.
                 if attempt >= config.max_attempts:
                     raise self._fail(
-                        f"could not reach {where} after {attempt} attempt(s): {_describe(exc)}",
+                        f"could not reach {where} after {attempt} attempt(s): "
+                        f"{describe_error(exc)}",
                         part,
                         parts,
                         attempts=attempt,
                         permanent=False,
                     ) from exc
                 delay = self._backoff(attempt)
-                self._log_retry(attempt, _describe(exc), delay, "backoff")
+                self._log_retry(attempt, describe_error(exc), delay, "backoff")
                 await asyncio.sleep(delay)
                 continue
             except httpx.HTTPError as exc:
                 raise self._fail(
-                    f"request to {where} failed: {_describe(exc)}",
+                    f"request to {where} failed: {describe_error(exc)}",
                     part,
                     parts,
                     attempts=attempt,
