@@ -106,9 +106,15 @@ def test_unset_variable_names_the_variable_the_file_and_the_key(tmp_path: Path) 
     assert "backends.tg.token" in text
 
 
-def test_bad_placeholder_is_reported(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"backends\.out\.path: invalid placeholder"):
-        load_config_text("backends: {out: {type: console, path: '${1X}'}}", env={})
+def test_bad_placeholder_is_reported_without_repeating_it() -> None:
+    with pytest.raises(ConfigError, match=r"backends\.out\.path: invalid placeholder") as caught:
+        load_config_text("backends: {out: {type: console, path: 'pa${ss-WORD}'}}", env={})
+    assert "ss-WORD" not in str(caught.value)
+
+
+def test_unclosed_placeholder_is_reported() -> None:
+    with pytest.raises(ConfigError, match=r"backends\.out\.path: a '\$\{' is never closed"):
+        load_config_text("backends: {out: {type: console, path: 'x-${HOME'}}", env={})
 
 
 def test_validation_error_names_the_file_and_key_path(tmp_path: Path) -> None:

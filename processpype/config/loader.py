@@ -22,7 +22,7 @@ from processpype.config.models import BUILTIN_BACKEND_TYPES, CommunicationsConfi
 
 __all__ = ["config_from_mapping", "format_validation_error", "load_config", "load_config_text"]
 
-_PLACEHOLDER = re.compile(r"\$\$\{|\$\{([^}]*)\}")
+_PLACEHOLDER = re.compile(r"\$\$\{|\$\{([^}]*)\}|(\$\{)")
 _BACKEND_TAGS = frozenset({*BUILTIN_BACKEND_TYPES, "custom"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -145,11 +145,18 @@ def _substitute(
     def replace(match: re.Match[str]) -> str:
         if match.group(0) == "$${":
             return "${"
+        if match.group(2):
+            raise ConfigError(
+                "a '${' is never closed with '}' (write $${ for a literal ${)",
+                source=source,
+                key=_key_path(path),
+            )
         expression = match.group(1)
         name, has_default, default = expression.partition(":-")
         if not _NAME.fullmatch(name):
             raise ConfigError(
-                f"invalid placeholder ${{{expression}}}: use ${{NAME}} or ${{NAME:-default}}",
+                # The text is not repeated: it could be part of a password.
+                "invalid placeholder: use ${NAME} or ${NAME:-default} (write $${ for a literal ${)",
                 source=source,
                 key=_key_path(path),
             )
