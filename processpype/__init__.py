@@ -12,9 +12,10 @@ Names are imported on first use, so ``import processpype`` costs almost nothing.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from processpype._lazy import lazy_exports
+
+# Not `from typing import TYPE_CHECKING`: importing typing would double this import's cost.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from processpype.communications.delivery import DeliveryReport, DeliveryResult

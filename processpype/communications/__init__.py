@@ -6,9 +6,10 @@ needs none of the optional backend packages.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from processpype._lazy import lazy_exports
+
+# Not `from typing import TYPE_CHECKING`: importing typing would double this import's cost.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from processpype.communications.backends import create_communicator, register_backend

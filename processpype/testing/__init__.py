@@ -15,9 +15,10 @@ importing this package needs none of the optional packages.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from processpype._lazy import lazy_exports
+
+# Not `from typing import TYPE_CHECKING`: importing typing would double this import's cost.
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from processpype.testing.recording import RecordingCommunicator
