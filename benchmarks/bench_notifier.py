@@ -80,9 +80,19 @@ class CountingCommunicator(Communicator):
         self.count += 1
 
 
-def _notifier() -> tuple[Notifier, CountingCommunicator]:
+class YieldingCommunicator(CountingCommunicator):
+    """Counts, after yielding to the loop once: slower than the producer, so a flood
+    fills ``max_in_flight`` and back-pressure engages, whatever the machine's speed."""
+
+    async def send(self, message: OutgoingMessage) -> None:
+        """Yield once, then count the message."""
+        await asyncio.sleep(0)
+        self.count += 1
+
+
+def _notifier(backend: CountingCommunicator | None = None) -> tuple[Notifier, CountingCommunicator]:
     notifier = Notifier({"enabled": True}, name="bench")
-    backend = CountingCommunicator()
+    backend = backend if backend is not None else CountingCommunicator()
     notifier.add_communicator(backend)
     return notifier, backend
 
@@ -243,10 +253,10 @@ def _throughput(sizes: dict[str, int]) -> dict[str, Any]:
 
 _FLOOD_SCRIPT = """
 import gc, json, sys, tracemalloc
-from benchmarks.bench_notifier import _notifier
+from benchmarks.bench_notifier import YieldingCommunicator, _notifier
 
 count = int(sys.argv[1])
-notifier, backend = _notifier()
+notifier, backend = _notifier(YieldingCommunicator())
 for i in range(2000):
     notifier.send_nowait(f"warm-up {i}")
 notifier.flush(timeout=60)
