@@ -51,8 +51,9 @@ from processpype.communications.errors import (
     QueueFullError,
 )
 from processpype.communications.models import IncomingMessage, MessageSeverity, OutgoingMessage
+from processpype.communications.setup import register_backends
 from processpype.config.loader import config_from_mapping, load_config
-from processpype.config.models import CommunicationsConfig
+from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
 
 __all__ = ["Notifier"]
 
@@ -259,16 +260,9 @@ class Notifier:
         return cls(config, **kwargs)
 
     def _register_configured_backends(self) -> None:
-        for backend_name, backend in self._config.backends.items():
-            if not backend.enabled:
-                logger.debug("backend %r is disabled (enabled: false)", backend_name)
-                continue
-            communicator: Communicator
-            if self._enabled:
-                communicator = create_communicator(backend_name, backend)
-            else:
-                communicator = NoOpCommunicator(backend_name, backend, reason=_DISABLED_REASON)
-            self._dispatcher.register(communicator, list(backend.labels))
+        # With communications disabled, every backend is a no-op that says why.
+        factory = create_communicator if self._enabled else _disabled_backend
+        register_backends(self._config, self._dispatcher, factory=factory)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "started" if self._started else "not started"
@@ -994,6 +988,10 @@ class Notifier:
 
 def _left(deadline: float) -> float:
     return max(0.0, deadline - time.monotonic())
+
+
+def _disabled_backend(name: str, config: CommunicatorBackendConfig) -> Communicator:
+    return NoOpCommunicator(name, config, reason=_DISABLED_REASON)
 
 
 def _coerce_config(config: CommunicationsConfig | Mapping[str, Any]) -> CommunicationsConfig:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 
-from processpype.communications.backends import create_communicator
+from processpype.communications.backends import BackendFactory, create_communicator
 from processpype.communications.dispatcher import CommunicationDispatcher, get_dispatcher
 from processpype.config.models import CommunicationsConfig
 
@@ -15,13 +15,18 @@ __all__ = ["init_communications", "register_backends", "shutdown_communications"
 logger = logging.getLogger("processpype.communications.setup")
 
 
-def register_backends(config: CommunicationsConfig, dispatcher: CommunicationDispatcher) -> None:
+def register_backends(
+    config: CommunicationsConfig,
+    dispatcher: CommunicationDispatcher,
+    *,
+    factory: BackendFactory = create_communicator,
+) -> None:
     """Create a communicator for every enabled backend and register it for its labels."""
     for name, backend in config.backends.items():
         if not backend.enabled:
             logger.debug("backend %r is disabled (enabled: false)", name)
             continue
-        dispatcher.register(create_communicator(name, backend), list(backend.labels))
+        dispatcher.register(factory(name, backend), list(backend.labels))
 
 
 async def init_communications(config: CommunicationsConfig) -> None:
