@@ -1029,10 +1029,21 @@ async def _listen(
         await _stop(receivers)
 
 
+_LISTEN_START_TIMEOUT = 60.0
+"""Seconds `listen` waits for a receiving backend to connect."""
+
+
 async def _start_receivers(receivers: Sequence[Communicator], prog: str) -> list[Communicator]:
     async def start_one(communicator: Communicator) -> bool:
         try:
-            await communicator.start()
+            async with asyncio.timeout(_LISTEN_START_TIMEOUT):
+                await communicator.start()
+        except TimeoutError:
+            print(
+                f"{prog}: {communicator.name}: did not start within {_LISTEN_START_TIMEOUT:g} s",
+                file=sys.stderr,
+            )
+            return False
         except Exception as exc:
             print(
                 f"{prog}: {communicator.name}: did not start: {describe_error(exc)}",

@@ -7,6 +7,7 @@ the real console script.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -124,6 +125,27 @@ def test_listen_exits_1_when_too_few_messages_arrive_in_time(
 
     assert code == 1
     assert "got 0 of 1 messages within 0.2 s" in capsys.readouterr().err
+
+
+class HangingChat(RecordingCommunicator):
+    """A receiving backend whose server never answers the connection."""
+
+    async def start(self) -> None:
+        await asyncio.Event().wait()
+
+
+def test_listen_gives_up_on_a_backend_that_never_starts(
+    chat_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("processpype.cli._LISTEN_START_TIMEOUT", 0.2)
+    register_backend(BACKEND_TYPE, HangingChat, replace=True)
+    try:
+        code = main(["listen", "-c", str(chat_config)])
+    finally:
+        unregister_backend(BACKEND_TYPE)
+
+    assert code == 1
+    assert "ops-chat: did not start within 0.2 s" in capsys.readouterr().err
 
 
 def test_listen_without_a_receiving_backend_is_a_config_error(

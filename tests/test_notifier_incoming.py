@@ -131,6 +131,25 @@ def test_a_failing_handler_is_logged_and_the_listener_goes_on(
     assert "handler bug" in caplog.text
 
 
+def test_a_handler_that_calls_sys_exit_does_not_end_the_listener(
+    notifier: Notifier, recorder: RecordingCommunicator, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = Collected()
+
+    def handler(message: IncomingMessage) -> None:
+        if message.text == "/quit":
+            raise SystemExit(3)
+        seen.add(message.text)
+
+    notifier.on_message(handler)
+    with caplog.at_level(logging.ERROR, logger="processpype"):
+        recorder.inject("/quit")
+        recorder.inject("after")
+        assert seen.wait_for(1) == ["after"]
+
+    assert "SystemExit" in caplog.text
+
+
 def test_a_failing_async_handler_is_logged_and_the_listener_goes_on(
     notifier: Notifier, recorder: RecordingCommunicator, caplog: pytest.LogCaptureFixture
 ) -> None:

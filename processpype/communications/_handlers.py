@@ -79,7 +79,7 @@ class IncomingHandlers:
             handler, message = item
             try:
                 result = handler(message)
-            except Exception:
+            except BaseException:  # even SystemExit: this worker must outlive any handler
                 logger.exception("%s: on_message handler %r failed", self._name, handler)
                 continue
             if inspect.isawaitable(result):
