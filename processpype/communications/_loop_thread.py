@@ -88,6 +88,10 @@ class LoopThread:
             try:
                 _cancel_leftovers(loop)
                 loop.run_until_complete(loop.shutdown_asyncgens())
+                # Join the threads of to_thread()/getaddrinfo() instead of leaving them,
+                # for a bounded time: a stuck thread must not hang close().
+                if isinstance(loop, asyncio.BaseEventLoop):
+                    loop.run_until_complete(loop.shutdown_default_executor(timeout=_CANCEL_GRACE))
             finally:
                 asyncio.set_event_loop(None)
                 loop.close()
