@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
+from telegram_helpers import BackendMaker, msg
 from telethon import errors
 
-from processpype.communications.backends.telegram import TelegramCommunicator
 from processpype.communications.errors import QueueFullError, SendError
-from processpype.communications.models import OutgoingMessage
 from processpype.testing.telegram import FakeTelegramClient
 
 GROUP = -1001234567890
@@ -27,8 +26,6 @@ FAST: dict[str, Any] = {
 }
 LONG_FLOOD = errors.FloodWaitError(request=None, capture=60)
 
-Factory = Callable[..., Awaitable[TelegramCommunicator]]
-
 
 @pytest.fixture
 def fake() -> FakeTelegramClient:
@@ -36,28 +33,14 @@ def fake() -> FakeTelegramClient:
 
 
 @pytest_asyncio.fixture
-async def make_backend(fake: FakeTelegramClient) -> AsyncIterator[Factory]:
-    made: list[TelegramCommunicator] = []
-
-    async def make(**overrides: Any) -> TelegramCommunicator:
-        config = fake.telegram_config(**{**FAST, "stop_timeout": 0.1, **overrides})
-        backend = TelegramCommunicator("tg", config, client_factory=fake.as_client_factory())
-        await backend.start()
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        await backend.stop()
-
-
-def msg(text: str, label: str = "default") -> OutgoingMessage:
-    return OutgoingMessage(message=text, label=label)
+async def make_backend(fake: FakeTelegramClient) -> AsyncIterator[BackendMaker]:
+    async with BackendMaker(fake, {**FAST, "stop_timeout": 0.1}) as make:
+        yield make
 
 
 @pytest.mark.asyncio
 async def test_full_queue_makes_send_wait_then_raise_queue_full(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend(max_queue_size=2, send_timeout=0.2)
     fake.fail_next(LONG_FLOOD)  # the chat pauses for a minute: nothing leaves the queue
@@ -72,7 +55,7 @@ async def test_full_queue_makes_send_wait_then_raise_queue_full(
 
 @pytest.mark.asyncio
 async def test_backpressure_admits_waiting_messages_in_order_as_room_frees(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend(max_queue_size=1)
 
@@ -84,7 +67,7 @@ async def test_backpressure_admits_waiting_messages_in_order_as_room_frees(
 
 @pytest.mark.asyncio
 async def test_sender_who_gave_up_waiting_does_not_get_its_message_sent(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend(max_queue_size=1, send_timeout=0.05)
     fake.latency = 0.3  # "first" holds the only place for 0.3 s
@@ -99,7 +82,7 @@ async def test_sender_who_gave_up_waiting_does_not_get_its_message_sent(
 
 @pytest.mark.asyncio
 async def test_flush_returns_true_once_every_message_is_sent(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
     for n in range(10):
@@ -113,7 +96,7 @@ async def test_flush_returns_true_once_every_message_is_sent(
 
 @pytest.mark.asyncio
 async def test_flush_returns_false_when_time_runs_out(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
     fake.fail_next(LONG_FLOOD)
@@ -124,7 +107,7 @@ async def test_flush_returns_false_when_time_runs_out(
 
 @pytest.mark.asyncio
 async def test_stop_delivers_the_queue_before_disconnecting(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend(stop_timeout=5.0)
     for n in range(5):
@@ -139,7 +122,7 @@ async def test_stop_delivers_the_queue_before_disconnecting(
 
 @pytest.mark.asyncio
 async def test_stop_reports_messages_it_could_not_deliver(
-    make_backend: Factory, fake: FakeTelegramClient, caplog: pytest.LogCaptureFixture
+    make_backend: BackendMaker, fake: FakeTelegramClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     backend = await make_backend(stop_timeout=0.05)
     fake.fail_next(LONG_FLOOD)
@@ -159,7 +142,7 @@ async def test_stop_reports_messages_it_could_not_deliver(
 
 @pytest.mark.asyncio
 async def test_cancelled_deliver_leaves_the_message_queued(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
     fake.latency = 0.05
@@ -173,7 +156,7 @@ async def test_cancelled_deliver_leaves_the_message_queued(
 
 
 @pytest.mark.asyncio
-async def test_send_after_stop_is_refused(make_backend: Factory) -> None:
+async def test_send_after_stop_is_refused(make_backend: BackendMaker) -> None:
     backend = await make_backend()
     await backend.stop()
 
@@ -182,7 +165,9 @@ async def test_send_after_stop_is_refused(make_backend: Factory) -> None:
 
 
 @pytest.mark.asyncio
-async def test_backend_restarts_after_stop(make_backend: Factory, fake: FakeTelegramClient) -> None:
+async def test_backend_restarts_after_stop(
+    make_backend: BackendMaker, fake: FakeTelegramClient
+) -> None:
     backend = await make_backend()
     await backend.stop()
 

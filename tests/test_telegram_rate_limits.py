@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
 import pytest_asyncio
+from telegram_helpers import BackendMaker, msg
 from telethon import errors
 
 from processpype.communications.backends.telegram import (
     TelegramCommunicator,
     TelegramRateLimits,
 )
-from processpype.communications.models import OutgoingMessage
 from processpype.testing.telegram import FakeTelegramClient
 
 GROUP = -1001234567890
@@ -39,8 +38,6 @@ UNLIMITED = TelegramRateLimits(
     per_chat_per_second=1000.0, per_group_per_minute=100_000, global_per_second=10_000.0
 )
 
-Factory = Callable[..., Awaitable[TelegramCommunicator]]
-
 
 @pytest.fixture
 def fake() -> FakeTelegramClient:
@@ -48,30 +45,15 @@ def fake() -> FakeTelegramClient:
 
 
 @pytest_asyncio.fixture
-async def make_backend(fake: FakeTelegramClient) -> AsyncIterator[Factory]:
-    made: list[TelegramCommunicator] = []
-
-    async def make(limits: TelegramRateLimits = LIMITS, **overrides: Any) -> TelegramCommunicator:
-        config = fake.telegram_config(**{"chats": CHATS, "retry_base_delay": 0.01, **overrides})
-        backend = TelegramCommunicator(
-            "tg", config, client_factory=fake.as_client_factory(), rate_limits=limits
-        )
-        await backend.start()
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        await backend.stop()
-
-
-def msg(text: str, label: str = "default") -> OutgoingMessage:
-    return OutgoingMessage(message=text, label=label)
+async def make_backend(fake: FakeTelegramClient) -> AsyncIterator[BackendMaker]:
+    defaults = {"chats": CHATS, "retry_base_delay": 0.01}
+    async with BackendMaker(fake, defaults, limits=LIMITS) as make:
+        yield make
 
 
 @pytest.mark.asyncio
 async def test_messages_to_one_chat_are_spaced_by_the_per_chat_limit(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
 
@@ -88,7 +70,7 @@ async def test_messages_to_one_chat_are_spaced_by_the_per_chat_limit(
 
 @pytest.mark.asyncio
 async def test_a_group_gets_no_more_than_its_per_minute_limit_in_one_window(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
     count, window = LIMITS.group_window
@@ -134,7 +116,7 @@ async def test_many_chats_share_the_global_limit_without_a_flood_wait(
 
 @pytest.mark.asyncio
 async def test_flood_wait_pauses_only_that_chat(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     fake.enforce_rate_limits = False
     backend = await make_backend(limits=UNLIMITED)  # a flood wait of 1 s lasts 1 s
@@ -150,7 +132,7 @@ async def test_flood_wait_pauses_only_that_chat(
 
 @pytest.mark.asyncio
 async def test_flood_wait_lasts_the_seconds_telegram_named(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     fake.enforce_rate_limits = False
     backend = await make_backend(limits=UNLIMITED.scaled(0.1))
@@ -167,7 +149,7 @@ async def test_flood_wait_lasts_the_seconds_telegram_named(
 
 @pytest.mark.asyncio
 async def test_flood_waits_do_not_spend_attempts(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     fake.enforce_rate_limits = False
     backend = await make_backend(limits=UNLIMITED.scaled(0.001), max_attempts=1)
@@ -181,7 +163,7 @@ async def test_flood_waits_do_not_spend_attempts(
 
 @pytest.mark.asyncio
 async def test_slow_mode_wait_is_honoured_like_a_flood_wait(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     fake.enforce_rate_limits = False
     backend = await make_backend(limits=UNLIMITED.scaled(0.001), max_attempts=1)

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import pytest_asyncio
 from pydantic import ValidationError
+from telegram_helpers import BackendMaker, msg
 from telethon import errors
 
 from processpype.communications.backends.telegram import TelegramCommunicator
 from processpype.communications.errors import SendError
-from processpype.communications.models import OutgoingMessage
 from processpype.testing.telegram import FakeTelegramClient
 
 GROUP = -1001234567890
@@ -33,8 +33,6 @@ CHATS = {
     "muted": {"chat_id": "-1009999", "active": False},
 }
 
-Factory = Callable[..., Awaitable[TelegramCommunicator]]
-
 
 @pytest.fixture
 def fake() -> FakeTelegramClient:
@@ -42,28 +40,14 @@ def fake() -> FakeTelegramClient:
 
 
 @pytest_asyncio.fixture
-async def make_backend(fake: FakeTelegramClient) -> AsyncIterator[Factory]:
-    made: list[TelegramCommunicator] = []
-
-    async def make(**overrides: Any) -> TelegramCommunicator:
-        config = fake.telegram_config(**{"chats": CHATS, **FAST, **overrides})
-        backend = TelegramCommunicator("tg", config, client_factory=fake.as_client_factory())
-        await backend.start()
-        made.append(backend)
-        return backend
-
-    yield make
-    for backend in made:
-        await backend.stop()
-
-
-def msg(text: str = "disk full", label: str = "default") -> OutgoingMessage:
-    return OutgoingMessage(message=text, label=label)
+async def make_backend(fake: FakeTelegramClient) -> AsyncIterator[BackendMaker]:
+    async with BackendMaker(fake, {"chats": CHATS, **FAST}) as make:
+        yield make
 
 
 @pytest.mark.asyncio
 async def test_label_routes_to_its_own_chat(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
 
@@ -75,7 +59,7 @@ async def test_label_routes_to_its_own_chat(
 
 @pytest.mark.asyncio
 async def test_unknown_label_falls_back_to_default_chat(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
 
@@ -86,7 +70,7 @@ async def test_unknown_label_falls_back_to_default_chat(
 
 @pytest.mark.asyncio
 async def test_inactive_chat_is_skipped_not_sent_to_default(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
 
@@ -99,7 +83,7 @@ async def test_inactive_chat_is_skipped_not_sent_to_default(
 
 @pytest.mark.asyncio
 async def test_numeric_chat_id_reaches_telethon_as_int(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
 
@@ -110,7 +94,7 @@ async def test_numeric_chat_id_reaches_telethon_as_int(
 
 @pytest.mark.asyncio
 async def test_username_chat_stays_a_string(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
 
@@ -121,7 +105,7 @@ async def test_username_chat_stays_a_string(
 
 @pytest.mark.asyncio
 async def test_topic_id_posts_into_the_forum_topic(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
 
@@ -133,7 +117,7 @@ async def test_topic_id_posts_into_the_forum_topic(
 
 @pytest.mark.asyncio
 async def test_text_is_plain_by_default_so_markup_characters_are_safe(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
 
@@ -146,7 +130,7 @@ async def test_text_is_plain_by_default_so_markup_characters_are_safe(
 
 @pytest.mark.asyncio
 async def test_html_parse_mode_is_passed_to_telethon(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend(parse_mode="html")
 
@@ -158,7 +142,7 @@ async def test_html_parse_mode_is_passed_to_telethon(
 
 @pytest.mark.asyncio
 async def test_long_message_goes_out_as_30_line_chunks_in_order(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
     lines = [f"line {n}" for n in range(75)]
@@ -172,7 +156,7 @@ async def test_long_message_goes_out_as_30_line_chunks_in_order(
 
 @pytest.mark.asyncio
 async def test_line_over_4096_units_is_split_and_accepted(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
     words = [f"w{n}" for n in range(2000)]  # about 9000 characters on one line
@@ -186,7 +170,7 @@ async def test_line_over_4096_units_is_split_and_accepted(
 
 @pytest.mark.asyncio
 async def test_long_html_message_keeps_its_formatting_across_chunks(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend(parse_mode="html")
     markup = "\n".join(f"<b>host {n}</b> down" for n in range(40))
@@ -200,7 +184,7 @@ async def test_long_html_message_keeps_its_formatting_across_chunks(
 
 @pytest.mark.asyncio
 async def test_chunks_of_two_messages_to_one_chat_are_not_interleaved(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
     first = "\n".join(f"A{n}" for n in range(65))
@@ -214,7 +198,7 @@ async def test_chunks_of_two_messages_to_one_chat_are_not_interleaved(
 
 @pytest.mark.asyncio
 async def test_messages_to_one_chat_arrive_in_the_order_sent(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
 
@@ -227,7 +211,7 @@ async def test_messages_to_one_chat_arrive_in_the_order_sent(
 
 @pytest.mark.asyncio
 async def test_empty_message_fails_without_reaching_telegram(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
 
@@ -239,7 +223,7 @@ async def test_empty_message_fails_without_reaching_telegram(
 
 @pytest.mark.asyncio
 async def test_transient_failure_is_retried_and_reports_attempts(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
     fake.fail_next(errors.ServerError(request=None, message="INTERNAL", code=500))
@@ -253,7 +237,7 @@ async def test_transient_failure_is_retried_and_reports_attempts(
 
 @pytest.mark.asyncio
 async def test_failure_after_max_attempts_is_reported_with_its_error(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend(max_attempts=3)
     fake.fail_next(ConnectionError("connection reset"), count=3)
@@ -267,7 +251,7 @@ async def test_failure_after_max_attempts_is_reported_with_its_error(
 
 @pytest.mark.asyncio
 async def test_refusal_by_telegram_is_not_retried(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
     fake.fail_next(errors.ChatWriteForbiddenError(request=None))
@@ -281,7 +265,7 @@ async def test_refusal_by_telegram_is_not_retried(
 
 @pytest.mark.asyncio
 async def test_a_send_that_times_out_is_not_retried(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend(send_timeout=0.2)
     fake.latency = 5.0
@@ -294,7 +278,7 @@ async def test_a_send_that_times_out_is_not_retried(
 
 @pytest.mark.asyncio
 async def test_failure_in_one_chat_does_not_stop_the_next_message(
-    make_backend: Factory, fake: FakeTelegramClient
+    make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
     fake.fail_next(errors.ChatWriteForbiddenError(request=None))

@@ -95,9 +95,23 @@ class CommunicationDispatcher:
         with self._lock:
             return {label: [c.name for c in comms] for label, comms in self._labels.items()}
 
-    def targets(self, label: str) -> list[Communicator]:
-        """The communicators registered for ``label``, in registration order."""
-        return list(self._labels.get(label, ()))
+    def targets(self, label: str, *, warn: bool = False) -> list[Communicator]:
+        """The communicators registered for ``label``, in registration order.
+
+        With ``warn``, a label that no backend handles is logged as a warning, once.
+        """
+        targets = self._labels.get(label)
+        if targets:
+            return list(targets)
+        if warn and label not in self._warned_labels:
+            self._warned_labels.add(label)
+            known = ", ".join(sorted(self._labels)) or "none"
+            logger.warning(
+                "no backend handles label %r; its messages go nowhere (labels with backends: %s)",
+                label,
+                known,
+            )
+        return []
 
     def register(self, communicator: Communicator, labels: list[str] | None = None) -> None:
         """Register a communicator for ``labels`` (default ``["default"]``).
@@ -169,7 +183,7 @@ class CommunicationDispatcher:
 
     async def deliver(self, message: OutgoingMessage) -> DeliveryReport:
         """Send ``message`` to every backend of its label and report each outcome."""
-        targets = self._targets_or_warn(message.label)
+        targets = self.targets(message.label, warn=True)
         if not targets:
             return DeliveryReport(message=message)
         if len(targets) == 1:
@@ -177,20 +191,6 @@ class CommunicationDispatcher:
         else:
             results = list(await asyncio.gather(*(self.deliver_to(c, message) for c in targets)))
         return DeliveryReport(message=message, results=tuple(results))
-
-    def _targets_or_warn(self, label: str) -> list[Communicator]:
-        targets = self._labels.get(label)
-        if targets:
-            return list(targets)
-        if label not in self._warned_labels:
-            self._warned_labels.add(label)
-            known = ", ".join(sorted(self._labels)) or "none"
-            logger.warning(
-                "no backend handles label %r; its messages go nowhere (labels with backends: %s)",
-                label,
-                known,
-            )
-        return []
 
     async def deliver_to(
         self, communicator: Communicator, message: OutgoingMessage

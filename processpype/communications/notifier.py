@@ -218,7 +218,6 @@ class Notifier:
         self._active: dict[_Delivery, None] = {}
         self._tasks: set[asyncio.Task[DeliveryResult]] = set()
         self._held: dict[str, deque[tuple[_Delivery, int]]] = {}
-        self._warned_labels: set[str] = set()
         self._draining = False
         self._settled = 0
         self._abort_reason = "not delivered: the notifier was closed"
@@ -636,10 +635,9 @@ class Notifier:
             self._settled += 1  # cancelled by the caller before it reached a backend
             return
         message = delivery.message
-        targets = self._dispatcher.targets(message.label)
+        targets = self._dispatcher.targets(message.label, warn=True)
         delivery.targets = targets
         if not targets:
-            self._warn_label(message.label)
             delivery.results = []
             self._finish(delivery)
             return
@@ -778,18 +776,6 @@ class Notifier:
                 self._inflight -= settled
                 if self._waiters:
                     self._cond.notify_all()
-
-    def _warn_label(self, label: str) -> None:
-        if label in self._warned_labels:
-            return
-        self._warned_labels.add(label)
-        known = ", ".join(sorted(self._dispatcher.labels())) or "none"
-        logger.warning(
-            "%s: no backend handles label %r; its messages go nowhere (labels with backends: %s)",
-            self._name,
-            label,
-            known,
-        )
 
     # -- incoming -------------------------------------------------------------------
 

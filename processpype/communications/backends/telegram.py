@@ -150,7 +150,7 @@ class TelegramCommunicator(Communicator):
             )
             if len(secret) >= 4
         ]
-        self._targets = self._build_targets(name, config)
+        self._targets = self._build_targets(config)
         self._client: Any = None
         self._queue: SendQueue | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -161,24 +161,17 @@ class TelegramCommunicator(Communicator):
         """How many queued messages the last ``stop()`` could not deliver."""
 
     @staticmethod
-    def _build_targets(name: str, config: TelegramCommunicatorConfig) -> dict[str, ChatTarget]:
-        targets = {
-            label: ChatTarget(
-                entity=_chat_entity(chat.chat_id),
+    def _build_targets(config: TelegramCommunicatorConfig) -> dict[str, ChatTarget]:
+        # Every label has a chat (or a default one): TelegramCommunicatorConfig checks it.
+        targets: dict[str, ChatTarget] = {}
+        for label, chat in config.chats.items():
+            entity = _chat_entity(chat.chat_id)
+            targets[label] = ChatTarget(
+                entity=entity,
                 label=label,
                 topic_id=chat.topic_id,
-                grouped=is_grouped(_chat_entity(chat.chat_id), chat.kind),
+                grouped=is_grouped(entity, chat.kind),
             )
-            for label, chat in config.chats.items()
-        }
-        if "default" not in targets:
-            missing = [label for label in config.labels if label not in targets]
-            if missing:
-                raise ConfigError(
-                    f"no chat for label(s) {', '.join(map(repr, missing))}: add a chat under "
-                    "each label's name, or a 'default' chat that takes every label",
-                    key=f"backends.{name}.chats",
-                )
         return targets
 
     # -- properties -----------------------------------------------------------------
