@@ -9,12 +9,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from processpype import Notifier as RootNotifier
 from processpype.communications import Notifier as PackageNotifier
 from processpype.communications import dispatcher as dispatcher_module
+from processpype.communications import notifier as notifier_module
 from processpype.communications.delivery import DeliveryReport
 from processpype.communications.dispatcher import get_dispatcher
 from processpype.communications.errors import (
@@ -42,11 +45,13 @@ class GateCommunicator(RecordingCommunicator):
     def __init__(self, name: str = "gate") -> None:
         super().__init__(name)
         self._open = threading.Event()
+        self.arrived = threading.Event()  # set once a send reached the backend
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._lock = threading.Lock()
 
     async def send(self, message: OutgoingMessage) -> None:
         loop = asyncio.get_running_loop()
+        self.arrived.set()
         with self._lock:
             if not self._open.is_set():
                 waiter: asyncio.Future[None] = loop.create_future()
@@ -319,6 +324,39 @@ def test_send_timeout_names_the_pending_backend_and_the_message_is_still_deliver
     assert [m.message for m in gate.wait_for(1)] == ["eventually"]
 
 
+def test_send_to_a_backend_that_waits_returns_the_report_once_the_backend_finished(
+    notifiers: list[Notifier],
+) -> None:
+    # The caller is woken as the loop picks the message up, before the backend ran:
+    # it must wait again for the outcome, not return early or raise.
+    gate = GateCommunicator("slow-smtp")
+    notifier = make(notifiers, gate)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(notifier.send, "after the gate", timeout=30)
+        assert gate.arrived.wait(5)
+        assert not pending.done()
+        gate.open()
+        report = pending.result(timeout=10)
+
+    assert report.ok
+    assert report.results[0].status == "delivered"
+    assert gate.texts == ["after the gate"]
+
+
+def test_a_send_refused_as_invalid_leaves_the_notifier_sending(
+    notifiers: list[Notifier],
+) -> None:
+    recorder = RecordingCommunicator()
+    notifier = make(notifiers, recorder)
+
+    with pytest.raises(ValidationError, match="label"):
+        notifier.send("nowhere", label="")
+
+    assert notifier.send("next", timeout=5).ok
+    assert recorder.texts == ["next"]
+
+
 def test_a_hanging_backend_blocks_neither_send_beyond_its_timeout_nor_the_other_backends(
     notifiers: list[Notifier],
 ) -> None:
@@ -342,6 +380,49 @@ async def test_asend_timeout_names_the_pending_backend(notifiers: list[Notifier]
 
     with pytest.raises(DeliveryTimeoutError, match="slow-webhook"):
         await notifier.asend("eventually", timeout=0.1)
+
+
+class LoopBlocker(RecordingCommunicator):
+    """A broken backend whose send blocks the event loop's thread until released."""
+
+    def __init__(self, name: str = "blocking") -> None:
+        super().__init__(name)
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    async def send(self, message: OutgoingMessage) -> None:
+        self.entered.set()
+        self.release.wait(30)
+
+
+def test_a_blocking_send_the_loop_never_picked_up_is_settled_by_close(
+    notifiers: list[Notifier], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(notifier_module, "_CLOSE_GRACE", 0.5)
+    blocker = LoopBlocker()
+    notifier = make(notifiers, blocker)
+    notifier.send_nowait("blocks the loop")
+    assert blocker.entered.wait(5)
+    handed_off = threading.Event()
+    submit = notifier._submit
+
+    def submit_and_tell(delivery: Any, *, block: bool, deadline: float | None) -> None:
+        submit(delivery, block=block, deadline=deadline)
+        handed_off.set()
+
+    monkeypatch.setattr(notifier, "_submit", submit_and_tell)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        stuck = pool.submit(notifier.send, "never picked up", timeout=60)
+        try:
+            assert handed_off.wait(5)
+            assert notifier.close(timeout=0.2) is False
+            report = stuck.result(timeout=10)
+        finally:
+            blocker.release.set()
+
+    assert not report.ok
+    assert "closed" in (report.results[0].error or "")
 
 
 def test_close_is_bounded_by_its_timeout_and_reports_undelivered_messages_as_failed(

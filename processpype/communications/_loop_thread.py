@@ -11,11 +11,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["LoopThread"]
+__all__ = ["LoopThread", "LoopWaker"]
 
 logger = logging.getLogger("processpype.communications.notifier")
 
@@ -23,6 +24,82 @@ T = TypeVar("T")
 
 _CANCEL_GRACE = 1.0
 """Seconds the leftover tasks get to finish after being cancelled at stop."""
+
+
+class LoopWaker:
+    """Call ``callback`` on the loop soon after ``wake()``, which any thread may call.
+
+    On Linux it is an eventfd the loop watches: ``wake()`` is one ``write`` system call
+    and the loop answers with one ``read``. ``call_soon_threadsafe`` does more on both
+    sides for the same effect: a handle per call, a write to the loop's self-pipe, then
+    reads of that pipe until it raises ``BlockingIOError``. Where eventfd is missing, or
+    the loop cannot watch file descriptors, ``wake()`` uses ``call_soon_threadsafe``.
+
+    Wakes are not counted: several before the loop answers give one ``callback`` call.
+    Made on the loop's thread by ``LoopThread.waker()``, and closed when the loop ends.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+        self._loop = loop
+        self._callback = callback
+        self._fd = _watched_eventfd(loop, self._on_wake)
+
+    def __repr__(self) -> str:
+        kind = "call_soon_threadsafe" if self._fd is None else "eventfd"
+        return f"LoopWaker({kind}, callback={self._callback!r})"
+
+    @property
+    def uses_eventfd(self) -> bool:
+        """True when ``wake()`` writes to an eventfd rather than calling the loop."""
+        return self._fd is not None
+
+    def wake(self) -> None:
+        """Have the loop call the callback soon (RuntimeError once the loop is closed)."""
+        fd = self._fd
+        if fd is None:
+            self._loop.call_soon_threadsafe(self._callback)
+            return
+        try:
+            os.eventfd_write(fd, 1)
+        except OSError as exc:  # closed with its loop
+            raise RuntimeError("the event loop of this waker is closed") from exc
+
+    def _on_wake(self) -> None:
+        fd = self._fd
+        if fd is not None:
+            # Not contextlib.suppress: this runs once per wake, and try is free.
+            try:  # noqa: SIM105
+                os.eventfd_read(fd)
+            except BlockingIOError:  # already read: a wake raced with the previous read
+                pass
+        self._callback()
+
+    def close(self) -> None:
+        """Stop watching and close the eventfd; on the loop's thread, or once it ended."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if not self._loop.is_closed():
+            self._loop.remove_reader(fd)
+        os.close(fd)
+
+
+def _watched_eventfd(
+    loop: asyncio.AbstractEventLoop, on_readable: Callable[[], object]
+) -> int | None:
+    """A non-blocking eventfd that ``loop`` watches, or None where that is not possible."""
+    if not hasattr(os, "eventfd"):
+        return None
+    try:
+        fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        loop.add_reader(fd, on_readable)
+    except (NotImplementedError, RuntimeError):  # a loop without add_reader
+        os.close(fd)
+        return None
+    return fd
 
 
 class LoopThread:
@@ -35,6 +112,7 @@ class LoopThread:
         self._ident: int | None = None
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
+        self._wakers: list[LoopWaker] = []
 
     def __repr__(self) -> str:
         return f"LoopThread(name={self._name!r}, running={self.running})"
@@ -94,7 +172,17 @@ class LoopThread:
                     loop.run_until_complete(loop.shutdown_default_executor(timeout=_CANCEL_GRACE))
             finally:
                 asyncio.set_event_loop(None)
+                for waker in self._wakers:
+                    waker.close()
                 loop.close()
+
+    def waker(self, callback: Callable[[], object]) -> LoopWaker:
+        """A ``LoopWaker`` for ``callback``, closed when the loop ends; on the loop's thread."""
+        if not self.in_loop_thread():
+            raise RuntimeError(f"{self._name}: waker() must be called on the loop's thread")
+        waker = LoopWaker(self.loop, callback)
+        self._wakers.append(waker)
+        return waker
 
     def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
         """Schedule ``callback(*args)`` on the loop, from any thread."""

@@ -39,8 +39,10 @@ from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Self
 
+from pydantic import BaseModel
+
 from processpype.communications._handlers import IncomingHandler, IncomingHandlers
-from processpype.communications._loop_thread import LoopThread
+from processpype.communications._loop_thread import LoopThread, LoopWaker
 from processpype.communications.backends import create_communicator
 from processpype.communications.base import Communicator, NoOpCommunicator
 from processpype.communications.delivery import DeliveryReport, DeliveryResult
@@ -81,6 +83,8 @@ class _Delivery:
 
     Exactly one of ``future`` (send_nowait), ``lock`` (send) and ``afuture`` (asend)
     receives the report. ``targets`` and ``results`` are written on the loop thread only.
+    A blocking send also has ``picked``, released as the loop picks the message up (see
+    ``Notifier._wait``).
     """
 
     __slots__ = (
@@ -89,6 +93,7 @@ class _Delivery:
         "future",
         "lock",
         "message",
+        "picked",
         "remaining",
         "report",
         "results",
@@ -99,6 +104,7 @@ class _Delivery:
         self.message = message
         self.future: concurrent.futures.Future[DeliveryReport] | None = None
         self.lock: threading.Lock | None = None
+        self.picked: threading.Lock | None = None
         self.afuture: asyncio.Future[DeliveryReport] | None = None
         self.aloop: asyncio.AbstractEventLoop | None = None
         self.targets: list[Communicator] | None = None
@@ -123,9 +129,17 @@ class _Delivery:
             c.name for c, result in zip(targets, list(results), strict=True) if result is None
         )
 
+    def mark_picked(self) -> None:
+        """Release ``picked`` (once): the loop has the message, or it was settled without."""
+        picked = self.picked
+        if picked is not None:
+            self.picked = None
+            picked.release()
+
     def resolve(self, report: DeliveryReport, own_loop: asyncio.AbstractEventLoop | None) -> None:
         """Hand ``report`` to whoever waits for it."""
         self.report = report
+        self.mark_picked()
         if self.future is not None:
             # Not contextlib.suppress: this runs once per message, and try is free.
             try:  # noqa: SIM105
@@ -191,6 +205,7 @@ class Notifier:
         self._dispatcher = CommunicationDispatcher()
         self._loop_thread = LoopThread(self._name)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._waker: LoopWaker | None = None  # wakes the loop to drain; set by start()
         self._handlers = IncomingHandlers(self._name, self._loop_thread)
 
         # Shared between threads, guarded by _lock. _cond (on the same lock) is only for
@@ -330,11 +345,12 @@ class Notifier:
             if self._closing:
                 raise self._closed_error()
             self._loop = self._loop_thread.start()
-            tasks = self._loop_thread.call(self._begin_starts(list(self.communicators.values())))
+            tasks = self._loop_thread.call(self._start_on_loop(list(self.communicators.values())))
             self._started = True
         self._wait_for_starts(tasks)
 
-    async def _begin_starts(self, communicators: list[Communicator]) -> list[asyncio.Task[bool]]:
+    async def _start_on_loop(self, communicators: list[Communicator]) -> list[asyncio.Task[bool]]:
+        self._waker = self._loop_thread.waker(self._drain)
         return [task for c in communicators if (task := self._begin_start(c)) is not None]
 
     def _begin_start(self, communicator: Communicator) -> asyncio.Task[bool] | None:
@@ -440,18 +456,42 @@ class Notifier:
         pending after ``timeout`` seconds; the message stays queued and is still sent.
         """
         self._refuse_on_loop_thread("send()")
+        if self._started:
+            self._wake_early()
         outgoing = _outgoing(message, label, severity, subject, source, metadata)
         deadline = None if timeout is None else time.monotonic() + timeout
         delivery = _Delivery(outgoing)
-        done = threading.Lock()
+        delivery.lock = done = threading.Lock()
+        delivery.picked = picked = threading.Lock()
         done.acquire()
-        delivery.lock = done
+        picked.acquire()
         self._submit(delivery, block=True, deadline=deadline)
-        wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
-        if not done.acquire(timeout=wait):
-            raise self._timeout_error(delivery, timeout)
-        assert delivery.report is not None
-        return delivery.report
+        return self._wait(delivery, (picked, done), deadline, timeout)
+
+    def _wait(
+        self,
+        delivery: _Delivery,
+        locks: tuple[threading.Lock, threading.Lock],
+        deadline: float | None,
+        timeout: float | None,
+    ) -> DeliveryReport:
+        """Wait for the report of a blocking ``send``, in two steps.
+
+        The loop releases ``picked`` (the first lock) as it dispatches the message,
+        before the backends run. Waking a sleeping thread takes tens of microseconds on
+        some machines; woken this early, the caller's wake-up overlaps the delivery, and
+        it then waits for the interpreter, which the loop gives up once it has nothing
+        left to do. When the report is not there yet (a backend that waits on the
+        network), it waits again, on ``lock`` (the second), released with the report.
+        """
+        for lock in locks:
+            wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+            if not lock.acquire(timeout=wait):
+                raise self._timeout_error(delivery, timeout)
+            report = delivery.report
+            if report is not None:
+                return report
+        raise AssertionError("a blocking send was woken without its report")
 
     def send_nowait(
         self,
@@ -543,15 +583,34 @@ class Notifier:
                     self._waiters -= 1
             self._inflight += 1
             self._handoff.append(delivery)
-            wake = not self._wake_pending
-            self._wake_pending = True
-        if wake:
-            loop = self._loop
-            assert loop is not None
-            try:  # noqa: SIM105 - not contextlib.suppress: the hot path, and try is free
-                loop.call_soon_threadsafe(self._drain)
-            except RuntimeError:  # the loop closed meanwhile: close() settles the stranded
-                pass
+            if not self._wake_pending:
+                self._wake_pending = True
+                self._wake()
+
+    def _wake_early(self) -> None:
+        """Wake the loop before the message is even built (blocking ``send``).
+
+        The loop thread takes tens of microseconds to wake on some machines; started now,
+        its wake-up overlaps the caller's validation. The loop then waits for the caller
+        to release the interpreter, which happens once the message is on the hand-off
+        list and the caller waits. Should the drain run first anyway, it resets
+        ``_wake_pending`` and ``_submit`` wakes the loop again: no message waits.
+        """
+        with self._lock:
+            if not self._wake_pending and not self._closing:
+                self._wake_pending = True
+                self._wake()
+
+    def _wake(self) -> None:
+        # Under self._lock, with _closing false: the waker's eventfd is closed with the
+        # loop, which ends only after _closing was set under the same lock, so a wake
+        # never writes to a closed (or reused) file descriptor.
+        waker = self._waker
+        assert waker is not None
+        try:  # noqa: SIM105 - not contextlib.suppress: the hot path, and try is free
+            waker.wake()
+        except RuntimeError:  # the loop closed meanwhile: close() settles the stranded
+            pass
 
     def _target_names(self, label: str) -> tuple[str, ...]:
         return tuple(c.name for c in self._dispatcher.targets(label))
@@ -630,6 +689,7 @@ class Notifier:
             self._flush_settled()
 
     def _dispatch(self, delivery: _Delivery) -> None:
+        delivery.mark_picked()
         future = delivery.future
         if future is not None and not future.set_running_or_notify_cancel():
             self._settled += 1  # cancelled by the caller before it reached a backend
@@ -743,10 +803,10 @@ class Notifier:
 
     def _finish(self, delivery: _Delivery) -> None:
         results = delivery.results or []
-        report = DeliveryReport(
-            message=delivery.message,
+        report = _validate(
+            DeliveryReport,
             # filter(None, ...) drops the Nones: a DeliveryResult is always truthy.
-            results=tuple(filter(None, results)),
+            {"message": delivery.message, "results": tuple(filter(None, results))},
         )
         self._active.pop(delivery, None)
         delivery.remaining = 0
@@ -1036,7 +1096,18 @@ def _outgoing(
         fields["source"] = source
     if metadata:
         fields["metadata"] = dict(metadata)
-    return OutgoingMessage(**fields)
+    return _validate(OutgoingMessage, fields)
+
+
+def _validate[M: BaseModel](model: type[M], fields: dict[str, Any]) -> M:
+    """``model(**fields)``, fully validated, for about half the cost.
+
+    The model's own validator is called with the dict: the same validation and the same
+    errors, without the keyword packing and the Python ``__init__`` around it. This runs
+    twice per message (the message and its report).
+    """
+    instance: M = model.__pydantic_validator__.validate_python(fields)
+    return instance
 
 
 def _abandon(
