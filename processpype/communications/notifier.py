@@ -556,13 +556,12 @@ class Notifier:
         """Put ``delivery`` on the hand-off list and wake the loop if it is idle."""
         if not self._started:
             self.start()
-        on_loop = self._loop_thread.in_loop_thread()
         with self._lock:
             while True:
                 if self._closing:
                     raise self._closed_error()
                 # The loop thread never waits for room: it is the one that makes room.
-                if self._inflight < self._max_in_flight or on_loop:
+                if self._inflight < self._max_in_flight or self._loop_thread.in_loop_thread():
                     break
                 if not block:
                     raise QueueFullError(
@@ -689,7 +688,8 @@ class Notifier:
             self._flush_settled()
 
     def _dispatch(self, delivery: _Delivery) -> None:
-        delivery.mark_picked()
+        if delivery.picked is not None:
+            delivery.mark_picked()
         future = delivery.future
         if future is not None and not future.set_running_or_notify_cancel():
             self._settled += 1  # cancelled by the caller before it reached a backend
@@ -713,8 +713,7 @@ class Notifier:
             communicator = targets[0]
             task = self._delivery_task(delivery, communicator)
             if task.done():  # an in-memory backend completes right here
-                delivery.results = [self._result_of(communicator.name, task)]
-                self._finish(delivery)
+                self._finish(delivery, (self._result_of(communicator.name, task),))
             else:
                 delivery.results = [None]
                 delivery.remaining = 1
@@ -801,15 +800,16 @@ class Notifier:
         if not self._draining:
             self._flush_settled()
 
-    def _finish(self, delivery: _Delivery) -> None:
-        results = delivery.results or []
-        report = _validate(
-            DeliveryReport,
+    def _finish(
+        self, delivery: _Delivery, results: tuple[DeliveryResult, ...] | None = None
+    ) -> None:
+        """Report ``delivery``: with ``results``, or with those gathered in it so far."""
+        if results is None:
             # filter(None, ...) drops the Nones: a DeliveryResult is always truthy.
-            {"message": delivery.message, "results": tuple(filter(None, results))},
-        )
-        self._active.pop(delivery, None)
-        delivery.remaining = 0
+            results = tuple(filter(None, delivery.results or ()))
+            self._active.pop(delivery, None)
+            delivery.remaining = 0
+        report = _validate(DeliveryReport, {"message": delivery.message, "results": results})
         delivery.resolve(report, self._loop)
         self._settled += 1
 
