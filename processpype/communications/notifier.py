@@ -595,6 +595,8 @@ class Notifier:
         list and the caller waits. Should the drain run first anyway, it resets
         ``_wake_pending`` and ``_submit`` wakes the loop again: no message waits.
         """
+        if self._wake_pending:  # a hint read without the lock: a drain is on its way
+            return
         with self._lock:
             if not self._wake_pending and not self._closing:
                 self._wake_pending = True
