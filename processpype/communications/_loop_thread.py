@@ -37,6 +37,9 @@ class LoopWaker:
 
     Wakes are not counted: several before the loop answers give one ``callback`` call.
     Made on the loop's thread by ``LoopThread.waker()``, and closed when the loop ends.
+    Callers must not wake it once its loop may have ended: the closed descriptor's
+    number can be reused by another file (the Notifier wakes only while not closing,
+    under the lock that closing takes).
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:

@@ -690,7 +690,7 @@ class Notifier:
             self._flush_settled()
 
     def _dispatch(self, delivery: _Delivery) -> None:
-        if delivery.picked is not None:
+        if delivery.picked is not None:  # a blocking send: its caller starts waking now
             delivery.mark_picked()
         future = delivery.future
         if future is not None and not future.set_running_or_notify_cancel():
