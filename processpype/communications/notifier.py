@@ -139,7 +139,8 @@ class _Delivery:
     def resolve(self, report: DeliveryReport, own_loop: asyncio.AbstractEventLoop | None) -> None:
         """Hand ``report`` to whoever waits for it."""
         self.report = report
-        self.mark_picked()
+        if self.picked is not None:
+            self.mark_picked()
         if self.future is not None:
             # Not contextlib.suppress: this runs once per message, and try is free.
             try:  # noqa: SIM105
@@ -1089,9 +1090,10 @@ def _outgoing(
     fields: dict[str, Any] = {"message": message}
     if label != "default":
         fields["label"] = label
-    level = MessageSeverity.coerce(severity)
-    if level is not MessageSeverity.INFO:
-        fields["severity"] = level
+    if severity is not MessageSeverity.INFO:  # the default, left to the model
+        level = MessageSeverity.coerce(severity)
+        if level is not MessageSeverity.INFO:
+            fields["severity"] = level
     if subject is not None:
         fields["subject"] = subject
     if source is not None:
