@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,6 +54,7 @@ class HookServer(ThreadingHTTPServer):
         self.received: list[Received] = []
         self.answers: list[Answer] = []
         self.lock = threading.Lock()
+        self.arrived = threading.Event()  # set once a request was received
 
     @property
     def url(self) -> str:
@@ -83,6 +86,7 @@ class _Handler(BaseHTTPRequestHandler):
                     client_port=self.client_address[1],
                 )
             )
+        self.server.arrived.set()
         answer = self.server.next_answer()
         if answer.hold is not None:
             answer.hold.wait(5)
@@ -198,3 +202,35 @@ async def test_server_that_answers_too_late_is_not_sent_the_message_twice(
     finally:
         release.set()
     assert len(server.received) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_request_cut_off_by_stop_fails_at_once_saying_the_server_may_have_it(
+    server: HookServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    first_answer, second_answer = threading.Event(), threading.Event()
+    server.answers = [Answer(hold=first_answer), Answer(hold=second_answer)]
+    # stop() waits `timeout` (1 s) for what is in flight. The first message is answered
+    # 0.3 s into that wait, so the second one is on the wire, unanswered, when the wait
+    # ends and the client is closed under it.
+    async with running("slack", server.url, timeout=1.0, retry_base_delay=5) as slack:
+        first = asyncio.create_task(slack.deliver(OutgoingMessage(message="one")))
+        second = asyncio.create_task(slack.deliver(OutgoingMessage(message="two")))
+        assert await asyncio.to_thread(server.arrived.wait, 5)
+        asyncio.get_running_loop().call_later(0.3, first_answer.set)
+        started = time.monotonic()
+        try:
+            await slack.stop()
+            outcomes = await asyncio.gather(first, second, return_exceptions=True)
+        finally:
+            second_answer.set()
+        elapsed = time.monotonic() - started
+
+    assert not isinstance(outcomes[0], BaseException)
+    assert outcomes[0].status == "delivered"
+    assert isinstance(outcomes[1], SendError)
+    assert "stopped while the request" in str(outcomes[1])
+    assert "may have received it" in str(outcomes[1])
+    assert [r.body["text"].split()[-1] for r in server.received] == ["one", "two"]
+    assert elapsed < 4, f"stop() and the cut-off send took {elapsed:.1f}s (a retry backoff?)"
+    assert "try 2" not in caplog.text

@@ -565,6 +565,17 @@ class _HttpCommunicator(Communicator):
                     permanent=True,
                 ) from exc
             except httpx.TransportError as exc:
+                if self._client is not client:
+                    # stop() closed the client under this request, after waiting its
+                    # timeout: the server may have it, and the backend is gone.
+                    raise self._fail(
+                        f"the backend stopped while the request to {where} was in flight; "
+                        "not retried, since the server may have received it",
+                        part,
+                        parts,
+                        attempts=attempt,
+                        permanent=False,
+                    ) from exc
                 # Not connected, or the connection dropped before an answer (a pooled
                 # keep-alive connection closed by the server): safe to try again.
                 if attempt >= config.max_attempts:
