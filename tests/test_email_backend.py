@@ -152,7 +152,44 @@ async def test_some_recipients_refused_is_delivered_and_names_them(
     assert result.status == "delivered"
     assert "gone@example.com (550" in str(result.error)
     assert "ops@example.com" not in str(result.error)
-    assert server.envelopes[0].rcpt_tos == ("ops@example.com",)
+    assert [e.rcpt_tos for e in server.envelopes] == [("ops@example.com",)]  # 5xx: final
+    assert result.attempts == 1
+    await mail.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_recipient_refused_for_now_gets_the_same_message_on_retry(
+    server: SMTPTestServer,
+) -> None:
+    server.refuse_recipients("new@example.com", code=450, times=1)  # greylisting
+    mail = backend(server, retry_base_delay=0.01)
+    result = await mail.deliver(message(metadata={"recipients": "ops@example.com,new@example.com"}))
+    assert result.status == "delivered"
+    assert result.error is None
+    assert result.attempts == 2
+    # The retry goes to the refused recipient alone, with the same Message-ID.
+    assert [e.rcpt_tos for e in server.envelopes] == [("ops@example.com",), ("new@example.com",)]
+    first, again = server.messages
+    assert first["Message-ID"] == again["Message-ID"]
+    await mail.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_recipient_still_refused_after_every_try_is_named_with_the_last_reply(
+    server: SMTPTestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    server.refuse_recipients("full@example.com", code=452, message="4.2.2 Mailbox full")
+    mail = backend(server, retry_base_delay=0.01, max_attempts=3)
+    with caplog.at_level(logging.WARNING, logger="processpype"):
+        result = await mail.deliver(
+            message(metadata={"recipients": ["ops@example.com", "full@example.com"]})
+        )
+    assert result.status == "delivered"
+    assert result.attempts == 3
+    assert "full@example.com (452 4.2.2 Mailbox full)" in str(result.error)
+    assert "ops@example.com" not in str(result.error)
+    assert [e.rcpt_tos for e in server.envelopes] == [("ops@example.com",)]
+    assert "retry 2 of 2" in caplog.text
     await mail.stop()
 
 

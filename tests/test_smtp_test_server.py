@@ -165,6 +165,25 @@ def test_refuse_recipients_refuses_only_those(server: SMTPTestServer) -> None:
     assert server.envelopes[0].rcpt_tos == ("b@example.com",)
 
 
+def test_refuse_recipients_times_lifts_the_refusal_after_that_many(
+    server: SMTPTestServer,
+) -> None:
+    server.refuse_recipients("new@example.com", code=450, times=1)  # greylisting
+    with client(server) as smtp:
+        first = smtp.sendmail("a@example.com", ["b@example.com", "new@example.com"], raw())
+        second = smtp.sendmail("a@example.com", ["new@example.com"], raw())
+    assert first == {
+        "new@example.com": (450, b"4.2.1 Mailbox busy, try again later (SMTPTestServer)")
+    }
+    assert second == {}
+    assert [e.rcpt_tos for e in server.envelopes] == [("b@example.com",), ("new@example.com",)]
+
+
+def test_refuse_recipients_refuses_a_times_below_one(server: SMTPTestServer) -> None:
+    with pytest.raises(ValueError, match="times must be at least 1"):
+        server.refuse_recipients("new@example.com", times=0)
+
+
 def test_stop_refuses_connections_and_restart_serves_the_same_port(
     server: SMTPTestServer,
 ) -> None:

@@ -83,7 +83,8 @@ class _Faults:
         self.lock = threading.Lock()
         self.fail_codes: list[tuple[int, str]] = []
         self.disconnects = 0
-        self.refused: dict[str, tuple[int, str]] = {}
+        # address -> (code, text, refusals left; None: until clear())
+        self.refused: dict[str, tuple[int, str, int | None]] = {}
 
     def take_failure(self) -> tuple[int, str] | None:
         with self.lock:
@@ -98,7 +99,17 @@ class _Faults:
 
     def refusal_for(self, address: str) -> tuple[int, str] | None:
         with self.lock:
-            return self.refused.get(address.lower())
+            key = address.lower()
+            refusal = self.refused.get(key)
+            if refusal is None:
+                return None
+            code, text, left = refusal
+            if left is not None:
+                if left <= 1:
+                    del self.refused[key]
+                else:
+                    self.refused[key] = (code, text, left - 1)
+            return code, text
 
     def clear(self) -> None:
         with self.lock:
@@ -561,12 +572,26 @@ class SMTPTestServer:
             self._faults.disconnects += count
 
     def refuse_recipients(
-        self, *addresses: str, code: int = 550, message: str | None = None
+        self,
+        *addresses: str,
+        code: int = 550,
+        message: str | None = None,
+        times: int | None = None,
     ) -> None:
-        """Refuse ``RCPT TO`` for ``addresses`` (case-insensitive) until ``clear()``."""
+        """Refuse ``RCPT TO`` for ``addresses`` (case-insensitive).
+
+        Until ``clear()``, or, with ``times``, for that many ``RCPT TO`` of each address:
+        ``refuse_recipients("new@example.com", code=450, times=1)`` is greylisting.
+        """
         if not 400 <= code <= 599:
             raise ValueError(f"code must be an SMTP error code from 400 to 599, not {code}")
-        text = message or "5.1.1 Mailbox unavailable (SMTPTestServer)"
+        if times is not None and times < 1:
+            raise ValueError(f"times must be at least 1 (or None: until clear()), not {times}")
+        text = message or (
+            "4.2.1 Mailbox busy, try again later (SMTPTestServer)"
+            if code < 500
+            else "5.1.1 Mailbox unavailable (SMTPTestServer)"
+        )
         with self._faults.lock:
             for address in addresses:
-                self._faults.refused[address.lower()] = (code, text)
+                self._faults.refused[address.lower()] = (code, text, times)

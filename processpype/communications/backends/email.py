@@ -10,13 +10,16 @@ the SMTP step and the reason.
 Recipients come from ``message.metadata["recipients"]`` (a list, or a comma-separated
 string), else ``default_recipients``; with neither the message is skipped. When the
 server refuses some recipients and accepts others, the message counts as delivered and
-the result's ``error`` names each refused address with the server's reply.
+the result's ``error`` names each refused address with the server's reply. Recipients
+refused with a 4xx reply (greylisting, a full mailbox) are sent the message again, alone,
+with the same backoff, until accepted or ``max_attempts`` tries; a 5xx refusal is final.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import socket
@@ -311,6 +314,9 @@ class EmailCommunicator(Communicator):
                 failure = self._classify(error, failed.step)
             else:
                 self._sent_on_connection += 1
+                if any(_temporary(reply) for reply in refused.values()):
+                    retried, refused = await self._retry_refused(outgoing, refused, cut_off)
+                    attempts += retried
                 return attempts, refused
             if failure.drop_connection:
                 self._discard_client()
@@ -341,6 +347,63 @@ class EmailCommunicator(Communicator):
                 delay,
             )
             await asyncio.sleep(delay)
+
+    async def _retry_refused(
+        self,
+        outgoing: _Outgoing,
+        refused: dict[str, aiosmtplib.SMTPResponse],
+        cut_off: int,
+    ) -> tuple[int, dict[str, aiosmtplib.SMTPResponse]]:
+        """Send ``outgoing`` again to the recipients refused with a 4xx reply, alone.
+
+        Each try waits the backoff of a failed message, up to ``max_attempts`` tries in
+        all (the first transaction counts). Returns the number of extra transactions and
+        the recipients still refused, with the server's last reply to each.
+        """
+        config = self._email_config
+        final = {address: reply for address, reply in refused.items() if not _temporary(reply)}
+        waiting = {address: reply for address, reply in refused.items() if _temporary(reply)}
+        tries = 1
+        while waiting and tries < config.max_attempts and self._cut_off == cut_off:
+            delay = min(config.retry_base_delay * 2 ** (tries - 1), config.max_retry_delay)
+            logger.warning(
+                "%s: %s refused %s for now; retry %d of %d in %.2fs",
+                self.name,
+                self.server,
+                ", ".join(f"{a} ({_reply_text(r.code, r.message)})" for a, r in waiting.items()),
+                tries,
+                config.max_attempts - 1,
+                delay,
+            )
+            await asyncio.sleep(delay)
+            if self._cut_off != cut_off:  # stop() gave up waiting: no new transaction
+                break
+            tries += 1
+            try:
+                again = await self._send_once(
+                    dataclasses.replace(outgoing, recipients=tuple(waiting))
+                )
+            except _StepFailed as failed:
+                error: BaseException = failed.__cause__ or failed
+                if not isinstance(error, aiosmtplib.SMTPRecipientsRefused):
+                    failure = self._classify(error, failed.step)
+                    if failure.drop_connection:
+                        self._discard_client()
+                    if failure.temporary:
+                        continue
+                    break  # reported with the refusals they had
+                again = {
+                    r.recipient: aiosmtplib.SMTPResponse(r.code, r.message)
+                    for r in error.recipients
+                }
+            else:
+                self._sent_on_connection += 1
+            # Recipients missing from ``again`` were accepted this time.
+            final.update(
+                {address: reply for address, reply in again.items() if not _temporary(reply)}
+            )
+            waiting = {address: reply for address, reply in again.items() if _temporary(reply)}
+        return tries - 1, final | waiting
 
     async def _send_once(self, outgoing: _Outgoing) -> dict[str, aiosmtplib.SMTPResponse]:
         client = self._client
@@ -481,6 +544,11 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
+
+
+def _temporary(reply: aiosmtplib.SMTPResponse) -> bool:
+    """True for a 4xx reply: the server may accept later."""
+    return 400 <= reply.code < 500
 
 
 def _reply_text(code: int, message: str) -> str:
