@@ -234,3 +234,26 @@ async def test_a_request_cut_off_by_stop_fails_at_once_saying_the_server_may_hav
     assert [r.body["text"].split()[-1] for r in server.received] == ["one", "two"]
     assert elapsed < 4, f"stop() and the cut-off send took {elapsed:.1f}s (a retry backoff?)"
     assert "try 2" not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_stop_cancelled_while_waiting_still_closes_the_client(server: HookServer) -> None:
+    release = threading.Event()
+    server.answers = [Answer(hold=release)]
+    backend = {"type": "slack", "url": server.url, "timeout": 5.0}
+    config = config_from_mapping({"backends": {"hook": backend}})
+    slack = create_communicator("hook", config.backends["hook"])
+    await slack.start()
+    client = slack._client
+    assert client is not None
+    sending = asyncio.create_task(slack.deliver(OutgoingMessage(message="held")))
+    try:
+        assert await asyncio.to_thread(server.arrived.wait, 5)
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):  # the caller's deadline ends stop()'s wait
+                await slack.stop()
+        assert client.is_closed
+        with pytest.raises(SendError, match="stopped while the request"):
+            await sending
+    finally:
+        release.set()

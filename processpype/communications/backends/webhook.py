@@ -469,16 +469,21 @@ class _HttpCommunicator(Communicator):
         self._started = True
 
     async def stop(self) -> None:
-        """Refuse new messages, wait up to ``timeout`` s for the one in flight, close."""
+        """Refuse new messages, wait up to ``timeout`` s for the one in flight, close.
+
+        The client is closed even when the wait is cancelled (a caller's own deadline).
+        """
         self._started = False
-        if self._pending:
-            await self.flush(self._http_config.timeout)
-        client, self._client = self._client, None
-        if client is not None:
-            try:
-                await client.aclose()
-            finally:
-                _REDACTION.discard(self._url)
+        try:
+            if self._pending:
+                await self.flush(self._http_config.timeout)
+        finally:
+            client, self._client = self._client, None
+            if client is not None:
+                try:
+                    await client.aclose()
+                finally:
+                    _REDACTION.discard(self._url)
 
     async def send(self, message: OutgoingMessage) -> None:
         """Post ``message``; raises ``SendError`` when it did not go out."""
