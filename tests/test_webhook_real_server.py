@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from processpype.communications.backends import create_communicator
+from processpype.communications.backends.webhook import SlackCommunicator
 from processpype.communications.base import Communicator
 from processpype.communications.errors import SendError
 from processpype.communications.models import MessageSeverity, OutgoingMessage
@@ -243,6 +244,7 @@ async def test_stop_cancelled_while_waiting_still_closes_the_client(server: Hook
     backend = {"type": "slack", "url": server.url, "timeout": 5.0}
     config = config_from_mapping({"backends": {"hook": backend}})
     slack = create_communicator("hook", config.backends["hook"])
+    assert isinstance(slack, SlackCommunicator)
     await slack.start()
     client = slack._client
     assert client is not None
