@@ -161,7 +161,7 @@ async def test_some_recipients_refused_is_delivered_and_names_them(
 async def test_a_recipient_refused_for_now_gets_the_same_message_on_retry(
     server: SMTPTestServer,
 ) -> None:
-    server.refuse_recipients("new@example.com", code=450, times=1)  # greylisting
+    server.refuse_recipients("new@example.com", code=450, times=1)  # refused once, then accepted
     mail = backend(server, retry_base_delay=0.01)
     result = await mail.deliver(message(metadata={"recipients": "ops@example.com,new@example.com"}))
     assert result.status == "delivered"

@@ -168,7 +168,7 @@ def test_refuse_recipients_refuses_only_those(server: SMTPTestServer) -> None:
 def test_refuse_recipients_times_lifts_the_refusal_after_that_many(
     server: SMTPTestServer,
 ) -> None:
-    server.refuse_recipients("new@example.com", code=450, times=1)  # greylisting
+    server.refuse_recipients("new@example.com", code=450, times=1)  # refused once, then accepted
     with client(server) as smtp:
         first = smtp.sendmail("a@example.com", ["b@example.com", "new@example.com"], raw())
         second = smtp.sendmail("a@example.com", ["new@example.com"], raw())

@@ -581,7 +581,7 @@ class SMTPTestServer:
         """Refuse ``RCPT TO`` for ``addresses`` (case-insensitive).
 
         Until ``clear()``, or, with ``times``, for that many ``RCPT TO`` of each address:
-        ``refuse_recipients("new@example.com", code=450, times=1)`` is greylisting.
+        ``refuse_recipients("busy@example.com", code=450, times=1)`` refuses it once.
         """
         if not 400 <= code <= 599:
             raise ValueError(f"code must be an SMTP error code from 400 to 599, not {code}")

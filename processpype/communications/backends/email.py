@@ -11,8 +11,9 @@ Recipients come from ``message.metadata["recipients"]`` (a list, or a comma-sepa
 string), else ``default_recipients``; with neither the message is skipped. When the
 server refuses some recipients and accepts others, the message counts as delivered and
 the result's ``error`` names each refused address with the server's reply. Recipients
-refused with a 4xx reply (greylisting, a full mailbox) are sent the message again, alone,
-with the same backoff, until accepted or ``max_attempts`` tries; a 5xx refusal is final.
+refused with a 4xx reply (a busy or full mailbox, a rate limit) are sent the message
+again, alone, with the same backoff, until accepted or ``max_attempts`` tries; a 5xx
+refusal is final.
 """
 
 from __future__ import annotations
