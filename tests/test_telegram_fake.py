@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 
 import pytest
@@ -305,3 +306,41 @@ def test_fake_shared_by_two_loops_runs_each_handler_on_its_own_loop() -> None:
             loop.close()
 
     assert sorted(map(id, ran_on)) == sorted(map(id, loops))
+
+
+def test_threads_sharing_one_fake_never_get_past_a_full_window_together() -> None:
+    # One message per 10 s in a chat: of many sends racing from several threads (each on
+    # its own event loop), exactly one may be accepted. (Without the check and the count
+    # in one locked step, about half the runs let two through.)
+    fake = FakeTelegramClient(
+        enforce_rate_limits=True, rate_limits=TelegramRateLimits(time_scale=10.0)
+    )
+    asyncio.run(fake.connect())
+    threads, tries = 4, 50
+    start = threading.Barrier(threads)
+    floods = [0] * threads
+
+    def hammer(index: int) -> None:
+        async def sends() -> None:
+            start.wait()
+            for i in range(tries):
+                try:
+                    await fake.send_message(1000, f"{index}-{i}")
+                except errors.FloodWaitError:
+                    floods[index] += 1
+
+        asyncio.run(sends())
+
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter can
+    try:
+        workers = [threading.Thread(target=hammer, args=(n,)) for n in range(threads)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+    finally:
+        sys.setswitchinterval(previous)
+
+    assert len(fake.sent) == 1
+    assert sum(floods) == threads * tries - 1

@@ -551,7 +551,7 @@ class FakeTelegramClient:
             raise failure
         text = self._parsed_text(str(message), parse_mode, formatting_entities)
         if self.enforce_rate_limits:
-            self._check_rate_limits(key, entity, now)
+            now = self._check_rate_limits(key, entity)
         message_id = next(self._ids)
         record = SentMessage(
             chat=entity,
@@ -626,7 +626,18 @@ class FakeTelegramClient:
             raise errors.MessageTooLongError(request=None)
         return str(text)
 
-    def _check_rate_limits(self, key: int | str, entity: Any, now: float) -> None:
+    def _check_rate_limits(self, key: int | str, entity: Any) -> float:
+        """Count a send against the windows, or raise ``FloodWaitError``; return its time.
+
+        Checked and counted in one step under the lock: backends on several threads'
+        loops may share this fake, and two of them must not both pass a full window.
+        """
+        with self._lock:
+            now = time.monotonic()
+            self._count_send(key, entity, now)
+            return now
+
+    def _count_send(self, key: int | str, entity: Any, now: float) -> None:
         limits = self.rate_limits
         tolerance = self.rate_limit_tolerance
         blocked = self._blocked_until.get(key, -math.inf)
