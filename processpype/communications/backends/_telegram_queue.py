@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.backends._telegram_limits import (
     SlidingWindow,
     TelegramRateLimits,
@@ -410,7 +411,7 @@ class SendQueue:
             return
         tries = job.chunk_tries[index]
         if failure.kind == "retry" and tries < self._max_attempts:
-            delay = self._retry_base_delay * 2 ** (tries - 1)
+            delay = backoff_delay(tries, self._retry_base_delay)
             lane.paused_until = max(lane.paused_until, now + delay)
             logger.warning(
                 "%s: sending to %s failed%s, try %d of %d; retrying in %.1fs: %s",

@@ -32,6 +32,7 @@ from typing import Any
 
 import aiosmtplib
 
+from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.backends._smtp_failures import SMTPFailure, classify
 from processpype.communications.backends._smtp_message import (
     envelope_address,
@@ -336,7 +337,7 @@ class EmailCommunicator(Communicator):
                     attempts=attempts,
                     permanent=not failure.temporary,
                 ) from error
-            delay = min(config.retry_base_delay * 2 ** (counted - 1), config.max_retry_delay)
+            delay = backoff_delay(counted, config.retry_base_delay, config.max_retry_delay)
             logger.warning(
                 "%s: %s at %s failed (%s); retry %d of %d in %.2fs",
                 self.name,
@@ -366,7 +367,7 @@ class EmailCommunicator(Communicator):
         waiting = {address: reply for address, reply in refused.items() if _temporary(reply)}
         tries = 1
         while waiting and tries < config.max_attempts and self._cut_off == cut_off:
-            delay = min(config.retry_base_delay * 2 ** (tries - 1), config.max_retry_delay)
+            delay = backoff_delay(tries, config.retry_base_delay, config.max_retry_delay)
             logger.warning(
                 "%s: %s refused %s for now; retry %d of %d in %.2fs",
                 self.name,

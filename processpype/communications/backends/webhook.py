@@ -33,6 +33,7 @@ import httpx
 from pydantic_core import to_jsonable_python
 
 from processpype import __version__
+from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
 from processpype.communications.errors import ConfigError, SendError, describe_error
@@ -646,7 +647,7 @@ class _HttpCommunicator(Communicator):
 
     def _backoff(self, attempt: int) -> float:
         config = self._http_config
-        return float(min(config.retry_base_delay * 2 ** (attempt - 1), config.max_retry_delay))
+        return backoff_delay(attempt, config.retry_base_delay, config.max_retry_delay)
 
     def _retry_after(self, response: httpx.Response) -> float | None:
         header = response.headers.get("Retry-After")
