@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from eventspype import EventPublication, EventPublisher, FunctionalEventSubscriber
 
+from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryReport, DeliveryResult
 from processpype.communications.errors import describe_error
@@ -44,7 +45,7 @@ class _StartFailure:
     def __init__(self, error: BaseException, failures: int) -> None:
         self.error = error
         self.failures = failures
-        delay = min(_START_RETRY_FIRST_DELAY * 2 ** (failures - 1), _START_RETRY_MAX_DELAY)
+        delay = backoff_delay(failures, _START_RETRY_FIRST_DELAY, _START_RETRY_MAX_DELAY)
         self.retry_at = time.monotonic() + delay
 
 
@@ -196,6 +197,17 @@ class CommunicationDispatcher:
         self, communicator: Communicator, message: OutgoingMessage
     ) -> DeliveryResult:
         """Deliver ``message`` to one backend; never raises, always returns a result."""
+        try:
+            return await self._deliver_to(communicator, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug on our side: still a result, never an exception
+            logger.exception("%s: delivering a message failed", communicator.name)
+            return DeliveryResult.failed(communicator.name, exc, attempts=0)
+
+    async def _deliver_to(
+        self, communicator: Communicator, message: OutgoingMessage
+    ) -> DeliveryResult:
         name = communicator.name
         min_severity = getattr(communicator.config, "min_severity", MessageSeverity.DEBUG)
         # Nothing ranks below DEBUG (the default): skip the comparison for it.

@@ -43,6 +43,7 @@ from pydantic import BaseModel
 
 from processpype.communications._handlers import IncomingHandler, IncomingHandlers
 from processpype.communications._loop_thread import LoopThread, LoopWaker
+from processpype.communications._timeouts import check_timeout
 from processpype.communications.backends import create_communicator
 from processpype.communications.base import Communicator, NoOpCommunicator
 from processpype.communications.delivery import DeliveryReport, DeliveryResult
@@ -177,29 +178,37 @@ class Notifier:
         config: CommunicationsConfig | Mapping[str, Any],
         *,
         start: bool = True,
-        drain_timeout: float = 10.0,
+        drain_timeout: float | None = 10.0,
         max_in_flight: int = 10_000,
         start_timeout: float | None = 10.0,
         name: str | None = None,
+        handle_signals: bool = False,
     ) -> None:
         """Create the backends of ``config``; with ``start`` also start them.
 
         ``drain_timeout``: how long ``close()`` and the exit-time flush wait for messages
-        in flight. ``max_in_flight``: beyond this many undelivered messages, senders wait.
-        ``start_timeout``: how long starting waits for backends to connect (backends still
-        connecting after it keep trying; their messages wait for them).
+        in flight (None: no limit). ``max_in_flight``: beyond this many undelivered
+        messages, senders wait. ``start_timeout``: how long starting waits for backends to
+        connect (backends still connecting after it keep trying; their messages wait for
+        them). ``handle_signals``: on SIGTERM and SIGINT, flush and report what could not
+        be delivered, then hand the signal to the handler installed before (main thread
+        only; the previous handlers are restored at close).
         """
-        if drain_timeout < 0:
-            raise ValueError(f"drain_timeout must be >= 0 seconds, not {drain_timeout!r}")
+        drain = check_timeout(drain_timeout, "drain_timeout")
         if isinstance(max_in_flight, bool) or not isinstance(max_in_flight, int):
             raise TypeError(f"max_in_flight must be an int, not {type(max_in_flight).__name__}")
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
-        if start_timeout is not None and start_timeout < 0:
-            raise ValueError(f"start_timeout must be >= 0 seconds or None, not {start_timeout!r}")
+        start_timeout = check_timeout(start_timeout, "start_timeout")
+        if handle_signals and threading.current_thread() is not threading.main_thread():
+            raise ValueError(
+                "handle_signals=True needs the main thread (Python runs signal handlers "
+                "there only): create this Notifier on the main thread, or call close() "
+                "from your own signal handler"
+            )
         self._config = _coerce_config(config)
         self._name = name or f"processpype-notifier-{next(_names)}"
-        self._drain_timeout = float(drain_timeout)
+        self._drain_timeout = drain
         self._max_in_flight = max_in_flight
         self._start_timeout = start_timeout
         self._enabled = self._config.enabled
@@ -319,8 +328,8 @@ class Notifier:
         return self._started and not self._closed
 
     @property
-    def drain_timeout(self) -> float:
-        """Seconds ``close()`` and the exit-time flush wait for messages in flight."""
+    def drain_timeout(self) -> float | None:
+        """Seconds ``close()`` and the exit-time flush wait for messages in flight (None: no limit)."""
         return self._drain_timeout
 
     @property
@@ -341,10 +350,10 @@ class Notifier:
         fails is logged and retried, with backoff, when a message is sent to it.
         """
         with self._lifecycle:
-            if self._started:
-                return
             if self._closing:
                 raise self._closed_error()
+            if self._started:
+                return
             self._loop = self._loop_thread.start()
             tasks = self._loop_thread.call(self._start_on_loop(list(self.communicators.values())))
             self._started = True
@@ -457,6 +466,8 @@ class Notifier:
         pending after ``timeout`` seconds; the message stays queued and is still sent.
         """
         self._refuse_on_loop_thread("send()")
+        if timeout is not None:
+            timeout = check_timeout(timeout, "timeout")
         if self._started:
             self._wake_early()
         outgoing = _outgoing(message, label, severity, subject, source, metadata)
@@ -533,6 +544,7 @@ class Notifier:
 
         Cancelling the await stops waiting; the message is still delivered.
         """
+        timeout = check_timeout(timeout, "timeout")
         outgoing = _outgoing(message, label, severity, subject, source, metadata)
         deadline = None if timeout is None else time.monotonic() + timeout
         loop = asyncio.get_running_loop()
@@ -872,27 +884,29 @@ class Notifier:
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every message sent so far reached an outcome and backend queues are empty.
 
-        ``timeout`` defaults to ``drain_timeout``. Returns True when all was done in time.
+        ``timeout`` defaults to ``drain_timeout`` (None there: no limit); an infinite or
+        negative value is refused. Returns True when all was done in time.
         """
         self._refuse_on_loop_thread("flush()")
+        limit = self._drain_timeout if timeout is None else check_timeout(timeout, "timeout")
         if not self._started or self._closed:
             return True
-        limit = self._drain_timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
+        deadline = None if limit is None else time.monotonic() + limit
         with self._cond:
             while self._inflight > 0:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
                     return False
                 self._waiters += 1
                 try:
                     self._cond.wait(remaining)
                 finally:
                     self._waiters -= 1
-        remaining = max(0.0, deadline - time.monotonic())
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             return self._loop_thread.call(
-                self._dispatcher.flush_all(remaining), timeout=remaining + 1.0
+                self._dispatcher.flush_all(remaining),
+                timeout=None if remaining is None else remaining + 1.0,
             )
         except (TimeoutError, RuntimeError):
             return False
@@ -902,11 +916,17 @@ class Notifier:
 
         Idempotent. Messages still undelivered are reported as failed to whoever waits
         for them and listed in a warning. Returns True when everything was delivered.
+        Should closing itself fail (or be interrupted), the loop is stopped and every
+        message still waiting is settled as failed before the error propagates.
         """
+        if timeout is not None:
+            timeout = check_timeout(timeout, "timeout")
         return self._close(timeout, at_exit=False)
 
     async def aflush(self, timeout: float | None = None) -> bool:
         """``flush`` for async code: waits without blocking the running event loop."""
+        if timeout is not None:
+            timeout = check_timeout(timeout, "timeout")
         return await asyncio.to_thread(self.flush, timeout)
 
     async def aclose(self, timeout: float | None = None) -> bool:
@@ -915,6 +935,8 @@ class Notifier:
         Not from the notifier's own loop (an async ``on_message`` handler), which it stops.
         """
         self._refuse_on_loop_thread("aclose()")
+        if timeout is not None:
+            timeout = check_timeout(timeout, "timeout")
         return await asyncio.to_thread(self.close, timeout)
 
     def _close(self, timeout: float | None, *, at_exit: bool) -> bool:
@@ -929,6 +951,12 @@ class Notifier:
             self._finalizer.detach()
             try:
                 self._close_result = self._shutdown(timeout, at_exit=at_exit)
+            except BaseException:
+                # Interrupted (Ctrl-C during the flush) or a bug: nothing may be left
+                # running or waiting forever.
+                self._close_result = False
+                self._abandon_everything()
+                raise
             finally:
                 self._closed = True
             return self._close_result
@@ -967,6 +995,25 @@ class Notifier:
         if undelivered:
             self._report_undelivered(undelivered, at_exit=at_exit)
         return flushed and not undelivered
+
+    def _abandon_everything(self) -> None:
+        """After a failed close: stop the loop (bounded) and settle every message as failed."""
+        reason = "not delivered: closing the notifier failed"
+        with contextlib.suppress(BaseException):
+            self._loop_thread.stop(_EXIT_GRACE)
+        with self._cond:
+            stranded = self._handoff
+            self._handoff = []
+        # The loop has stopped (or is stuck past its grace): its state is ours now.
+        for delivery in [*self._local, *stranded, *self._active]:
+            if delivery.report is None and not delivery.withdrawn():
+                with contextlib.suppress(Exception):
+                    self._fail_rest(delivery, reason)
+            elif delivery.report is None:
+                self._settled += 1
+        self._local.clear()
+        self._active.clear()
+        self._flush_settled()
 
     async def _abort_pending(self, grace: float) -> list[tuple[OutgoingMessage, tuple[str, ...]]]:
         """Loop thread: settle everything still in flight as failed; list what it was."""
@@ -1154,7 +1201,9 @@ def _flush_before_thread_pools_stop() -> None:
         started = time.monotonic()
         with contextlib.suppress(Exception):
             notifier.flush()
-        notifier._exit_budget = max(0.0, notifier.drain_timeout - (time.monotonic() - started))
+        limit = notifier.drain_timeout
+        if limit is not None:
+            notifier._exit_budget = max(0.0, limit - (time.monotonic() - started))
 
 
 # Run in threading's exit hooks, in reverse order of registration: ours before the one

@@ -95,10 +95,16 @@ class _StrictBackendConfig(CommunicatorBackendConfig):
 class _RetryingBackendConfig(_StrictBackendConfig):
     max_attempts: int = Field(default=3, ge=1, description="Tries per message, the first included")
     retry_base_delay: float = Field(
-        default=1.0, ge=0, description="First retry delay in seconds; doubles on each retry"
+        default=1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="First retry delay in seconds; doubles on each retry",
     )
     max_retry_delay: float = Field(
-        default=60.0, gt=0, description="Longest wait between tries (caps backoff and Retry-After)"
+        default=60.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Longest wait between tries (caps backoff and Retry-After)",
     )
 
 
@@ -220,7 +226,9 @@ class EmailCommunicatorConfig(_RetryingBackendConfig):
     default_recipients: list[str] = Field(
         default_factory=list, description="Default recipient addresses"
     )
-    timeout: float = Field(default=30.0, gt=0, description="Seconds for each network step")
+    timeout: float = Field(
+        default=30.0, gt=0, allow_inf_nan=False, description="Seconds for each network step"
+    )
     validate_certs: bool = Field(default=True, description="Verify the server's certificate")
     cert_bundle: str | None = Field(default=None, description="CA file for private servers")
     local_hostname: str | None = Field(default=None, description="Name sent in EHLO")
@@ -287,7 +295,9 @@ class WebhookCommunicatorConfig(_RetryingBackendConfig):
         description="JSON template; strings may use {message}, {label}, {severity}, "
         "{subject}, {source}, {metadata[key]}; default: the message as JSON",
     )
-    timeout: float = Field(default=10.0, gt=0, description="Seconds for each network step")
+    timeout: float = Field(
+        default=10.0, gt=0, allow_inf_nan=False, description="Seconds for each network step"
+    )
 
     @field_validator("method", mode="before")
     @classmethod
@@ -300,7 +310,9 @@ class SlackCommunicatorConfig(_RetryingBackendConfig):
 
     type: Literal["slack"] = "slack"
     url: SecretStr = Field(description="Incoming-webhook URL (masked)")
-    timeout: float = Field(default=10.0, gt=0, description="Seconds for each network step")
+    timeout: float = Field(
+        default=10.0, gt=0, allow_inf_nan=False, description="Seconds for each network step"
+    )
 
 
 class DiscordCommunicatorConfig(_RetryingBackendConfig):
@@ -309,7 +321,9 @@ class DiscordCommunicatorConfig(_RetryingBackendConfig):
     type: Literal["discord"] = "discord"
     url: SecretStr = Field(description="Webhook URL (masked)")
     username: str | None = Field(default=None, description="Override the webhook's name")
-    timeout: float = Field(default=10.0, gt=0, description="Seconds for each network step")
+    timeout: float = Field(
+        default=10.0, gt=0, allow_inf_nan=False, description="Seconds for each network step"
+    )
 
 
 BUILTIN_BACKEND_TYPES: dict[str, type[CommunicatorBackendConfig]] = {

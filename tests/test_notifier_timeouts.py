@@ -1,0 +1,131 @@
+"""Notifier timeouts: None is no limit, values no clock can honour are refused up front."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from processpype.communications.errors import NotifierClosedError
+from processpype.communications.notifier import Notifier
+from processpype.testing.recording import RecordingCommunicator
+from tests.test_notifier import GateCommunicator
+
+ENABLED = {"enabled": True}
+REFUSED = [math.inf, -math.inf, math.nan, -1.0]
+
+
+@pytest.fixture
+def notifier() -> Iterator[Notifier]:
+    made = Notifier(ENABLED)
+    made.add_communicator(RecordingCommunicator("memory"))
+    yield made
+    made.close(timeout=1)
+
+
+@pytest.mark.parametrize("value", REFUSED)
+def test_a_drain_timeout_no_clock_can_honour_is_refused_naming_it(value: float) -> None:
+    with pytest.raises(ValueError, match=r"drain_timeout must be a finite number"):
+        Notifier(ENABLED, drain_timeout=value)
+
+
+@pytest.mark.parametrize("value", REFUSED)
+def test_a_start_timeout_no_clock_can_honour_is_refused(value: float) -> None:
+    with pytest.raises(ValueError, match=r"start_timeout must be a finite number"):
+        Notifier(ENABLED, start_timeout=value)
+
+
+@pytest.mark.parametrize("value", REFUSED)
+def test_send_refuses_an_infinite_timeout_before_anything_is_sent(
+    notifier: Notifier, value: float
+) -> None:
+    memory = notifier.communicator("memory")
+    assert isinstance(memory, RecordingCommunicator)
+    with pytest.raises(ValueError, match=r"timeout must be a finite number .* None for no limit"):
+        notifier.send("hello", timeout=value)
+    assert notifier.flush(5)
+    assert memory.texts == []
+
+
+@pytest.mark.parametrize("value", REFUSED)
+def test_flush_and_close_refuse_an_infinite_timeout_and_the_notifier_keeps_working(
+    notifier: Notifier, value: float
+) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        notifier.flush(value)
+    with pytest.raises(ValueError, match="timeout"):
+        notifier.close(value)
+    assert not notifier.closed
+    assert notifier.send("still works", timeout=5).ok
+
+
+@pytest.mark.asyncio
+async def test_asend_aflush_and_aclose_refuse_an_infinite_timeout(notifier: Notifier) -> None:
+    with pytest.raises(ValueError, match="timeout"):
+        await notifier.asend("x", timeout=math.inf)
+    with pytest.raises(ValueError, match="timeout"):
+        await notifier.aflush(math.inf)
+    with pytest.raises(ValueError, match="timeout"):
+        await notifier.aclose(math.nan)
+    assert (await notifier.asend("fine", timeout=5)).ok
+
+
+def test_a_timeout_of_the_wrong_type_is_refused_naming_its_type(notifier: Notifier) -> None:
+    with pytest.raises(TypeError, match="timeout must be a number of seconds or None.*str"):
+        notifier.send("x", timeout="10")  # type: ignore[arg-type]
+
+
+def test_none_means_no_limit_for_send_flush_close_and_drain_timeout() -> None:
+    notifier = Notifier(ENABLED, drain_timeout=None)
+    memory = RecordingCommunicator("memory")
+    notifier.add_communicator(memory)
+    assert notifier.drain_timeout is None
+    assert notifier.send("a", timeout=None).ok
+    notifier.send_nowait("b")
+    assert notifier.flush(None)
+    assert notifier.close(None)
+    assert memory.texts == ["a", "b"]
+
+
+def test_start_after_close_raises_notifier_closed_error(notifier: Notifier) -> None:
+    notifier.close(timeout=1)
+    with pytest.raises(NotifierClosedError, match="is closed"):
+        notifier.start()
+
+
+def test_a_close_that_fails_still_stops_the_loop_and_settles_every_future() -> None:
+    gate = GateCommunicator()
+    notifier = Notifier(ENABLED)
+    notifier.add_communicator(gate)
+    futures = [notifier.send_nowait(f"m{i}") for i in range(5)]
+    assert gate.arrived.wait(5)
+
+    def interrupted_flush(timeout: float | None = None) -> bool:
+        raise KeyboardInterrupt
+
+    notifier.flush = interrupted_flush  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        notifier.close(timeout=1)
+
+    assert notifier.closed
+    loop_threads = [t for t in threading.enumerate() if t.name == notifier._name]
+    assert loop_threads == []
+    for future in futures:
+        report = future.result(timeout=5)
+        assert not report.ok
+    with pytest.raises(NotifierClosedError):
+        notifier.send_nowait("after")
+
+
+@pytest.mark.parametrize("key", ["timeout", "max_retry_delay", "retry_base_delay"])
+def test_an_infinite_backend_timeout_in_the_config_is_refused_naming_the_key(key: str) -> None:
+    from processpype.communications.errors import ConfigError
+
+    config = {
+        "enabled": True,
+        "backends": {"hook": {"type": "webhook", "url": "http://127.0.0.1:1/x", key: math.inf}},
+    }
+    with pytest.raises((ConfigError, ValueError), match=rf"hook.*{key}"):
+        Notifier(config, start=False)
