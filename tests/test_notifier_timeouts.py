@@ -73,7 +73,7 @@ async def test_asend_aflush_and_aclose_refuse_an_infinite_timeout(notifier: Noti
 
 
 def test_a_timeout_of_the_wrong_type_is_refused_naming_its_type(notifier: Notifier) -> None:
-    with pytest.raises(TypeError, match="timeout must be a number of seconds or None.*str"):
+    with pytest.raises(TypeError, match=r"timeout must be a number of seconds or None.*str"):
         notifier.send("x", timeout="10")  # type: ignore[arg-type]
 
 

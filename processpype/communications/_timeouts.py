@@ -21,12 +21,10 @@ def check_timeout(value: object, name: str, *, allow_none: bool = True) -> float
         raise TypeError(f"{name} must be a number of seconds, not None")
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(
-            f"{name} must be a number of seconds or None (no limit), "
-            f"not {type(value).__name__}"
+            f"{name} must be a number of seconds or None (no limit), not {type(value).__name__}"
         )
     seconds = float(value)
     if math.isnan(seconds) or math.isinf(seconds) or seconds < 0:
         hint = ", or None for no limit" if allow_none else ""
         raise ValueError(f"{name} must be a finite number of seconds >= 0{hint}, not {value!r}")
     return seconds
-

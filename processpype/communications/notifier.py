@@ -329,7 +329,7 @@ class Notifier:
 
     @property
     def drain_timeout(self) -> float | None:
-        """Seconds ``close()`` and the exit-time flush wait for messages in flight (None: no limit)."""
+        """Seconds close() and the exit-time flush wait for messages in flight (None: no limit)."""
         return self._drain_timeout
 
     @property
