@@ -77,6 +77,9 @@ _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _names = itertools.count(1)
 _live: weakref.WeakSet[Notifier] = weakref.WeakSet()
+_busy: set[Notifier] = set()
+"""Notifiers with messages in flight, kept alive until those settle (a dropped notifier
+is collected only once idle, so collecting it never loses a message)."""
 
 
 class _Delivery:
@@ -256,7 +259,7 @@ class Notifier:
             )
         self._register_configured_backends()
         self._finalizer = weakref.finalize(
-            self, _abandon, self._loop_thread, self._dispatcher, self._handlers
+            self, _abandon, self._name, self._loop_thread, self._dispatcher, self._handlers
         )
         self._finalizer.atexit = False  # the exit-time flush closes live notifiers instead
         _live.add(self)
@@ -360,7 +363,9 @@ class Notifier:
         self._wait_for_starts(tasks)
 
     async def _start_on_loop(self, communicators: list[Communicator]) -> list[asyncio.Task[bool]]:
-        self._waker = self._loop_thread.waker(self._drain)
+        # Weakly: the loop thread must not keep a dropped notifier alive (its finalizer
+        # would never run, and its thread and loop would stay).
+        self._waker = self._loop_thread.waker(_weak_call(self._drain))
         return [task for c in communicators if (task := self._begin_start(c)) is not None]
 
     def _begin_start(self, communicator: Communicator) -> asyncio.Task[bool] | None:
@@ -594,6 +599,8 @@ class Notifier:
                 finally:
                     self._waiters -= 1
             self._inflight += 1
+            if self._inflight == 1:
+                _busy.add(self)
             self._handoff.append(delivery)
             if not self._wake_pending:
                 self._wake_pending = True
@@ -849,6 +856,8 @@ class Notifier:
             self._settled = 0
             with self._lock:
                 self._inflight -= settled
+                if self._inflight <= 0:
+                    _busy.discard(self)  # may drop the last reference: finalized then
                 if self._waiters:
                     self._cond.notify_all()
 
@@ -1161,10 +1170,35 @@ def _validate[M: BaseModel](model: type[M], fields: dict[str, Any]) -> M:
     return instance
 
 
+def _weak_call(method: Callable[[], None]) -> Callable[[], None]:
+    """``method()`` through a weak reference to its object (nothing once it is collected)."""
+    ref = weakref.WeakMethod(method)
+
+    def call() -> None:
+        bound = ref()
+        if bound is not None:
+            bound()
+
+    return call
+
+
 def _abandon(
-    loop_thread: LoopThread, dispatcher: CommunicationDispatcher, handlers: IncomingHandlers
+    name: str,
+    loop_thread: LoopThread,
+    dispatcher: CommunicationDispatcher,
+    handlers: IncomingHandlers,
 ) -> None:
-    """A notifier was garbage-collected without close(): stop its backends and thread."""
+    """A notifier was garbage-collected without close(): stop its backends and thread.
+
+    It is collected only once nothing is in flight (``_busy``), so there is nothing to
+    report; backends still get their own stop, which flushes what they queued.
+    """
+    warnings.warn(
+        f"{name} was never closed: call close() (or use `with Notifier(...)`); "
+        "its backends and thread were stopped when it was collected",
+        ResourceWarning,
+        stacklevel=2,
+    )
     handlers.close(0)
     if not loop_thread.running:
         return
@@ -1176,8 +1210,15 @@ def _abandon(
         finally:
             asyncio.get_running_loop().stop()
 
-    with contextlib.suppress(RuntimeError):
-        loop_thread.submit(stop())
+    try:
+        stopping = loop_thread.submit(stop())
+    except RuntimeError:  # the loop closed meanwhile
+        return
+    if loop_thread.in_loop_thread():  # collected on its own loop: it ends by itself
+        return
+    with contextlib.suppress(Exception):
+        stopping.result(_CLOSE_GRACE + _EXIT_GRACE)
+    loop_thread.stop(_EXIT_GRACE)
 
 
 def _disown_all_after_fork() -> None:
