@@ -100,7 +100,11 @@ def test_the_exit_flush_is_bounded_by_drain_timeout_and_reports_what_it_could_no
 
     assert completed.returncode == 0, completed.stderr
     assert elapsed < 30, f"the script took {elapsed:.1f}s to exit with drain_timeout=0.5"
-    assert "3 message(s) were not delivered at interpreter exit" in completed.stderr
+    # The backend had all three when the script ended: it may have sent them.
+    assert "3 message(s) were being sent at interpreter exit and may have been delivered" in (
+        completed.stderr
+    )
+    assert "not delivered" not in completed.stderr
     assert "drain_timeout=0.5s" in completed.stderr
     assert "dead-smtp" in completed.stderr
     assert "'backup 2 failed'" in completed.stderr
@@ -122,7 +126,7 @@ def test_the_exit_report_also_goes_to_the_log_when_logging_is_configured() -> No
     )
 
     assert completed.returncode == 0, completed.stderr
-    assert "not delivered at interpreter exit" in completed.stderr
+    assert "were being sent at interpreter exit" in completed.stderr
     assert "LOG processpype.communications.notifier" in completed.stdout
     assert "stuck" in completed.stdout
 

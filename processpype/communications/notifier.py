@@ -35,9 +35,9 @@ import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NamedTuple, Self
 
 from pydantic import BaseModel
 
@@ -249,6 +249,9 @@ class Notifier:
         self._draining = False
         self._settled = 0
         self._abort_reason = "not delivered: the notifier was closed"
+        self._in_flight_reason = (
+            "the notifier closed while this backend was sending it: it may have been delivered"
+        )
 
         if not self._enabled:
             warnings.warn(
@@ -263,6 +266,7 @@ class Notifier:
         )
         self._finalizer.atexit = False  # the exit-time flush closes live notifiers instead
         _live.add(self)
+        _close_when_multiprocessing_exits()
         if start:
             self.start()
 
@@ -783,8 +787,8 @@ class Notifier:
     def _result_of(self, name: str, task: asyncio.Task[DeliveryResult]) -> DeliveryResult:
         try:
             return task.result()
-        except asyncio.CancelledError:
-            return DeliveryResult.failed(name, self._abort_reason, attempts=0)
+        except asyncio.CancelledError:  # only close() cancels a delivery under way
+            return DeliveryResult.failed(name, self._in_flight_reason, attempts=1)
         except BaseException as error:  # deliver_to never raises; a bug in it still reports
             return DeliveryResult.failed(name, error)
 
@@ -835,8 +839,14 @@ class Notifier:
         delivery.resolve(report, self._loop)
         self._settled += 1
 
-    def _fail_rest(self, delivery: _Delivery, reason: str) -> None:
-        """Settle every backend of ``delivery`` that has no outcome yet as failed."""
+    def _fail_rest(
+        self, delivery: _Delivery, reason: str, *, in_flight: Collection[str] = ()
+    ) -> None:
+        """Settle every backend of ``delivery`` that has no outcome yet as failed.
+
+        Backends named in ``in_flight`` were sending it: their result says it may have
+        been delivered.
+        """
         if delivery.report is not None:
             return
         if delivery.targets is None:
@@ -845,7 +855,15 @@ class Notifier:
         if results is None:
             results = [None] * len(delivery.targets)
         delivery.results = [
-            DeliveryResult.failed(c.name, reason, attempts=0) if result is None else result
+            (
+                DeliveryResult.failed(
+                    c.name,
+                    self._in_flight_reason if c.name in in_flight else reason,
+                    attempts=1 if c.name in in_flight else 0,
+                )
+                if result is None
+                else result
+            )
             for c, result in zip(delivery.targets, results, strict=True)
         ]
         self._finish(delivery)
@@ -978,10 +996,14 @@ class Notifier:
         flushed = self.flush(limit)
         if not flushed:
             self._abort_reason = f"not delivered: the notifier closed after waiting {limit}s"
+            self._in_flight_reason = (
+                f"the notifier closed after waiting {limit}s while this backend was sending "
+                "it: it may have been delivered"
+            )
         # Everything after the flush shares one short allowance, so close() takes at most
         # its timeout plus the grace, even when a backend or the loop is stuck.
         grace = time.monotonic() + (_EXIT_GRACE if at_exit else _CLOSE_GRACE)
-        undelivered: list[tuple[OutgoingMessage, tuple[str, ...]]] = []
+        undelivered: list[_Undelivered] = []
         try:
             undelivered = self._loop_thread.call(self._abort_pending(grace), timeout=_left(grace))
         except (TimeoutError, RuntimeError) as exc:
@@ -998,7 +1020,9 @@ class Notifier:
             stranded = self._handoff
             self._handoff = []
         for delivery in stranded:
-            undelivered.append((delivery.message, self._target_names(delivery.message.label)))
+            undelivered.append(
+                _Undelivered(delivery.message, self._target_names(delivery.message.label))
+            )
             self._fail_rest(delivery, self._abort_reason)
         self._flush_settled()
         if undelivered:
@@ -1024,31 +1048,53 @@ class Notifier:
         self._active.clear()
         self._flush_settled()
 
-    async def _abort_pending(self, grace: float) -> list[tuple[OutgoingMessage, tuple[str, ...]]]:
-        """Loop thread: settle everything still in flight as failed; list what it was."""
+    async def _abort_pending(self, grace: float) -> list[_Undelivered]:
+        """Loop thread: settle everything still in flight as failed; list what it was.
+
+        A message no backend had started on is listed as not delivered. One a backend was
+        working on when it was cancelled is listed as in flight: the request may have
+        reached the service, and resending it could deliver it twice.
+        """
         with self._cond:
             batch = self._handoff
             self._handoff = []
             self._wake_pending = True  # nothing more will be dispatched
         waiting = [*self._local, *batch]
         self._local.clear()
-        undelivered: list[tuple[OutgoingMessage, tuple[str, ...]]] = []
+        undelivered: list[_Undelivered] = []
         for delivery in waiting:
             if delivery.withdrawn():
                 self._settled += 1
                 continue
-            undelivered.append((delivery.message, self._target_names(delivery.message.label)))
+            undelivered.append(
+                _Undelivered(delivery.message, self._target_names(delivery.message.label))
+            )
             self._fail_rest(delivery, self._abort_reason)
-        for delivery in list(self._active):
-            undelivered.append((delivery.message, delivery.pending() or ()))
+        # Held for a backend still starting: surely not sent.
+        held = {(id(delivery), index) for queue in self._held.values() for delivery, index in queue}
         self._held.clear()
+        active = list(self._active)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
+            # A request that completes while being cancelled still reports its outcome.
             await asyncio.wait(tasks, timeout=_left(grace) / 2)
-        for delivery in list(self._active):
-            self._fail_rest(delivery, self._abort_reason)
+        for delivery in active:
+            targets, results = delivery.targets or [], delivery.results or []
+            not_sent: list[str] = []
+            in_flight: list[str] = []
+            for index, (communicator, result) in enumerate(zip(targets, results, strict=False)):
+                if (id(delivery), index) in held:
+                    if result is None:
+                        not_sent.append(communicator.name)
+                elif result is None or result.error == self._in_flight_reason:
+                    in_flight.append(communicator.name)
+            if not_sent:
+                undelivered.append(_Undelivered(delivery.message, tuple(not_sent)))
+            if in_flight:
+                undelivered.append(_Undelivered(delivery.message, tuple(in_flight), True))
+            self._fail_rest(delivery, self._abort_reason, in_flight=in_flight)
         self._flush_settled()
         return undelivered
 
@@ -1062,22 +1108,24 @@ class Notifier:
                 "%s: backends still stopping at close: %s", self._name, ", ".join(still) or "?"
             )
 
-    def _report_undelivered(
-        self, undelivered: list[tuple[OutgoingMessage, tuple[str, ...]]], *, at_exit: bool
-    ) -> None:
+    def _report_undelivered(self, undelivered: list[_Undelivered], *, at_exit: bool) -> None:
         when = "at interpreter exit" if at_exit else "when the notifier closed"
-        lines = [
-            f"processpype: {len(undelivered)} message(s) were not delivered {when} "
-            f"(drain_timeout={self._drain_timeout}s):"
-        ]
-        for message, pending in undelivered[:20]:
-            text = message.message
-            preview = text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
+        lines: list[str] = []
+        not_sent = [entry for entry in undelivered if not entry.in_flight]
+        in_flight = [entry for entry in undelivered if entry.in_flight]
+        if not_sent:
             lines.append(
-                f"  label {message.label!r} -> {', '.join(pending) or 'no backend'}: {preview!r}"
+                f"processpype: {len(not_sent)} message(s) were not delivered {when} "
+                f"(drain_timeout={self._drain_timeout}s):"
             )
-        if len(undelivered) > 20:
-            lines.append(f"  ... and {len(undelivered) - 20} more")
+            lines += _report_lines(not_sent, "")
+        if in_flight:
+            lines.append(
+                f"processpype: {len(in_flight)} message(s) were being sent {when} and may "
+                f"have been delivered (drain_timeout={self._drain_timeout}s); resending them "
+                "could deliver them twice:"
+            )
+            lines += _report_lines(in_flight, " (may have been delivered)")
         text = "\n".join(lines)
         if at_exit:
             try:
@@ -1089,6 +1137,28 @@ class Notifier:
                 logger.error("%s", text)
         else:
             logger.warning("%s", text)
+
+
+class _Undelivered(NamedTuple):
+    """A message without an outcome at close, and the backends that did not give one."""
+
+    message: OutgoingMessage
+    backends: tuple[str, ...]
+    in_flight: bool = False
+    """True when a backend was sending it: it may have reached the service."""
+
+
+def _report_lines(entries: list[_Undelivered], note: str) -> list[str]:
+    lines = []
+    for message, backends, _ in entries[:20]:
+        text = message.message
+        preview = text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
+        lines.append(
+            f"  label {message.label!r} -> {', '.join(backends) or 'no backend'}{note}: {preview!r}"
+        )
+    if len(entries) > 20:
+        lines.append(f"  ... and {len(entries) - 20} more")
+    return lines
 
 
 def _left(deadline: float) -> float:
@@ -1219,6 +1289,27 @@ def _abandon(
     with contextlib.suppress(Exception):
         stopping.result(_CLOSE_GRACE + _EXIT_GRACE)
     loop_thread.stop(_EXIT_GRACE)
+
+
+_multiprocessing_exit_pid: int | None = None
+
+
+def _close_when_multiprocessing_exits() -> None:
+    """Have multiprocessing close this process's notifiers when the process ends.
+
+    A ``multiprocessing`` child started with fork leaves through ``os._exit`` after
+    ``multiprocessing.util._exit_function``: ``atexit`` never runs there, its
+    ``Finalize`` callbacks do. Registered once per process, and only where
+    multiprocessing is already imported (its children always import it).
+    """
+    global _multiprocessing_exit_pid
+    util = sys.modules.get("multiprocessing.util")
+    pid = os.getpid()
+    if util is None or _multiprocessing_exit_pid == pid:
+        return
+    _multiprocessing_exit_pid = pid
+    # A high priority: before multiprocessing's own finalizers close its queues.
+    util.Finalize(None, _close_at_exit, exitpriority=100)
 
 
 def _disown_all_after_fork() -> None:

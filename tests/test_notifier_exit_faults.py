@@ -1,0 +1,139 @@
+"""Exits real deployments see: multiprocessing children, reports of what was in flight."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+SLOW_BACKEND = """
+import asyncio, sys
+from processpype.communications.base import Communicator
+from processpype.config.models import CommunicatorBackendConfig
+
+class OneAtATime(Communicator):
+    # Sends one message at a time, each taking a moment: a slow SMTP relay.
+    lock = None
+
+    async def start(self):
+        self._started = True
+
+    async def stop(self):
+        self._started = False
+
+    async def send(self, message):
+        if OneAtATime.lock is None:
+            OneAtATime.lock = asyncio.Lock()
+        async with OneAtATime.lock:
+            await asyncio.sleep(0.05)
+            with open(sys.argv[1], "a", encoding="utf-8") as out:
+                out.write(message.message + "\\n")
+
+def slow_backend():
+    return OneAtATime("slow", CommunicatorBackendConfig(type="slow"))
+"""
+
+
+def run_script(source: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", SLOW_BACKEND + textwrap.dedent(source), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_a_notifier_made_in_a_forked_multiprocessing_child_is_flushed_when_the_child_returns(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "delivered.txt"
+    completed = run_script(
+        """
+        import multiprocessing
+        from processpype import Notifier
+
+        def child():
+            notifier = Notifier({"enabled": True, "backends": {}})
+            notifier.add_communicator(slow_backend())
+            for index in range(10):
+                notifier.send_nowait(f"child {index}")
+            # returns without close(): multiprocessing ends the child with os._exit
+
+        if __name__ == "__main__":
+            process = multiprocessing.get_context("fork").Process(target=child)
+            process.start()
+            process.join(60)
+            print("exit code", process.exitcode)
+        """,
+        str(out),
+    )
+
+    assert completed.stdout.strip() == "exit code 0", completed.stderr
+    assert out.read_text(encoding="utf-8").splitlines() == [f"child {i}" for i in range(10)]
+    assert completed.stderr == ""
+
+
+def test_what_a_forked_child_could_not_deliver_is_reported_on_its_stderr(tmp_path: Path) -> None:
+    out = tmp_path / "delivered.txt"
+    completed = run_script(
+        """
+        import multiprocessing
+        from processpype import Notifier
+
+        def child():
+            notifier = Notifier({"enabled": True, "backends": {}}, drain_timeout=0.2)
+            notifier.add_communicator(slow_backend())
+            for index in range(40):
+                notifier.send_nowait(f"child {index}")
+
+        if __name__ == "__main__":
+            process = multiprocessing.get_context("fork").Process(target=child)
+            process.start()
+            process.join(60)
+        """,
+        str(out),
+    )
+
+    delivered = out.read_text(encoding="utf-8").splitlines() if out.exists() else []
+    assert len(delivered) < 40
+    assert "at interpreter exit" in completed.stderr
+    reported = completed.stderr.count("  label 'default' -> slow")
+    assert len(delivered) + reported == 40 or "... and" in completed.stderr
+
+
+def test_the_exit_report_lists_as_not_delivered_only_what_no_backend_had(tmp_path: Path) -> None:
+    completed = run_script(
+        """
+        import asyncio
+        from processpype import Notifier
+        from processpype.communications.base import Communicator
+        from processpype.config.models import CommunicatorBackendConfig
+
+        class NeverConnects(Communicator):
+            async def start(self):
+                await asyncio.sleep(3600)  # an SMTP server that never answers
+
+            async def stop(self):
+                pass
+
+            async def send(self, message):
+                raise AssertionError("never started")
+
+        notifier = Notifier({"enabled": True, "backends": {}}, drain_timeout=0.3,
+                            start_timeout=0.1)
+        notifier.add_communicator(NeverConnects("mail", CommunicatorBackendConfig(type="x")))
+        notifier.add_communicator(slow_backend(), labels=["ops"])
+        notifier.send_nowait("held for mail")
+        for index in range(30):
+            notifier.send_nowait(f"ops {index}", label="ops")
+        """,
+        str(tmp_path / "delivered.txt"),
+    )
+
+    stderr = completed.stderr
+    assert "1 message(s) were not delivered at interpreter exit" in stderr, stderr
+    assert "label 'default' -> mail: 'held for mail'" in stderr
+    assert "may have been delivered" in stderr
+    assert "-> slow (may have been delivered): 'ops" in stderr
