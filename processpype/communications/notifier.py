@@ -37,12 +37,15 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Mapping
 from types import TracebackType
-from typing import Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
 from pydantic import BaseModel
 
 from processpype.communications._handlers import IncomingHandler, IncomingHandlers
 from processpype.communications._loop_thread import LoopThread, LoopWaker
+
+if TYPE_CHECKING:
+    from processpype.communications._signals import SignalFlush
 from processpype.communications._timeouts import check_timeout
 from processpype.communications.backends import create_communicator
 from processpype.communications.base import Communicator, NoOpCommunicator
@@ -267,6 +270,11 @@ class Notifier:
         self._finalizer.atexit = False  # the exit-time flush closes live notifiers instead
         _live.add(self)
         _close_when_multiprocessing_exits()
+        self._signals: SignalFlush | None = None
+        if handle_signals:
+            from processpype.communications._signals import SignalFlush
+
+            self._signals = SignalFlush(self, _close_for_signal)
         if start:
             self.start()
 
@@ -966,18 +974,20 @@ class Notifier:
             timeout = check_timeout(timeout, "timeout")
         return await asyncio.to_thread(self.close, timeout)
 
-    def _close(self, timeout: float | None, *, at_exit: bool) -> bool:
+    def _close(self, timeout: float | None, *, at_exit: bool, when: str | None = None) -> bool:
         self._refuse_on_loop_thread("close()")
         with self._lifecycle:
             if self._closing:
                 return self._close_result
+            if self._signals is not None:
+                self._signals.restore()
             with self._cond:
                 self._closing = True
                 self._cond.notify_all()  # senders waiting for room get NotifierClosedError
             _live.discard(self)
             self._finalizer.detach()
             try:
-                self._close_result = self._shutdown(timeout, at_exit=at_exit)
+                self._close_result = self._shutdown(timeout, at_exit=at_exit, when=when)
             except BaseException:
                 # Interrupted (Ctrl-C during the flush) or a bug: nothing may be left
                 # running or waiting forever.
@@ -988,7 +998,7 @@ class Notifier:
                 self._closed = True
             return self._close_result
 
-    def _shutdown(self, timeout: float | None, *, at_exit: bool) -> bool:
+    def _shutdown(self, timeout: float | None, *, at_exit: bool, when: str | None) -> bool:
         limit = self._drain_timeout if timeout is None else timeout
         if not self._started:
             self._handlers.close(0)
@@ -1026,7 +1036,7 @@ class Notifier:
             self._fail_rest(delivery, self._abort_reason)
         self._flush_settled()
         if undelivered:
-            self._report_undelivered(undelivered, at_exit=at_exit)
+            self._report_undelivered(undelivered, at_exit=at_exit, when=when)
         return flushed and not undelivered
 
     def _abandon_everything(self) -> None:
@@ -1108,8 +1118,11 @@ class Notifier:
                 "%s: backends still stopping at close: %s", self._name, ", ".join(still) or "?"
             )
 
-    def _report_undelivered(self, undelivered: list[_Undelivered], *, at_exit: bool) -> None:
-        when = "at interpreter exit" if at_exit else "when the notifier closed"
+    def _report_undelivered(
+        self, undelivered: list[_Undelivered], *, at_exit: bool, when: str | None = None
+    ) -> None:
+        if when is None:
+            when = "at interpreter exit" if at_exit else "when the notifier closed"
         lines: list[str] = []
         not_sent = [entry for entry in undelivered if not entry.in_flight]
         in_flight = [entry for entry in undelivered if entry.in_flight]
@@ -1159,6 +1172,18 @@ def _report_lines(entries: list[_Undelivered], note: str) -> list[str]:
     if len(entries) > 20:
         lines.append(f"  ... and {len(entries) - 20} more")
     return lines
+
+
+def _close_for_signal(notifier: Notifier, signum: int) -> None:
+    """SIGTERM or SIGINT with ``handle_signals``: flush, close, report on stderr."""
+    import signal
+
+    name = signal.Signals(signum).name
+    try:
+        notifier._close(None, at_exit=True, when=f"on {name}")
+    except Exception as exc:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.write(f"processpype: closing {notifier!r} on {name} failed: {exc!r}\n")
 
 
 def _left(deadline: float) -> float:
