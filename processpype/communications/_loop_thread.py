@@ -16,6 +16,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from processpype.communications._delivery_context import mark_delivery_thread
+
 __all__ = ["LoopThread", "LoopWaker"]
 
 logger = logging.getLogger("processpype.communications.notifier")
@@ -152,10 +154,17 @@ class LoopThread:
         return self.loop
 
     def _run(self) -> None:
+        mark_delivery_thread()  # records logged here never become notifications
         try:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             loop.set_exception_handler(_log_loop_error)
+            # Its worker threads (getaddrinfo, to_thread) are delivery work too.
+            loop.set_default_executor(
+                concurrent.futures.ThreadPoolExecutor(
+                    thread_name_prefix=f"{self._name}-worker", initializer=mark_delivery_thread
+                )
+            )
         except BaseException as exc:  # reach the caller of start()
             self._start_error = exc
             self._ready.set()

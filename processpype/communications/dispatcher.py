@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from eventspype import EventPublication, EventPublisher, FunctionalEventSubscriber
 
+from processpype.communications._delivery_context import delivery_work
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryReport, DeliveryResult
@@ -198,7 +199,8 @@ class CommunicationDispatcher:
     ) -> DeliveryResult:
         """Deliver ``message`` to one backend; never raises, always returns a result."""
         try:
-            return await self._deliver_to(communicator, message)
+            with delivery_work():  # what the backend and its libraries log is not an alert
+                return await self._deliver_to(communicator, message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug on our side: still a result, never an exception
@@ -269,7 +271,9 @@ class CommunicationDispatcher:
 
     async def _start_one(self, communicator: Communicator) -> bool:
         try:
-            await communicator.start()
+            # Tasks a backend starts here (a client's receive loop) inherit the mark.
+            with delivery_work():
+                await communicator.start()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

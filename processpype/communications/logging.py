@@ -23,6 +23,7 @@ import os
 import threading
 from typing import Any
 
+from processpype.communications._delivery_context import in_delivery_work
 from processpype.communications.errors import NotifierClosedError, QueueFullError
 from processpype.communications.models import MessageSeverity
 from processpype.communications.notifier import Notifier
@@ -56,8 +57,9 @@ class NotifierHandler(logging.Handler):
 
     ``notifier`` is a ``Notifier``, or the path of a YAML config for a Notifier that the
     handler owns (and closes with itself). Records of processpype's own loggers, and
-    records logged on the notifier's own event loop thread (its backends and their
-    libraries), are ignored, so a failing backend cannot feed itself. When the notifier
+    records logged while any processpype delivery runs (on any notifier's loop thread,
+    in any backend, in the libraries they call), are ignored, so no handler can feed
+    itself or another one. When the notifier
     already holds ``max_in_flight`` messages, or is not running, a record is dropped and
     counted in ``dropped`` instead of making the caller wait.
     """
@@ -99,10 +101,16 @@ class NotifierHandler(logging.Handler):
         return self._notifier
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Refuse processpype's own records and records from the notifier's loop thread."""
+        """Refuse processpype's own records and any logged while a delivery runs.
+
+        "While a delivery runs" covers every notifier's loop and worker threads and any
+        task delivering for processpype on another loop: the HTTP lines of httpx, the
+        SMTP chatter of aiosmtplib, telethon's reconnects. Without it, two handlers on
+        one logger would send each other's log lines back and forth without end.
+        """
         if _is_own_logger(record.name):
             return False
-        if self._notifier.in_loop_thread():
+        if in_delivery_work() or self._notifier.in_loop_thread():
             return False
         return bool(super().filter(record))
 

@@ -1,0 +1,120 @@
+"""A real HTTP server on 127.0.0.1 that misbehaves on request: trickles, stalls, floods."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """How the server answers one request."""
+
+    status: int = 200
+    body: bytes = b"ok"
+    trickle: float | None = None  # seconds between body bytes, sent after the headers
+    huge: int | None = None  # send this many bytes of body (Content-Length says so)
+    stall: bool = False  # read the request, then never answer (until the server stops)
+
+
+class FaultyServer(ThreadingHTTPServer):
+    """Counts requests and answers each with the next scripted ``Reply`` (default 200)."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.replies: list[Reply] = []
+        self.default = Reply()
+        self.bodies: list[bytes] = []
+        self.sent_bytes = 0  # body bytes written to clients (huge replies)
+        self.aborted = 0  # replies cut short because the client hung up
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.arrived = threading.Condition(self.lock)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}/hook/secret-token"
+
+    def next_reply(self) -> Reply:
+        with self.lock:
+            return self.replies.pop(0) if self.replies else self.default
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> None:
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: len(self.bodies) >= count, timeout):
+                raise TimeoutError(f"{len(self.bodies)} of {count} requests arrived")
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up mid-reply is what these tests provoke."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FaultyServer
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", "0"))
+        body = self.rfile.read(length)
+        with self.server.arrived:
+            self.server.bodies.append(body)
+            self.server.arrived.notify_all()
+        reply = self.server.next_reply()
+        if reply.stall:
+            self.server.stopping.wait(30)
+            return
+        size = reply.huge if reply.huge is not None else len(reply.body)
+        self.send_response(reply.status)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        self.wfile.flush()
+        try:
+            if reply.huge is not None:
+                chunk = b"x" * 65536
+                left = reply.huge
+                while left > 0 and not self.server.stopping.is_set():
+                    piece = chunk[: min(left, len(chunk))]
+                    self.wfile.write(piece)
+                    left -= len(piece)
+                    with self.server.lock:
+                        self.server.sent_bytes += len(piece)
+            elif reply.trickle is not None:
+                for index in range(len(reply.body)):
+                    if self.server.stopping.wait(reply.trickle):
+                        return
+                    self.wfile.write(reply.body[index : index + 1])
+                    self.wfile.flush()
+            else:
+                self.wfile.write(reply.body)
+        except OSError:  # the client dropped the connection: what a bounded read does
+            with self.server.lock:
+                self.server.aborted += 1
+            self.close_connection = True
+
+    do_PUT = do_POST
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet."""
+
+
+@contextmanager
+def faulty_server() -> Iterator[FaultyServer]:
+    """A running ``FaultyServer``; stopped (stalled replies released) at the end."""
+    server = FaultyServer()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
