@@ -106,6 +106,19 @@ class _RetryingBackendConfig(_StrictBackendConfig):
         allow_inf_nan=False,
         description="Longest wait between tries (caps backoff and Retry-After)",
     )
+    attempt_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Longest one whole try may take, however the server trickles its "
+        "answer (connect, send, read the reply); default: 3 x timeout",
+    )
+
+    def attempt_deadline(self) -> float:
+        """Seconds one whole try may take: ``attempt_timeout``, else 3 x ``timeout``."""
+        if self.attempt_timeout is not None:
+            return self.attempt_timeout
+        return 3.0 * float(getattr(self, "timeout", 10.0))
 
 
 class TelegramChatConfig(ConfigurationModel):

@@ -68,6 +68,9 @@ TEMPLATE_FIELDS = ("message", "label", "severity", "subject", "source", "metadat
 """The names a body template may use, as ``{name}`` or ``{metadata[key]}``."""
 
 _ERROR_BODY_CHARS = 200
+_BODY_LIMIT = 8192
+"""Bytes of a reply read at most (error text, Discord's retry_after); the rest is dropped
+with the connection, so a 256 MiB error page costs 8 KiB."""
 _BAD_HEADER_CHARS = "\x00\x0b\x0c"  # besides CR and LF, what h11 refuses in a value
 _SEVERITY_EMOJI: dict[MessageSeverity, str] = {
     MessageSeverity.DEBUG: "\N{MEDIUM WHITE CIRCLE}",
@@ -549,8 +552,21 @@ class _HttpCommunicator(Communicator):
                     attempts=attempt - 1,
                     permanent=False,
                 )
+            deadline = config.attempt_deadline()
             try:
-                response = await client.request(self._method, url, json=payload)
+                async with asyncio.timeout(deadline):
+                    response = await self._request(client, url, payload)
+            except TimeoutError as exc:  # ours: httpx's own timeouts are httpx errors
+                # Headers came, then the body trickled (or nothing came) past the whole
+                # attempt's deadline: the server may have acted on the request.
+                raise self._fail(
+                    f"no complete response from {where} within {deadline:g} s "
+                    "(attempt_timeout); not retried, since the server may have received it",
+                    part,
+                    parts,
+                    attempts=attempt,
+                    permanent=False,
+                ) from exc
             except httpx.ReadTimeout as exc:
                 # The server has the request and did not answer in time: it may have
                 # acted on it, and a retry could post the message twice.
@@ -625,6 +641,32 @@ class _HttpCommunicator(Communicator):
                 await asyncio.sleep(delay)
                 continue
             raise self._fail(self._refusal(response), part, parts, attempts=attempt, permanent=True)
+
+    async def _request(self, client: httpx.AsyncClient, url: str, payload: Any) -> httpx.Response:
+        """Send one request; the reply with at most ``_BODY_LIMIT`` bytes of its body.
+
+        The body is streamed: past the limit the response is closed unread, which drops
+        the connection instead of reading a huge page to the end.
+        """
+        async with client.stream(self._method, url, json=payload) as streamed:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in streamed.aiter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= _BODY_LIMIT:
+                    break
+        headers = [
+            (key, value)
+            for key, value in streamed.headers.multi_items()
+            if key.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            streamed.status_code,
+            headers=headers,
+            content=b"".join(chunks)[:_BODY_LIMIT],
+            request=streamed.request,
+        )
 
     def _refusal(self, response: httpx.Response) -> str:
         status = response.status_code

@@ -1,0 +1,100 @@
+"""Webhook attempts against hostile servers: a deadline per attempt, bounded body reads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+
+from processpype.communications.backends import create_communicator
+from processpype.communications.base import Communicator
+from processpype.communications.errors import SendError
+from processpype.communications.models import OutgoingMessage
+from processpype.config.loader import config_from_mapping
+from tests.http_helpers import FaultyServer, Reply, faulty_server
+
+
+@pytest.fixture
+def server() -> Iterator[FaultyServer]:
+    with faulty_server() as running:
+        yield running
+
+
+@contextlib.asynccontextmanager
+async def webhook(url: str, **settings: Any) -> AsyncIterator[Communicator]:
+    backend = {"type": "webhook", "url": url, "retry_base_delay": 0.001, **settings}
+    config = config_from_mapping({"backends": {"hook": backend}})
+    communicator = create_communicator("hook", config.backends["hook"])
+    await communicator.start()
+    try:
+        yield communicator
+    finally:
+        await communicator.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_trickling_response_fails_at_the_attempt_deadline_and_the_next_message_goes_out(
+    server: FaultyServer,
+) -> None:
+    # Each byte comes well inside the per-read timeout: only a whole-attempt deadline ends it.
+    server.replies.append(Reply(body=b"o" * 100, trickle=0.1))
+    async with webhook(server.url, timeout=1, attempt_timeout=0.5) as hook:
+        async with asyncio.timeout(10):
+            with pytest.raises(SendError, match=r"no complete response .* within 0.5 s") as info:
+                await hook.deliver(OutgoingMessage(message="first"))
+            second = await hook.deliver(OutgoingMessage(message="second"))
+
+    assert info.value.attempts == 1  # not retried: the server had the request
+    assert second.status == "delivered"
+    assert len(server.bodies) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_server_that_never_answers_fails_at_the_attempt_deadline(
+    server: FaultyServer,
+) -> None:
+    server.replies.append(Reply(stall=True))
+    async with webhook(server.url, timeout=5, attempt_timeout=0.3) as hook:
+        async with asyncio.timeout(10):
+            with pytest.raises(SendError, match="attempt_timeout"):
+                await hook.deliver(OutgoingMessage(message="lost in the void"))
+
+
+@pytest.mark.asyncio
+async def test_a_huge_error_page_is_read_only_up_to_a_few_kib_and_the_connection_dropped(
+    server: FaultyServer,
+) -> None:
+    huge = 256 * 1024 * 1024
+    server.replies.append(Reply(status=400, huge=huge))
+    async with webhook(server.url, timeout=5) as hook:
+        async with asyncio.timeout(20):
+            with pytest.raises(SendError, match=r"HTTP 400") as info:
+                await hook.deliver(OutgoingMessage(message="bad"))
+            after = await hook.deliver(OutgoingMessage(message="next"))
+
+    assert len(str(info.value)) < 400  # the error keeps a short excerpt only
+    assert after.status == "delivered"
+    # The client hung up long before the server could write the whole page.
+    assert server.sent_bytes < huge // 4
+
+
+@pytest.mark.asyncio
+async def test_a_retried_5xx_with_a_huge_body_keeps_memory_bounded(server: FaultyServer) -> None:
+    server.replies.extend([Reply(status=503, huge=64 * 1024 * 1024), Reply()])
+    async with webhook(server.url, timeout=5) as hook:
+        async with asyncio.timeout(20):
+            result = await hook.deliver(OutgoingMessage(message="retry me"))
+
+    assert result.status == "delivered"
+    assert result.attempts == 2
+    assert server.sent_bytes < 16 * 1024 * 1024
+
+
+def test_an_attempt_timeout_of_zero_or_infinity_is_refused_in_the_config() -> None:
+    for value in (0, float("inf")):
+        backend = {"type": "slack", "url": "https://h/x", "attempt_timeout": value}
+        with pytest.raises(ValueError, match="attempt_timeout"):
+            config_from_mapping({"backends": {"hook": backend}})
