@@ -5,8 +5,9 @@ pytest-asyncio mode) use it alike. It binds port 0 and exposes the real ``port``
 what it received as parsed ``EmailMessage`` objects and as ``SMTPEnvelope`` records;
 speaks plain SMTP, STARTTLS or implicit TLS with a throwaway CA made by trustme; checks
 a username and password when ``auth`` is given; and fails on demand (``fail_next``,
-``disconnect_next``, ``refuse_recipients``, and ``stop()`` / ``restart()`` on the same
-port for an outage).
+``disconnect_next``, ``refuse_recipients``, ``stall_next``, ``trickle_next``,
+``huge_reply_next``, ``drop_after``, and ``stop()`` / ``restart()`` on the same port for
+an outage).
 
 Needs the ``testing`` extra (aiosmtpd, trustme).
 """
@@ -85,6 +86,24 @@ class _Faults:
         self.disconnects = 0
         # address -> (code, text, refusals left; None: until clear())
         self.refused: dict[str, tuple[int, str, int | None]] = {}
+        # Slow or broken replies to DATA, one entry per message: ("stall", 0, 0),
+        # ("trickle", lines or 0 for no end, interval), ("huge", size, 0).
+        self.replies: list[tuple[str, int, float]] = []
+        self.accept_before_drop: int | None = None  # drop_after(): messages still accepted
+
+    def take_reply(self) -> tuple[str, int, float] | None:
+        with self.lock:
+            return self.replies.pop(0) if self.replies else None
+
+    def take_drop(self) -> bool:
+        with self.lock:
+            left = self.accept_before_drop
+            if left is None:
+                return False
+            if left > 0:
+                self.accept_before_drop = left - 1
+                return False
+            return True
 
     def take_failure(self) -> tuple[int, str] | None:
         with self.lock:
@@ -116,6 +135,8 @@ class _Faults:
             self.fail_codes.clear()
             self.disconnects = 0
             self.refused.clear()
+            self.replies.clear()
+            self.accept_before_drop = None
 
 
 class _Handler:
@@ -159,7 +180,24 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         owner = self._owner
-        if owner._faults.take_disconnect():
+        reply = owner._faults.take_reply()
+        if reply is not None:
+            kind, amount, interval = reply
+            if kind == "stall":
+                # Never answer: the client's deadline (or the server's stop) ends it.
+                await asyncio.Event().wait()
+            lines = 0
+            while kind == "trickle" and (amount == 0 or lines < amount):
+                # A valid multi-line reply that never finishes quickly: every line comes
+                # well inside a per-read timeout.
+                await server.push("250-still working (SMTPTestServer trickle)")
+                lines += 1
+                await asyncio.sleep(interval)
+            if kind == "huge":
+                line = "250-" + "x" * 990
+                for _ in range(max(1, amount // (len(line) + 2))):
+                    await server.push(line)
+        if owner._faults.take_drop() or owner._faults.take_disconnect():
             # Drop the connection after the data arrived but before the reply: the
             # client cannot tell whether the message went out, the worst case.
             transport = server.transport
@@ -570,6 +608,47 @@ class SMTPTestServer:
             raise ValueError(f"count must be at least 1, not {count}")
         with self._faults.lock:
             self._faults.disconnects += count
+
+    def stall_next(self, count: int = 1) -> None:
+        """Never answer the DATA of the next ``count`` messages (until the client gives up)."""
+        self._add_replies(count, ("stall", 0, 0.0))
+
+    def trickle_next(
+        self, count: int = 1, *, interval: float = 0.5, lines: int | None = None
+    ) -> None:
+        """Answer the next ``count`` messages' DATA one reply line every ``interval`` s.
+
+        With ``lines`` the reply then ends with 250 and the message is accepted; without,
+        it goes on until the client hangs up. Each line comes well inside a per-read
+        timeout: only a deadline on the whole attempt ends it.
+        """
+        if interval < 0:
+            raise ValueError(f"interval must be >= 0 seconds, not {interval}")
+        if lines is not None and lines < 1:
+            raise ValueError(f"lines must be at least 1 (or None: no end), not {lines}")
+        self._add_replies(count, ("trickle", lines or 0, interval))
+
+    def huge_reply_next(self, count: int = 1, *, size: int = 1_000_000) -> None:
+        """Answer the next ``count`` messages' DATA with a multi-line reply of ``size`` bytes."""
+        if size < 1:
+            raise ValueError(f"size must be at least 1 byte, not {size}")
+        self._add_replies(count, ("huge", size, 0.0))
+
+    def drop_after(self, count: int) -> None:
+        """Accept ``count`` more messages, then drop the connection during every later DATA.
+
+        Until ``clear()``: a relay that goes away mid-run. Dropped messages are not recorded.
+        """
+        if count < 0:
+            raise ValueError(f"count must be >= 0, not {count}")
+        with self._faults.lock:
+            self._faults.accept_before_drop = count
+
+    def _add_replies(self, count: int, reply: tuple[str, int, float]) -> None:
+        if count < 1:
+            raise ValueError(f"count must be at least 1, not {count}")
+        with self._faults.lock:
+            self._faults.replies.extend([reply] * count)
 
     def refuse_recipients(
         self,

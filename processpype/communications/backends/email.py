@@ -71,6 +71,14 @@ class _StepFailed(Exception):
         self.step = step
 
 
+class _Undetermined(Exception):
+    """Internal: the attempt's deadline passed during the transaction; it may have gone out."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(f"no complete answer within {deadline:g} s (attempt_timeout)")
+        self.deadline = deadline
+
+
 @dataclass(frozen=True)
 class _Outgoing:
     """A message ready for SMTP: rendered once, so every retry resends the same Message-ID."""
@@ -311,6 +319,15 @@ class EmailCommunicator(Communicator):
             reused = self.connected and self._sent_on_connection > 0
             try:
                 refused = await self._send_once(outgoing)
+            except _Undetermined as undetermined:
+                raise SendError(
+                    f"email backend {self.name!r}: no complete answer from {self.server} "
+                    f"within {undetermined.deadline:g} s (attempt_timeout); not retried, "
+                    "since the server may have accepted the message",
+                    backend=self.name,
+                    attempts=attempts,
+                    permanent=False,
+                ) from undetermined
             except _StepFailed as failed:
                 error: BaseException = failed.__cause__ or failed
                 failure = self._classify(error, failed.step)
@@ -385,6 +402,8 @@ class EmailCommunicator(Communicator):
                 again = await self._send_once(
                     dataclasses.replace(outgoing, recipients=tuple(waiting))
                 )
+            except _Undetermined:
+                break  # may have gone out: reported with the refusals they had
             except _StepFailed as failed:
                 error: BaseException = failed.__cause__ or failed
                 if not isinstance(error, aiosmtplib.SMTPRecipientsRefused):
@@ -408,24 +427,38 @@ class EmailCommunicator(Communicator):
         return tries - 1, final | waiting
 
     async def _send_once(self, outgoing: _Outgoing) -> dict[str, aiosmtplib.SMTPResponse]:
-        client = self._client
-        if client is None or not client.is_connected:
-            self._discard_client()
-            client = await self._connect()
+        # aiosmtplib's timeout bounds each read: a server that trickles its replies a
+        # line at a time would hold the message (and all behind it) without end.
+        deadline = self._email_config.attempt_deadline()
+        connecting = True
         try:
-            refused, _ = await client.sendmail(
-                outgoing.sender,
-                list(outgoing.recipients),
-                outgoing.data,
-                mail_options=list(outgoing.mail_options),
-            )
-        except asyncio.CancelledError:
-            # Cancelled mid-transaction: the server may still wait for the rest of the
-            # data, so this connection cannot carry the next message.
+            async with asyncio.timeout(deadline):
+                client = self._client
+                if client is None or not client.is_connected:
+                    self._discard_client()
+                    client = await self._connect()
+                connecting = False
+                try:
+                    refused, _ = await client.sendmail(
+                        outgoing.sender,
+                        list(outgoing.recipients),
+                        outgoing.data,
+                        mail_options=list(outgoing.mail_options),
+                    )
+                except asyncio.CancelledError:
+                    # Cancelled mid-transaction: the server may still wait for the rest
+                    # of the data, so this connection cannot carry the next message.
+                    self._discard_client()
+                    raise
+                except Exception as exc:
+                    raise _StepFailed("sending the message") from exc
+        except TimeoutError as exc:  # the deadline (aiosmtplib's own are wrapped above)
             self._discard_client()
-            raise
-        except Exception as exc:
-            raise _StepFailed("sending the message") from exc
+            if connecting:  # nothing was sent yet: safe to try again
+                raise _StepFailed("connect") from aiosmtplib.SMTPConnectTimeoutError(
+                    f"no complete answer within {deadline:g} s (attempt_timeout)"
+                )
+            raise _Undetermined(deadline) from exc
         return refused
 
     # -- connection -----------------------------------------------------------------
