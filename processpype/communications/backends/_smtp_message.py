@@ -16,11 +16,20 @@ import re
 from email.header import Header
 from email.utils import formataddr, parseaddr
 
-__all__ = ["envelope_address", "format_address", "render_message"]
+__all__ = [
+    "MAX_SUBJECT_CHARS",
+    "envelope_address",
+    "format_address",
+    "render_message",
+    "shorten_subject",
+]
 
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _MAX_LINE = 998  # RFC 5322 2.1.1: a line is at most 998 characters plus CRLF
 _MAX_PLAIN_HEADER = 900  # leave room for the header name on the line
+MAX_SUBJECT_CHARS = 4000
+"""Longest subject sent, in characters: a longer one is cut, ending with an ellipsis
+(servers refuse headers past their own limits; nobody reads that far)."""
 _UNSAFE_7BIT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -46,13 +55,28 @@ def format_address(text: str) -> str:
     return formataddr((name, address), charset="utf-8")
 
 
+def shorten_subject(subject: str) -> str:
+    """``subject`` cut to ``MAX_SUBJECT_CHARS`` characters, the last an ellipsis."""
+    if len(subject) <= MAX_SUBJECT_CHARS:
+        return subject
+    return subject[: MAX_SUBJECT_CHARS - 1] + "…"
+
+
 def _encode_unstructured(value: str, header_name: str) -> str:
+    """``value`` as a header value whose every line fits RFC 5322's 998 characters."""
     plain = value.isascii() and not _UNSAFE_7BIT.search(value)
     if plain and len(value) <= _MAX_PLAIN_HEADER:
         return value
-    # us-ascii only folds; utf-8 makes encoded words, which also carry control characters.
-    charset = "us-ascii" if plain else "utf-8"
-    return Header(value, charset, header_name=header_name).encode(linesep="\r\n")
+    if plain:
+        # us-ascii only folds, at spaces: a long word without one would stay one line,
+        # which servers refuse ("500 Line too long").
+        folded = Header(value, "us-ascii", header_name=header_name).encode(linesep="\r\n")
+        first = len(header_name) + 2  # "Subject: " shares the first line
+        lines = folded.split("\r\n")
+        if len(lines[0]) + first <= _MAX_LINE and all(len(line) <= _MAX_LINE for line in lines):
+            return folded
+    # utf-8 encoded words can be cut anywhere (and carry control characters too).
+    return Header(value, "utf-8", header_name=header_name).encode(linesep="\r\n")
 
 
 def _encode_body(text: str) -> tuple[str, bytes]:
@@ -88,7 +112,7 @@ def render_message(
     head = (
         f"From: {from_header}\r\n"
         f"To: {',\r\n '.join(to_headers)}\r\n"
-        f"Subject: {_encode_unstructured(subject, 'Subject')}\r\n"
+        f"Subject: {_encode_unstructured(shorten_subject(subject), 'Subject')}\r\n"
         f"Date: {date}\r\n"
         f"Message-ID: {message_id}\r\n"
         "MIME-Version: 1.0\r\n"
