@@ -158,6 +158,12 @@ class TelegramCommunicatorConfig(_StrictBackendConfig):
     """Telegram bot backend (``type: telegram``, extra ``telegram``)."""
 
     type: Literal["telegram"] = "telegram"
+    max_parts: int = Field(
+        default=10,
+        ge=1,
+        description="Messages one long text may become; the rest is cut, with a line "
+        "saying how much",
+    )
     api_id: int = Field(gt=0, description="Telegram API ID")
     api_hash: SecretStr = Field(description="Telegram API hash")
     token: SecretStr = Field(description="Bot token")
@@ -322,6 +328,12 @@ class SlackCommunicatorConfig(_RetryingBackendConfig):
     """Slack incoming webhook (``type: slack``, extra ``webhook``)."""
 
     type: Literal["slack"] = "slack"
+    max_parts: int = Field(
+        default=10,
+        ge=1,
+        description="Messages one long text may become; the rest is cut, with a line "
+        "saying how much",
+    )
     url: SecretStr = Field(description="Incoming-webhook URL (masked)")
     timeout: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="Seconds for each network step"
@@ -332,6 +344,12 @@ class DiscordCommunicatorConfig(_RetryingBackendConfig):
     """Discord webhook (``type: discord``, extra ``webhook``)."""
 
     type: Literal["discord"] = "discord"
+    max_parts: int = Field(
+        default=10,
+        ge=1,
+        description="Messages one long text may become; the rest is cut, with a line "
+        "saying how much",
+    )
     url: SecretStr = Field(description="Webhook URL (masked)")
     username: str | None = Field(default=None, description="Override the webhook's name")
     timeout: float = Field(

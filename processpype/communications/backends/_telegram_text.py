@@ -15,10 +15,13 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from processpype.communications.backends._parts import cut_notice, cut_warning, prefix_to_split
+
 __all__ = [
     "MAX_CHUNK_LINES",
     "MAX_MESSAGE_UNITS",
     "Chunk",
+    "prepare_capped",
     "prepare_chunks",
     "split_formatted",
     "split_text",
@@ -198,6 +201,44 @@ def prepare_chunks(text: str, parse_mode: str | None) -> list[Chunk]:
         if trimmed:
             chunks.append(Chunk(trimmed, None))
     return chunks
+
+
+def prepare_capped(
+    text: str, parse_mode: str | None, max_parts: int
+) -> tuple[list[Chunk], str | None]:
+    """``prepare_chunks``, at most ``max_parts`` messages; and a warning when text was cut.
+
+    Past the cap, the last message ends with a line saying how much was cut. Only a
+    prefix of a huge text is split: enough to fill the messages that are sent.
+    """
+    if max_parts < 1:
+        raise ValueError(f"max_parts must be at least 1, not {max_parts}")
+    prefix = prefix_to_split(text, max_parts, MAX_MESSAGE_UNITS)
+    if len(prefix) < len(text):
+        # Cut at a line end, where no markup tag or entity is likely to be open.
+        line_end = prefix.rfind("\n")
+        if line_end > len(prefix) // 2:
+            prefix = prefix[: line_end + 1]
+    chunks = prepare_chunks(prefix, parse_mode)
+    if len(chunks) <= max_parts and len(prefix) < len(text):
+        chunks = prepare_chunks(text, parse_mode)
+    if len(chunks) <= max_parts:
+        return chunks, None
+    kept = chunks[:max_parts]
+    last = kept[-1]
+    room = MAX_MESSAGE_UNITS - utf16_len(cut_notice(0, max_parts)) - 16
+    body = last.text
+    if utf16_len(body) > room:
+        body = body[:room]
+        while utf16_len(body) > room:
+            body = body[:-1]
+    sent = sum(len(chunk.text) for chunk in kept[:-1]) + len(body)
+    cut = max(0, len(text) - sent)
+    entities = last.entities
+    if entities is not None:
+        entities = _slice_entities(entities, 0, utf16_len(body))
+    kept[-1] = Chunk(body + cut_notice(cut, max_parts), last.parse_mode, entities)
+    return kept, cut_warning(cut, max_parts)
 
 
 def _parse(text: str, parse_mode: str) -> tuple[str, list[Any]] | None:

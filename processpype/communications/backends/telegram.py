@@ -35,7 +35,7 @@ from processpype.communications.backends._telegram_queue import (
     SendFailure,
     SendQueue,
 )
-from processpype.communications.backends._telegram_text import Chunk, prepare_chunks
+from processpype.communications.backends._telegram_text import Chunk, prepare_capped
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
 from processpype.communications.errors import (
@@ -153,6 +153,7 @@ class TelegramCommunicator(Communicator):
         self._targets = self._build_targets(config)
         self._client: Any = None
         self._queue: SendQueue | None = None
+        self._cut_warnings: dict[int, str] = {}  # id(job) -> max_parts warning, until read
         self._watchdog: asyncio.Task[None] | None = None
         self._connect_lock: asyncio.Lock | None = None
         self._stopping = False
@@ -454,7 +455,9 @@ class TelegramCommunicator(Communicator):
             )
         if self._stopping:
             raise SendError(f"{self.name}: the backend is stopping", backend=self.name, attempts=0)
-        chunks = prepare_chunks(message.message, self._tg_config.parse_mode)
+        chunks, cut = prepare_capped(
+            message.message, self._tg_config.parse_mode, self._tg_config.max_parts
+        )
         if not chunks:
             raise SendError(
                 f"{self.name}: the message text is empty; Telegram cannot send an empty message",
@@ -463,7 +466,11 @@ class TelegramCommunicator(Communicator):
                 permanent=True,
             )
         outcome: asyncio.Future[DeliveryResult] = asyncio.get_running_loop().create_future()
-        return Job(message, target, chunks, outcome)
+        job = Job(message, target, chunks, outcome)
+        if cut is not None:
+            logger.warning("%s: %s", self.name, cut)
+            self._cut_warnings[id(job)] = cut
+        return job
 
     async def _enqueue(self, message: OutgoingMessage) -> Job | str:
         """Queue ``message``; return its job, or why it is skipped."""
@@ -473,7 +480,11 @@ class TelegramCommunicator(Communicator):
         job = self._make_job(message, target)
         queue = self._queue
         assert queue is not None  # _make_job checked it
-        await queue.put(job, self._tg_config.send_timeout)
+        try:
+            await queue.put(job, self._tg_config.send_timeout)
+        except BaseException:
+            self._cut_warnings.pop(id(job), None)
+            raise
         return job
 
     async def send(self, message: OutgoingMessage) -> None:
@@ -485,6 +496,8 @@ class TelegramCommunicator(Communicator):
         queued = await self._enqueue(message)
         if isinstance(queued, str):
             logger.debug("%s: message for label %r skipped: %s", self.name, message.label, queued)
+        else:
+            self._cut_warnings.pop(id(queued), None)
 
     async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
         """Queue ``message`` and wait for its outcome: delivered (with attempts) or failed.
@@ -494,7 +507,13 @@ class TelegramCommunicator(Communicator):
         queued = await self._enqueue(message)
         if isinstance(queued, str):
             return DeliveryResult.skipped(self.name, queued)
-        return await asyncio.shield(queued.outcome)
+        try:
+            result = await asyncio.shield(queued.outcome)
+        finally:
+            cut = self._cut_warnings.pop(id(queued), None)
+        if cut is not None:
+            result = result.model_copy(update={"warnings": (*result.warnings, cut)})
+        return result
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued message has an outcome; False when ``timeout`` ran out."""

@@ -33,6 +33,7 @@ import httpx
 from pydantic_core import to_jsonable_python
 
 from processpype import __version__
+from processpype.communications.backends._parts import cut_notice, cut_warning, prefix_to_split
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
@@ -51,6 +52,7 @@ __all__ = [
     "DiscordCommunicator",
     "SlackCommunicator",
     "WebhookCommunicator",
+    "cap_parts",
     "parse_retry_after",
     "split_text",
     "utf16_length",
@@ -253,6 +255,38 @@ def _split_keeping_fences(text: str, limit: int, cost: Callable[[str], int]) -> 
     return chunks
 
 
+def cap_parts(
+    text: str,
+    limit: int,
+    max_parts: int,
+    split: Callable[[str], list[str]],
+    cost: Callable[[str], int] = utf16_length,
+) -> tuple[list[str], str | None]:
+    """``split(text)``, at most ``max_parts`` pieces of at most ``limit``; and a warning.
+
+    Past the cap, the last piece ends with a line saying how many characters were cut,
+    and the warning says the same; without a cut the warning is None.
+    """
+    if max_parts < 1:
+        raise ValueError(f"max_parts must be at least 1, not {max_parts}")
+    prefix = prefix_to_split(text, max_parts, limit)
+    chunks = split(prefix)
+    if len(chunks) <= max_parts and len(prefix) < len(text):
+        chunks = split(text)  # mostly blank past the prefix: split it all after all
+    if len(chunks) <= max_parts:
+        return chunks, None
+    kept = chunks[:max_parts]
+    last = kept[-1]
+    notice = cut_notice(0, max_parts)
+    # Room for the notice (its number grows by a few digits at most).
+    while last and cost(last) + cost(notice) + 16 > limit:
+        last = last[: max(0, len(last) - max(1, cost(last) + cost(notice) + 16 - limit))]
+    sent = sum(len(chunk) for chunk in kept[:-1]) + len(last)
+    cut = max(0, len(text) - sent)
+    kept[-1] = last + cut_notice(cut, max_parts)
+    return kept, cut_warning(cut, max_parts)
+
+
 def _one_line(text: str) -> str:
     text = " ".join(text.split())
     if len(text) > _ERROR_BODY_CHARS:
@@ -436,6 +470,7 @@ class _HttpCommunicator(Communicator):
         # The URL as httpx writes it, so the log filter recognises it.
         self._url = str(httpx.URL(config.url.get_secret_value().strip()))
         self._client: httpx.AsyncClient | None = None
+        self._cut_warning: str | None = None  # set by _split for the message at hand
         self._lock: asyncio.Lock | None = None
         self._idle: asyncio.Event | None = None
         self._pending = 0
@@ -455,6 +490,21 @@ class _HttpCommunicator(Communicator):
     def _payloads(self, message: OutgoingMessage) -> list[Any]:
         """The JSON bodies that carry ``message`` (several when its text is split)."""
         raise NotImplementedError
+
+    def _take_cut_warning(self) -> str | None:
+        warning, self._cut_warning = self._cut_warning, None
+        return warning
+
+    def _split(self, text: str, limit: int, cost: Callable[[str], int]) -> list[str]:
+        """``text`` in pieces of at most ``limit``, no more than ``max_parts`` of them."""
+        max_parts = getattr(self._http_config, "max_parts", None)
+        if max_parts is None:
+            return _split_keeping_fences(text, limit, cost)
+        chunks, warning = cap_parts(
+            text, limit, max_parts, lambda part: _split_keeping_fences(part, limit, cost), cost
+        )
+        self._cut_warning = warning
+        return chunks
 
     async def start(self) -> None:
         """Open the HTTP client (no request is made)."""
@@ -501,7 +551,11 @@ class _HttpCommunicator(Communicator):
         lock, idle = self._lock, self._idle
         if not self._started or self._client is None or lock is None or idle is None:
             raise SendError(f"{self._kind} backend is not started", backend=self.name, attempts=0)
+        self._cut_warning = None
         payloads = self._payloads(message)
+        warning = self._take_cut_warning()  # before the first await: it is per message
+        if warning is not None:
+            logger.warning("%s: %s", self.name, warning)
         self._pending += 1
         idle.clear()
         try:
@@ -510,6 +564,13 @@ class _HttpCommunicator(Communicator):
                 for index, payload in enumerate(payloads):
                     tries = await self._post(payload, index + 1, len(payloads))
                     attempts = max(attempts, tries)
+                if warning is not None:
+                    return DeliveryResult(
+                        backend=self.name,
+                        status="delivered",
+                        attempts=attempts,
+                        warnings=(warning,),
+                    )
                 return DeliveryResult.delivered(self.name, attempts=attempts)
         finally:
             self._pending -= 1
@@ -798,7 +859,7 @@ class SlackCommunicator(_HttpCommunicator):
         return _compose(head, message)
 
     def _payloads(self, message: OutgoingMessage) -> list[Any]:
-        chunks = _split_keeping_fences(self.render_text(message), SLACK_TEXT_LIMIT, self._cost)
+        chunks = self._split(self.render_text(message), SLACK_TEXT_LIMIT, self._cost)
         return [{"text": self._escape(chunk)} for chunk in chunks]
 
 
@@ -821,9 +882,7 @@ class DiscordCommunicator(_HttpCommunicator):
         return _compose(head, message)
 
     def _payloads(self, message: OutgoingMessage) -> list[Any]:
-        chunks = _split_keeping_fences(
-            self.render_text(message), DISCORD_CONTENT_LIMIT, utf16_length
-        )
+        chunks = self._split(self.render_text(message), DISCORD_CONTENT_LIMIT, utf16_length)
         payloads: list[Any] = []
         for chunk in chunks:
             payload: dict[str, Any] = {"content": chunk, "allowed_mentions": {"parse": []}}
