@@ -3,6 +3,15 @@
 While a capture runs, no httpx request reaches the network: each one is recorded in
 ``requests`` and answered 200, or with a response scripted by ``respond()``. It works
 for requests made from any thread, so it also catches a ``Notifier``'s background loop.
+
+Hostile servers on demand: ``respond(stall=...)`` answers late, ``respond(trickle=...)``
+sends the body a byte at a time, ``respond(body_size=...)`` sends a huge body (made as
+it is read; ``bytes_served`` says how much the client took), ``respond(drop=True)`` and
+``drop_after(n)`` fail requests as a dropped connection.
+
+Not reproduced (respx replaces httpx's transport): sockets, TLS, connection pooling
+and keep-alive, and httpx's own connect/read/write timeouts, which never fire: a stall
+or a trickle is ended only by a deadline of the caller's (``asyncio.timeout``).
 """
 
 from __future__ import annotations
@@ -13,7 +22,7 @@ import json as jsonlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -82,6 +91,10 @@ class _Rule:
     headers: dict[str, str]
     error: BaseException | type[BaseException] | None
     times: int | None
+    stall: float | None = None
+    trickle: float | None = None
+    body_size: int | None = None
+    drop: bool = False
 
     def matches(self, url: str) -> bool:
         pattern = self.pattern
@@ -109,6 +122,8 @@ class WebhookCapture:
         self._condition = threading.Condition()
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._running = False
+        self._answers_before_drop: int | None = None
+        self._bytes_served = 0
 
     def __repr__(self) -> str:
         return f"WebhookCapture(running={self._running}, requests={len(self._requests)})"
@@ -156,6 +171,10 @@ class WebhookCapture:
         headers: dict[str, str] | None = None,
         error: BaseException | type[BaseException] | None = None,
         times: int | None = None,
+        stall: float | None = None,
+        trickle: float | None = None,
+        body_size: int | None = None,
+        drop: bool = False,
     ) -> None:
         """Answer matching requests with ``status`` (and ``json``, ``text``, ``headers``).
 
@@ -165,19 +184,73 @@ class WebhookCapture:
         requests the answer serves (None: all). Answers are tried in the order they were
         given, so ``respond(status=503, times=2)`` then ``respond(status=200)`` gives
         503, 503, 200, 200, ...; requests nothing matches get 200.
+
+        Fault modes: ``stall`` waits that many seconds before answering (a server that
+        never answers, for a client whose deadline is shorter); ``trickle`` sends the
+        body one byte every that many seconds, after the headers; ``body_size`` sends a
+        body of that many bytes (``x``), made as it is read; ``drop`` fails the request
+        as a connection the server closed without answering (``RemoteProtocolError``).
         """
         if times is not None and times < 1:
             raise ValueError(f"times must be at least 1 or None, not {times}")
         if json is not None and text is not None:
             raise ValueError("give json or text, not both")
-        rule = _Rule(url_or_pattern, status, json, text, dict(headers or {}), error, times)
+        for name, seconds in (("stall", stall), ("trickle", trickle)):
+            if seconds is not None and not 0 <= seconds < float("inf"):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, not {seconds}")
+        if body_size is not None and body_size < 0:
+            raise ValueError(f"body_size must be >= 0 bytes, not {body_size}")
+        rule = _Rule(
+            url_or_pattern,
+            status,
+            json,
+            text,
+            dict(headers or {}),
+            error,
+            times,
+            stall=stall,
+            trickle=trickle,
+            body_size=body_size,
+            drop=drop,
+        )
         with self._condition:
             self._rules.append(rule)
 
-    def _answer(self, request: httpx.Request) -> httpx.Response:
+    def drop_after(self, count: int) -> None:
+        """Answer ``count`` more requests, then fail every later one as a dropped connection.
+
+        Until ``clear()``: a server that goes away mid-run.
+        """
+        if count < 0:
+            raise ValueError(f"count must be >= 0, not {count}")
+        with self._condition:
+            self._answers_before_drop = count
+
+    @property
+    def bytes_served(self) -> int:
+        """Body bytes of ``body_size`` answers that clients actually read."""
+        with self._condition:
+            return self._bytes_served
+
+    def _served(self, size: int) -> None:
+        with self._condition:
+            self._bytes_served += size
+
+    def _dropping(self) -> bool:
+        # Called with the condition held.
+        left = self._answers_before_drop
+        if left is None:
+            return False
+        if left > 0:
+            self._answers_before_drop = left - 1
+            return False
+        return True
+
+    def _answer(self, request: httpx.Request) -> Any:
         captured = CapturedRequest.from_httpx(request)
         with self._condition:
             self._requests.append(captured)
+            dropping = self._dropping()
             rule = next((r for r in self._rules if r.matches(captured.url)), None)
             if rule is not None and rule.times is not None:
                 rule.times -= 1
@@ -185,16 +258,43 @@ class WebhookCapture:
                     self._rules.remove(rule)
             self._condition.notify_all()
             self._wake_async_waiters()
+        if dropping or (rule is not None and rule.drop):
+            raise httpx.RemoteProtocolError(
+                "Server disconnected without sending a response.", request=request
+            )
         if rule is None:
             return httpx.Response(200)
+        response = self._response(rule, request)
+        if rule.stall:
+            if _loop_running():
+                return _later(rule.stall, response)
+            time.sleep(rule.stall)
+        return response
+
+    def _response(self, rule: _Rule, request: httpx.Request) -> httpx.Response:
         if rule.error is not None:
             error = rule.error
             if isinstance(error, type) and issubclass(error, httpx.RequestError):
                 raise error("WebhookCapture scripted error", request=request)
             raise error
+        if rule.body_size is not None:
+            return httpx.Response(
+                rule.status,
+                headers={"Content-Length": str(rule.body_size), **rule.headers},
+                stream=_HugeBody(rule.body_size, self._served),
+            )
         if rule.json is not None:
-            return httpx.Response(rule.status, json=rule.json, headers=rule.headers)
-        return httpx.Response(rule.status, text=rule.text or "", headers=rule.headers)
+            response = httpx.Response(rule.status, json=rule.json, headers=rule.headers)
+        else:
+            response = httpx.Response(rule.status, text=rule.text or "", headers=rule.headers)
+        if rule.trickle is not None:
+            body = response.content
+            return httpx.Response(
+                rule.status,
+                headers={**response.headers, "Content-Length": str(len(body))},
+                stream=_Trickle(body, rule.trickle),
+            )
+        return response
 
     # -- reading ------------------------------------------------------------------------
 
@@ -221,6 +321,8 @@ class WebhookCapture:
         with self._condition:
             self._requests.clear()
             self._rules.clear()
+            self._answers_before_drop = None
+            self._bytes_served = 0
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[CapturedRequest]:
         """Block until ``count`` requests arrived; return them all (TimeoutError if not).
@@ -277,6 +379,54 @@ class WebhookCapture:
         lines = [f"expected {count} request(s) within {timeout:g} s, got {len(arrived)}"]
         lines += [f"  {r.method} {r.url} {r.text[:200]}" for r in arrived]
         return "\n".join(lines)
+
+
+async def _later(seconds: float, response: httpx.Response) -> httpx.Response:
+    await asyncio.sleep(seconds)
+    return response
+
+
+class _Trickle(httpx.AsyncByteStream, httpx.SyncByteStream):
+    """A body sent one byte every ``interval`` seconds."""
+
+    def __init__(self, body: bytes, interval: float) -> None:
+        self._body = body
+        self._interval = interval
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for index in range(len(self._body)):
+            await asyncio.sleep(self._interval)
+            yield self._body[index : index + 1]
+
+    def __iter__(self) -> Iterator[bytes]:
+        for index in range(len(self._body)):
+            time.sleep(self._interval)
+            yield self._body[index : index + 1]
+
+
+class _HugeBody(httpx.AsyncByteStream, httpx.SyncByteStream):
+    """``size`` bytes of body, made 64 KiB at a time as the client reads them."""
+
+    _CHUNK = b"x" * 65536
+
+    def __init__(self, size: int, served: Any) -> None:
+        self._size = size
+        self._served = served
+
+    def _chunks(self) -> Iterator[bytes]:
+        left = self._size
+        while left > 0:
+            chunk = self._CHUNK[: min(left, len(self._CHUNK))]
+            left -= len(chunk)
+            self._served(len(chunk))
+            yield chunk
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks():
+            yield chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._chunks()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
