@@ -137,3 +137,41 @@ def test_the_exit_report_lists_as_not_delivered_only_what_no_backend_had(tmp_pat
     assert "label 'default' -> mail: 'held for mail'" in stderr
     assert "may have been delivered" in stderr
     assert "-> slow (may have been delivered): 'ops" in stderr
+
+
+def test_a_hanging_resolver_does_not_hold_the_exit_after_close(tmp_path: Path) -> None:
+    # Were the resolver's thread joined at exit, the script would take 600 s: the
+    # subprocess timeout (60 s) bounds the test.
+    completed = run_script(
+        """
+        import asyncio, socket, threading
+        from processpype import Notifier
+        from processpype.communications.base import Communicator
+        from processpype.config.models import CommunicatorBackendConfig
+
+        def hanging_getaddrinfo(*args, **kwargs):
+            threading.Event().wait(600)  # a resolver that never answers
+
+        socket.getaddrinfo = hanging_getaddrinfo
+
+        class Resolving(Communicator):
+            async def start(self):
+                self._started = True
+
+            async def stop(self):
+                self._started = False
+
+            async def send(self, message):
+                await asyncio.get_running_loop().getaddrinfo("smtp.example.com", 25)
+
+        notifier = Notifier({"enabled": True, "backends": {}})
+        notifier.add_communicator(Resolving("smtp", CommunicatorBackendConfig(type="smtp")))
+        notifier.send_nowait("stuck in DNS")
+        print("closed:", notifier.close(timeout=0.2), flush=True)
+        """,
+        str(tmp_path / "unused.txt"),
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "closed: False"
+    assert "may have been delivered" not in completed.stdout

@@ -10,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from processpype.communications._delivery_context import mark_delivery_thread
 
@@ -23,6 +25,7 @@ __all__ = ["LoopThread", "LoopWaker"]
 logger = logging.getLogger("processpype.communications.notifier")
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _CANCEL_GRACE = 1.0
 """Seconds the leftover tasks get to finish after being cancelled at stop."""
@@ -159,12 +162,7 @@ class LoopThread:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             loop.set_exception_handler(_log_loop_error)
-            # Its worker threads (getaddrinfo, to_thread) are delivery work too.
-            loop.set_default_executor(
-                concurrent.futures.ThreadPoolExecutor(
-                    thread_name_prefix=f"{self._name}-worker", initializer=mark_delivery_thread
-                )
-            )
+            loop.set_default_executor(_DaemonExecutor(self._name))
         except BaseException as exc:  # reach the caller of start()
             self._start_error = exc
             self._ready.set()
@@ -243,6 +241,66 @@ class LoopThread:
                 loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout)
         return not thread.is_alive()
+
+
+class _DaemonExecutor(concurrent.futures.ThreadPoolExecutor):
+    """The loop's executor (``getaddrinfo``, ``to_thread``): one daemon thread per job.
+
+    A ``ThreadPoolExecutor``'s workers are joined at interpreter exit: a resolver that
+    hangs for 15 s would hold the exit that long after ``close()`` returned. These
+    threads are daemons, marked as delivery work (their log records never become
+    notifications), and ``shutdown`` waits for them for ``_CANCEL_GRACE`` at most. A
+    ``ThreadPoolExecutor`` only because asyncio accepts nothing else: its pool is unused.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(max_workers=1, thread_name_prefix=f"{name}-unused")
+        self._name = name
+        self._lock = threading.Lock()
+        self._threads: set[threading.Thread] = set()
+        self._numbers = itertools.count(1)
+        self._shut_down = False
+
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> concurrent.futures.Future[T]:
+        """Run ``fn(*args, **kwargs)`` on a new daemon thread; a future of its result."""
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+        def run() -> None:
+            mark_delivery_thread()
+            try:
+                if not future.set_running_or_notify_cancel():
+                    return
+                try:
+                    result = fn(*args, **kwargs)
+                except BaseException as exc:
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            finally:
+                with self._lock:
+                    self._threads.discard(threading.current_thread())
+
+        with self._lock:
+            if self._shut_down:
+                raise RuntimeError("cannot schedule new futures after shutdown")
+            thread = threading.Thread(
+                target=run, name=f"{self._name}-worker-{next(self._numbers)}", daemon=True
+            )
+            self._threads.add(thread)
+        thread.start()
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Refuse new jobs; with ``wait``, give running ones ``_CANCEL_GRACE`` to end."""
+        with self._lock:
+            self._shut_down = True
+            threads = list(self._threads)
+        if wait:
+            deadline = time.monotonic() + _CANCEL_GRACE / 2
+            for thread in threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
