@@ -80,6 +80,7 @@ DEFAULT_SOURCE = "embedded default"
 _STATUS_AFTER = 1.0  # seconds before a pending send shows a status line (terminal only)
 _TICK = 0.25  # how often the status line is refreshed
 _STOP_TIMEOUT = 10.0  # bound on stopping the backends at exit
+_INTERRUPT_GRACE = 5.0  # after Ctrl-C or SIGTERM, how long sends under way may finish
 _MASK = "**********"
 _SECRET_KEY = re.compile(
     r"token|secret|passw|api[_-]?key|api[_-]?hash|auth|credential|session|private|signature",
@@ -572,9 +573,15 @@ async def _send(
         return EXIT_FAILED if any_failed else EXIT_OK
     except asyncio.CancelledError:
         status.clear()
+        await _finish_after_interrupt(tasks, deadline, interrupt, args)
         unfinished = sorted(tasks[t] for t in tasks if not t.done())
         for name in unfinished:
-            _print_outcome(name, "not delivered", f"interrupted ({interrupt.name})", args)
+            _print_outcome(
+                name,
+                "not delivered",
+                f"interrupted ({interrupt.name}) while sending; it may have been delivered",
+                args,
+            )
         if unfinished:
             print(
                 f"{args.prog}: interrupted: not delivered to {', '.join(unfinished)}",
@@ -587,6 +594,40 @@ async def _send(
     finally:
         await _cancel(tasks)
         await _stop(communicators)
+
+
+async def _finish_after_interrupt(
+    tasks: dict[asyncio.Task[DeliveryResult], str],
+    deadline: float | None,
+    interrupt: _Interrupt,
+    args: argparse.Namespace,
+) -> None:
+    """First Ctrl-C or SIGTERM: let the sends under way finish (briefly), print outcomes.
+
+    A second signal stops at once (what is left is reported by the caller).
+    """
+    pending = {task for task in tasks if not task.done()}
+    grace = _INTERRUPT_GRACE
+    if deadline is not None:
+        grace = min(grace, max(0.0, deadline - time.monotonic()))
+    if not pending or grace <= 0:
+        return
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()  # the signal's cancellation is handled here
+    names = ", ".join(sorted(tasks[task] for task in pending))
+    print(
+        f"{args.prog}: {interrupt.name}: waiting up to {grace:g} s for {names} "
+        f"({interrupt.name} again to stop now)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        done, _ = await asyncio.wait(pending, timeout=grace)
+    except asyncio.CancelledError:  # a second SIGTERM
+        return
+    for task in done:
+        _print_result(task.result(), args)
 
 
 async def _deliver_one(
