@@ -121,6 +121,7 @@ class LoopThread:
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self._wakers: list[LoopWaker] = []
+        self._stop_requested = False
 
     def __repr__(self) -> str:
         return f"LoopThread(name={self._name!r}, running={self.running})"
@@ -173,6 +174,8 @@ class LoopThread:
         try:
             loop.run_forever()
         finally:
+            # A stop requested from now on would end the clean-up below half-way.
+            self._stop_requested = True
             try:
                 _cancel_leftovers(loop)
                 loop.run_until_complete(loop.shutdown_asyncgens())
@@ -185,6 +188,12 @@ class LoopThread:
                 for waker in self._wakers:
                     waker.close()
                 loop.close()
+
+    def request_stop(self) -> None:
+        """On the loop's thread: end ``run_forever`` (once; later requests do nothing)."""
+        if not self._stop_requested and self._loop is not None:
+            self._stop_requested = True
+            self._loop.stop()
 
     def waker(self, callback: Callable[[], object]) -> LoopWaker:
         """A ``LoopWaker`` for ``callback``, closed when the loop ends; on the loop's thread."""
@@ -238,7 +247,7 @@ class LoopThread:
             raise RuntimeError(f"{self._name}: stop() cannot be called from the loop's thread")
         if thread.is_alive():
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-                loop.call_soon_threadsafe(loop.stop)
+                loop.call_soon_threadsafe(self.request_stop)
             thread.join(timeout)
         return not thread.is_alive()
 

@@ -1303,7 +1303,7 @@ def _abandon(
             async with asyncio.timeout(_CLOSE_GRACE):
                 await dispatcher.stop_all()
         finally:
-            asyncio.get_running_loop().stop()
+            loop_thread.request_stop()
 
     try:
         stopping = loop_thread.submit(stop())
