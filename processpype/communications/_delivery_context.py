@@ -18,11 +18,13 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["delivery_work", "in_delivery_work", "mark_delivery_thread"]
+__all__ = ["DELIVERING", "delivery_work", "in_delivery_work", "mark_delivery_thread"]
 
-_delivering: contextvars.ContextVar[bool] = contextvars.ContextVar(
+DELIVERING: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "processpype_delivering", default=False
 )
+"""True while delivery work runs; set and reset it directly on hot paths."""
+_delivering = DELIVERING
 _threads = threading.local()
 
 

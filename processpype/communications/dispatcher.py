@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from eventspype import EventPublication, EventPublisher, FunctionalEventSubscriber
 
-from processpype.communications._delivery_context import delivery_work
+from processpype.communications._delivery_context import DELIVERING, delivery_work
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryReport, DeliveryResult
@@ -198,14 +198,18 @@ class CommunicationDispatcher:
         self, communicator: Communicator, message: OutgoingMessage
     ) -> DeliveryResult:
         """Deliver ``message`` to one backend; never raises, always returns a result."""
+        # What the backend and its libraries log meanwhile is not an alert (set directly,
+        # not with a context manager: this runs once per message and backend).
+        token = DELIVERING.set(True)
         try:
-            with delivery_work():  # what the backend and its libraries log is not an alert
-                return await self._deliver_to(communicator, message)
+            return await self._deliver_to(communicator, message)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a bug on our side: still a result, never an exception
             logger.exception("%s: delivering a message failed", communicator.name)
             return DeliveryResult.failed(communicator.name, exc, attempts=0)
+        finally:
+            DELIVERING.reset(token)
 
     async def _deliver_to(
         self, communicator: Communicator, message: OutgoingMessage
