@@ -129,3 +129,32 @@ def test_an_infinite_backend_timeout_in_the_config_is_refused_naming_the_key(key
     }
     with pytest.raises((ConfigError, ValueError), match=rf"hook.*{key}"):
         Notifier(config, start=False)
+
+
+def test_a_failed_close_settles_every_future_even_when_the_loop_is_stuck() -> None:
+    import asyncio
+
+    from processpype.communications.models import OutgoingMessage
+
+    release = threading.Event()
+
+    class BlocksTheLoop(RecordingCommunicator):
+        async def send(self, message: OutgoingMessage) -> None:
+            await asyncio.sleep(0)
+            release.wait(10)  # a backend that blocks the loop thread (a bug)
+
+    notifier = Notifier(ENABLED)
+    notifier.add_communicator(BlocksTheLoop("stuck"))
+    futures = [notifier.send_nowait(f"m{i}") for i in range(3)]
+
+    def interrupted_flush(timeout: float | None = None) -> bool:
+        raise KeyboardInterrupt
+
+    notifier.flush = interrupted_flush  # type: ignore[method-assign]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            notifier.close(timeout=1)
+        reports = [future.result(timeout=5) for future in futures]
+    finally:
+        release.set()
+    assert all(not report.ok for report in reports)

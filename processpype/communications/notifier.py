@@ -1048,12 +1048,16 @@ class Notifier:
             stranded = self._handoff
             self._handoff = []
         # The loop has stopped (or is stuck past its grace): its state is ours now.
-        for delivery in [*self._local, *stranded, *self._active]:
-            if delivery.report is None and not delivery.withdrawn():
+        for delivery in [*self._local, *stranded]:  # never dispatched
+            if delivery.withdrawn():
+                self._settled += 1
+            else:
                 with contextlib.suppress(Exception):
                     self._fail_rest(delivery, reason)
-            elif delivery.report is None:
-                self._settled += 1
+        for delivery in list(self._active):  # dispatched: their futures are running
+            if delivery.report is None:
+                with contextlib.suppress(Exception):
+                    self._fail_rest(delivery, reason, in_flight=delivery.pending() or ())
         self._local.clear()
         self._active.clear()
         self._flush_settled()
