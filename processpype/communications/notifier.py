@@ -15,7 +15,10 @@ A ``Notifier`` owns a daemon thread running an asyncio loop and its own
 ``CommunicationDispatcher``, so two notifiers in one process are independent. At most
 ``max_in_flight`` messages are in flight; beyond that, senders wait for room (nothing is
 dropped). At interpreter exit every notifier still open is flushed for up to its
-``drain_timeout``, and whatever could not be delivered is written to stderr and the log.
+``drain_timeout``, and whatever could not be delivered is written to stderr and the log;
+the same happens when a forked ``multiprocessing`` child ends, and on SIGTERM or SIGINT
+with ``handle_signals=True`` (``_signals``). A notifier dropped without ``close()`` is
+finalized once idle (its loop thread holds it only weakly).
 """
 
 from __future__ import annotations
@@ -1345,6 +1348,7 @@ def _disown_all_after_fork() -> None:
     for notifier in list(_live):
         notifier._disown_after_fork()
     _live.clear()
+    _busy.clear()  # their messages are the parent's to deliver
 
 
 if hasattr(os, "register_at_fork"):
