@@ -98,3 +98,34 @@ def test_an_attempt_timeout_of_zero_or_infinity_is_refused_in_the_config() -> No
         backend = {"type": "slack", "url": "https://h/x", "attempt_timeout": value}
         with pytest.raises(ValueError, match="attempt_timeout"):
             config_from_mapping({"backends": {"hook": backend}})
+
+
+def test_closing_mid_request_never_reports_as_not_delivered_what_the_server_received(
+    server: FaultyServer,
+) -> None:
+    import json as jsonlib
+
+    from processpype.communications.notifier import Notifier
+
+    server.default = Reply(body=b"okay!", trickle=0.02)  # about 0.1 s per request
+    notifier = Notifier(
+        {"enabled": True, "backends": {"hook": {"type": "webhook", "url": server.url}}}
+    )
+    futures = [notifier.send_nowait(f"message {index}") for index in range(30)]
+    server.wait_for(2)
+    notifier.close(timeout=0.2)
+    reports = [future.result(timeout=10) for future in futures]
+
+    received = {jsonlib.loads(body)["message"] for body in server.bodies}
+    surely_not = {
+        report.message.message
+        for report in reports
+        if report.results[0].status == "failed"
+        and "may have been delivered" not in (report.results[0].error or "")
+    }
+    assert received
+    assert not received & surely_not
+    for report in reports:
+        if report.message.message in received:
+            result = report.results[0]
+            assert result.status == "delivered" or "may have been delivered" in (result.error or "")
