@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from tests.test_cli import Running, write
+from test_cli import Running, write
 
 
 def slow_config(tmp_path: Path, delay: float) -> Path:

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from email_helpers import backend, message
 
 from processpype.communications.errors import SendError
 from processpype.testing.smtp import SMTPTestServer
-from tests.email_helpers import backend, message
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+from email_helpers import backend, message
 
 from processpype.communications.backends._smtp_message import MAX_SUBJECT_CHARS, render_message
 from processpype.testing.smtp import SMTPTestServer
-from tests.email_helpers import backend, message
 
 
 def head_lines(subject: str) -> list[bytes]:

@@ -6,10 +6,10 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from http_helpers import FaultyServer, faulty_server
 
 from processpype.communications.logging import NotifierHandler
 from processpype.communications.notifier import Notifier
-from tests.http_helpers import FaultyServer, faulty_server
 
 
 @pytest.fixture

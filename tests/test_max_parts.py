@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from http_helpers import FaultyServer, faulty_server
+from telegram_helpers import BackendMaker
 
 from processpype.communications.backends import create_communicator
 from processpype.communications.backends._telegram_text import MAX_MESSAGE_UNITS, utf16_len
@@ -22,8 +24,6 @@ from processpype.communications.base import Communicator
 from processpype.communications.models import OutgoingMessage
 from processpype.config.loader import config_from_mapping
 from processpype.testing.telegram import FakeTelegramClient
-from tests.http_helpers import FaultyServer, faulty_server
-from tests.telegram_helpers import BackendMaker
 
 TEN_MB = ("All work and no play makes Jack a dull boy. " * 40 + "\n") * 5700
 FAST: dict[str, Any] = {

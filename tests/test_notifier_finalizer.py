@@ -6,9 +6,10 @@ import gc
 import threading
 import warnings
 
+from test_notifier import GateCommunicator
+
 from processpype.communications.notifier import Notifier
 from processpype.testing.recording import RecordingCommunicator
-from tests.test_notifier import GateCommunicator
 
 ENABLED = {"enabled": True}
 

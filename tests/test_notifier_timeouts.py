@@ -7,11 +7,11 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+from test_notifier import GateCommunicator
 
 from processpype.communications.errors import NotifierClosedError
 from processpype.communications.notifier import Notifier
 from processpype.testing.recording import RecordingCommunicator
-from tests.test_notifier import GateCommunicator
 
 ENABLED = {"enabled": True}
 REFUSED = [math.inf, -math.inf, math.nan, -1.0]

@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from http_helpers import FaultyServer, Reply, faulty_server
 
 from processpype.communications.backends import create_communicator
 from processpype.communications.base import Communicator
 from processpype.communications.errors import SendError
 from processpype.communications.models import OutgoingMessage
 from processpype.config.loader import config_from_mapping
-from tests.http_helpers import FaultyServer, Reply, faulty_server
 
 
 @pytest.fixture
