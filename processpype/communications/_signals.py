@@ -22,6 +22,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from processpype.communications._delivery_context import mark_delivery_thread
+
 __all__ = ["HANDLED_SIGNALS", "SignalFlush"]
 
 HANDLED_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
@@ -72,12 +74,16 @@ class SignalFlush:
             # for it below (bounded); should it give up, the close still finishes before
             # the interpreter ends (the thread is not a daemon).
             closer = threading.Thread(
-                target=self._close, args=(owner, signum), name="processpype-signal-flush"
+                target=self._close_marked, args=(owner, signum), name="processpype-signal-flush"
             )
             closer.start()
             del owner
             closer.join(_join_limit(self._owner()))
         self._pass_on(signum, frame)
+
+    def _close_marked(self, owner: object, signum: int) -> None:
+        mark_delivery_thread()  # what closing logs is never a notification
+        self._close(owner, signum)
 
     def _pass_on(self, signum: int, frame: FrameType | None) -> None:
         previous = self._previous.get(signum, signal.SIG_DFL)
