@@ -44,3 +44,21 @@ async def test_two_thousand_failed_starts_keep_reporting_the_backends_own_error(
         assert "refused the connection" in (result.error or "")
         assert "Overflow" not in (result.error or "")
     assert backend.start_count == 2001
+
+
+class BrokenState(RecordingCommunicator):
+    """A third-party backend whose state check itself raises (a bug of its own)."""
+
+    @property
+    def is_started(self) -> bool:
+        raise RuntimeError("state unavailable")
+
+
+@pytest.mark.asyncio
+async def test_deliver_to_returns_a_failed_result_even_when_the_backend_itself_is_broken() -> None:
+    dispatcher = CommunicationDispatcher()
+    backend = BrokenState("odd")
+    dispatcher.register(backend)
+    result = await dispatcher.deliver_to(backend, OutgoingMessage(message="x"))
+    assert result.status == "failed"
+    assert "state unavailable" in (result.error or "")
