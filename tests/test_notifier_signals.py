@@ -167,3 +167,22 @@ def test_handle_signals_off_the_main_thread_is_refused_with_the_reason() -> None
     thread.join(10)
     assert len(errors) == 1
     assert "main thread" in str(errors[0])
+
+
+def test_without_handle_signals_sigterm_ends_the_process_at_once_as_documented() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        process = start_script(
+            """
+            notifier = Notifier(config, start_timeout=0.1)
+            for index in range(3):
+                notifier.send_nowait(f"alert {index}")
+            print("queued", flush=True)
+            time.sleep(120)
+            """,
+            silent.getsockname()[1],
+        )
+        _, err = signal_when_ready(process, signal.SIGTERM)
+
+    # Killed by the signal: no atexit, no exit report, the three messages gone.
+    assert process.returncode == -signal.SIGTERM
+    assert "not delivered" not in err
