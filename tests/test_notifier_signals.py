@@ -186,3 +186,17 @@ def test_without_handle_signals_sigterm_ends_the_process_at_once_as_documented()
     # Killed by the signal: no atexit, no exit report, the three messages gone.
     assert process.returncode == -signal.SIGTERM
     assert "not delivered" not in err
+
+
+def test_a_dropped_notifier_puts_the_previous_signal_handlers_back() -> None:
+    import gc
+    import warnings
+
+    before = signal.getsignal(signal.SIGTERM)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        notifier = Notifier({"enabled": True}, handle_signals=True)
+        assert signal.getsignal(signal.SIGTERM) != before
+        del notifier
+        gc.collect()
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -267,17 +267,23 @@ class Notifier:
                 skip_file_prefixes=(_PACKAGE_DIR,),
             )
         self._register_configured_backends()
-        self._finalizer = weakref.finalize(
-            self, _abandon, self._name, self._loop_thread, self._dispatcher, self._handlers
-        )
-        self._finalizer.atexit = False  # the exit-time flush closes live notifiers instead
-        _live.add(self)
-        _close_when_multiprocessing_exits()
         self._signals: SignalFlush | None = None
         if handle_signals:
             from processpype.communications._signals import SignalFlush
 
-            self._signals = SignalFlush(self, _close_for_signal)
+            self._signals = SignalFlush(self, _close_for_signal)  # holds self weakly
+        self._finalizer = weakref.finalize(
+            self,
+            _abandon,
+            self._name,
+            self._loop_thread,
+            self._dispatcher,
+            self._handlers,
+            self._signals,
+        )
+        self._finalizer.atexit = False  # the exit-time flush closes live notifiers instead
+        _live.add(self)
+        _close_when_multiprocessing_exits()
         if start:
             self.start()
 
@@ -1289,6 +1295,7 @@ def _abandon(
     loop_thread: LoopThread,
     dispatcher: CommunicationDispatcher,
     handlers: IncomingHandlers,
+    signals: SignalFlush | None,
 ) -> None:
     """A notifier was garbage-collected without close(): stop its backends and thread.
 
@@ -1301,6 +1308,8 @@ def _abandon(
         ResourceWarning,
         stacklevel=2,
     )
+    if signals is not None:
+        signals.restore()  # on the main thread; elsewhere its handlers only pass signals on
     handlers.close(0)
     if not loop_thread.running:
         return
