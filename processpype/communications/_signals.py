@@ -58,10 +58,11 @@ class SignalFlush:
         if threading.current_thread() is not threading.main_thread() or self._pid != os.getpid():
             return False
         restored = True
-        for signum, previous in list(self._previous.items()):
+        # The previous handlers stay known: a handler installed after ours may still
+        # call ours, which then passes the signal on to them.
+        for signum, previous in self._previous.items():
             if signal.getsignal(signum) == self._handle:
                 signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-                del self._previous[signum]
             else:
                 restored = False  # another handler replaced ours and may still call it
         return restored
