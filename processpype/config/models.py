@@ -224,6 +224,11 @@ class EmailCommunicatorConfig(_RetryingBackendConfig):
     validate_certs: bool = Field(default=True, description="Verify the server's certificate")
     cert_bundle: str | None = Field(default=None, description="CA file for private servers")
     local_hostname: str | None = Field(default=None, description="Name sent in EHLO")
+    max_attachment_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=0,
+        description="Largest total size of a message's attachments (default 20 MiB)",
+    )
 
     @field_validator("default_recipients", mode="before")
     @classmethod

@@ -1,0 +1,133 @@
+"""Email attachments end to end: aiosmtplib to a real aiosmtpd server, parsed by the stdlib."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from email_helpers import backend, message
+
+from processpype.communications.errors import SendError
+from processpype.communications.models import Attachment
+from processpype.communications.notifier import Notifier
+from processpype.testing.smtp import SMTPTestServer
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _notifier_config(server: SMTPTestServer) -> dict[str, Any]:
+    mail = server.email_config().model_dump()
+    mail["password"] = ""
+    return {"enabled": True, "backends": {"mail": mail}}
+
+
+@pytest.fixture
+def server() -> Iterator[SMTPTestServer]:
+    with SMTPTestServer() as running:
+        yield running
+
+
+@pytest.mark.asyncio
+async def test_attachments_arrive_byte_for_byte_after_the_text(server: SMTPTestServer) -> None:
+    blob = os.urandom(200_000) + b"\r\n.\r\n\x00" + bytes(range(256))
+    files = [
+        Attachment.from_bytes(blob, "dump.bin"),
+        Attachment.from_bytes(b"a,b\r\n1,2\n", "table.csv"),
+        Attachment.from_bytes(b"", "empty.log", content_type="text/plain"),
+    ]
+    mail = backend(server)
+    await mail.send(message("backup failed\nsee the log", attachments=files))
+    await mail.stop()
+    [received] = server.messages
+    assert received.get_content_type() == "multipart/mixed"
+    parts = list(received.iter_parts())
+    assert parts[0].get_content_type() == "text/plain"
+    assert received.text == "backup failed\r\nsee the log\r\n"
+    assert [(a.filename, a.content_type, a.data) for a in received.attachments] == [
+        ("dump.bin", "application/octet-stream", blob),
+        ("table.csv", "text/csv", b"a,b\r\n1,2\n"),
+        ("empty.log", "text/plain", b""),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_non_ascii_and_long_filenames_are_rfc2231_encoded(server: SMTPTestServer) -> None:
+    names = ["résumé été.pdf", "график 📈.png", "長い名前" * 30 + ".txt", 'quote"d.txt']
+    files = [Attachment.from_bytes(name.encode(), name) for name in names]
+    mail = backend(server)
+    await mail.send(message("files", attachments=files))
+    await mail.stop()
+    [envelope] = server.envelopes
+    assert b"filename*=utf-8''r%C3%A9sum%C3%A9%20%C3%A9t%C3%A9.pdf" in envelope.content
+    assert all(len(line) <= 998 for line in envelope.content.split(b"\r\n"))
+    assert envelope.content.isascii()
+    received = server.messages[0]
+    assert [a.filename for a in received.attachments] == names
+    assert [a.data for a in received.attachments] == [name.encode() for name in names]
+
+
+@pytest.mark.asyncio
+async def test_text_only_messages_stay_plain_text(server: SMTPTestServer) -> None:
+    mail = backend(server)
+    await mail.send(message("no files"))
+    await mail.stop()
+    [received] = server.messages
+    assert received.get_content_type() == "text/plain"
+    assert received.attachments == []
+
+
+@pytest.mark.asyncio
+async def test_over_max_attachment_bytes_fails_naming_file_size_and_limit(
+    server: SMTPTestServer,
+) -> None:
+    mail = backend(server, max_attachment_bytes=1000)
+    files = [Attachment.from_bytes(b"x" * 600, "a.bin"), Attachment.from_bytes(b"y" * 500, "b.bin")]
+    with pytest.raises(SendError) as caught:
+        await mail.send(message("too big", attachments=files))
+    text = str(caught.value)
+    assert "a.bin (600 B, 600 bytes)" in text
+    assert "b.bin (500 B, 500 bytes)" in text
+    assert "1100 bytes" in text
+    assert "limit of 1000 B (1000 bytes, max_attachment_bytes)" in text
+    assert "nothing was sent" in text
+    assert caught.value.permanent
+    assert server.messages == []
+    await mail.stop()
+
+
+def test_default_limit_is_20_mib(server: SMTPTestServer) -> None:
+    assert server.email_config().max_attachment_bytes == 20 * 1024 * 1024
+
+
+def test_a_matplotlib_figure_is_mailed_as_png_from_a_script(server: SMTPTestServer) -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(3, 2))
+    axes.plot([0.9, 0.5, 0.3, 0.2], label="loss")
+    expected = Attachment.from_figure(figure).data
+    config = _notifier_config(server)
+    with Notifier(config) as notifier:
+        notifier.send("training done", attachments=[figure]).raise_for_errors()
+    plt.close(figure)
+    [received] = server.messages
+    [png] = received.attachments
+    assert (png.filename, png.content_type) == ("figure.png", "image/png")
+    assert png.data == expected
+    assert png.data.startswith(PNG_MAGIC)
+
+
+def test_a_file_path_is_mailed_through_the_notifier(server: SMTPTestServer, tmp_path: Path) -> None:
+    log = tmp_path / "backup.txt"
+    log.write_bytes(b"line 1\nline 2\n")
+    config = _notifier_config(server)
+    with Notifier(config) as notifier:
+        report = notifier.send("backup failed", attachments=[log])
+    report.raise_for_errors()
+    [attachment] = server.messages[0].attachments
+    assert (attachment.filename, attachment.content_type) == ("backup.txt", "text/plain")
+    assert attachment.data == b"line 1\nline 2\n"
