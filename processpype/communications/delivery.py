@@ -23,7 +23,7 @@ class DeliveryResult(BaseModel):
     status: DeliveryStatus = Field(description="delivered, failed or skipped")
     error: str | None = Field(default=None, description="Why it failed or was skipped")
     attempts: int = Field(default=0, ge=0, description="How many times it was tried")
-    warnings: tuple[str, ...] = Field(default=(), description="What was not delivered in full")
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def delivered(cls, backend: str, *, attempts: int = 1) -> DeliveryResult:
