@@ -292,3 +292,22 @@ async def test_console_json_lines_record_name_type_and_size(tmp_path: Path) -> N
     assert record["attachments"] == [
         {"filename": "blob.bin", "content_type": "application/octet-stream", "size": 10}
     ]
+
+
+def test_a_mapping_of_attachments_is_a_type_error(
+    notifier: tuple[Notifier, RecordingCommunicator],
+) -> None:
+    sender, recorder = notifier
+    with pytest.raises(TypeError, match="not a mapping"):
+        sender.send("x", attachments={"a.txt": b"x"})
+    assert recorder.messages == []
+
+
+def test_a_single_path_needs_no_list(
+    notifier: tuple[Notifier, RecordingCommunicator], tmp_path: Path
+) -> None:
+    sender, recorder = notifier
+    path = tmp_path / "one.txt"
+    path.write_text("one")
+    sender.send("x", attachments=path).raise_for_errors()  # type: ignore[arg-type]
+    assert [a.filename for a in recorder.attachments] == ["one.txt"]

@@ -6,7 +6,7 @@ import base64
 import io
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -310,7 +310,13 @@ def coerce_attachments(items: Iterable[Any] | Any) -> list[Attachment]:
     """Convert ``items`` (one or a list) to attachments now; the first bad one raises."""
     if items is None:
         return []
-    if isinstance(items, Attachment | str | os.PathLike) or not isinstance(items, Iterable):
+    if isinstance(items, Mapping):
+        raise TypeError(
+            "attachments must be a list of Attachment objects, paths, figures or images, "
+            "not a mapping"
+        )
+    single = (Attachment, str, os.PathLike, bytes, bytearray, memoryview)
+    if isinstance(items, single) or not isinstance(items, Iterable):
         items = [items]
     return [Attachment.coerce(item) for item in items]
 

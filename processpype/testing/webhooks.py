@@ -72,8 +72,13 @@ class CapturedRequest:
         content = request.content
         parsed: Any = None
         content_type = request.headers.get("content-type", "")
+        multipart = None
         if content and content_type.lower().startswith("multipart/form-data"):
-            form, files = parse_multipart(content, content_type)
+            # A malformed body is kept as plain bytes (content), without files.
+            with contextlib.suppress(ValueError):
+                multipart = parse_multipart(content, content_type)
+        if multipart is not None:
+            form, files = multipart
             with contextlib.suppress(ValueError):
                 parsed = jsonlib.loads(form.get("payload_json", ""))
             return cls(
