@@ -8,8 +8,8 @@ to 10 (telethon slices longer lists the same way); a file given as bytes (named
 telethon's error classes: ``PhotoSaveFileInvalidError`` for a photo over 10 MB,
 ``MediaCaptionTooLongError`` for a caption over 1,024 UTF-16 units (after parsing),
 ``FilePartsInvalidError`` for a file over what a bot may upload. Scripted failures
-(``fail_next``), rate limits and ``latency`` apply as for ``send_message``; one album
-counts as one send.
+(``fail_next``), rate limits and ``latency`` apply as for ``send_message``; one call
+counts as one send (telethon makes one request per album of 10).
 
 What it does not reproduce: photo recompression and resizing (the bytes are kept as
 given), thumbnails, voice and video notes, ``file_id`` reuse, URLs, upload progress.
