@@ -138,3 +138,16 @@ async def test_several_images_are_one_album_with_the_caption_on_the_first(
     assert [m.message for m in album.multi_media] == ["charts", "", ""]
     assert all(isinstance(m.media, types.InputMediaPhoto) for m in album.multi_media)
     assert album.reply_to.reply_to_msg_id == 3
+
+
+@pytest.mark.asyncio
+async def test_an_image_named_without_a_suffix_still_goes_as_a_photo(
+    client_and_sender: tuple[TelegramClient, StubSender],
+) -> None:
+    client, sender = client_and_sender
+    photo = Attachment.from_bytes(real_png(), "loss-curve", content_type="image/png")
+    await send_file_chunk(
+        client, PEER, None, FileChunk("", None, None, (photo,), False), send_timeout=10
+    )
+    [request] = sender.of(functions.messages.SendMediaRequest)
+    assert isinstance(request.media, types.InputMediaUploadedPhoto)

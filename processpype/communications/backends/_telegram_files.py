@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -94,10 +95,17 @@ def plan_pieces(
     return pieces
 
 
-def _named(attachment: Attachment) -> io.BytesIO:
-    # A stream with a name: telethon takes the file name (and photo or not) from it.
+_PHOTO_SUFFIX = re.compile(r"\.(png|jpe?g)$", re.IGNORECASE)
+
+
+def _named(attachment: Attachment, photo: bool) -> io.BytesIO:
+    # A stream with a name: telethon takes the file name, and whether it is a photo,
+    # from it. A photo shows no name, so one without an image suffix gets one.
     stream = io.BytesIO(attachment.data)
-    stream.name = attachment.filename
+    name = attachment.filename
+    if photo and not _PHOTO_SUFFIX.search(name):
+        name += ".png" if "png" in attachment.content_type else ".jpg"
+    stream.name = name
     return stream
 
 
@@ -105,7 +113,7 @@ async def send_file_chunk(
     client: Any, entity: int | str, topic_id: int | None, piece: FileChunk, send_timeout: float
 ) -> None:
     """Send ``piece`` with ``client.send_file`` (a fresh stream per try), within a deadline."""
-    files = [_named(a) for a in piece.files]
+    files = [_named(a, not piece.force_document) for a in piece.files]
     options: dict[str, Any] = {
         "caption": piece.text,
         "reply_to": topic_id,
