@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,3 +133,56 @@ def test_a_file_path_is_mailed_through_the_notifier(server: SMTPTestServer, tmp_
     [attachment] = server.messages[0].attachments
     assert (attachment.filename, attachment.content_type) == ("backup.txt", "text/plain")
     assert attachment.data == b"line 1\nline 2\n"
+
+
+SCRIPT = """
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+from processpype import Notifier
+
+port = int(sys.argv[1])
+figure, axes = plt.subplots(figsize=(3, 2))
+axes.plot([0.9, 0.5, 0.3, 0.2], label="loss")
+config = {
+    "enabled": True,
+    "backends": {
+        "mail": {
+            "type": "email",
+            "host": "127.0.0.1",
+            "port": port,
+            "use_tls": False,
+            "from_address": "alerts@example.com",
+            "default_recipients": ["ops@example.com"],
+            "local_hostname": "script.test",
+            "timeout": 5,
+        }
+    },
+}
+with Notifier(config) as notifier:
+    notifier.send("training done", attachments=[figure]).raise_for_errors()
+print("sent")
+"""
+
+
+def test_a_script_mails_its_figure_as_png(server: SMTPTestServer, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT, encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, str(script), str(server.port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "sent"
+    [received] = server.wait_for_messages(1)
+    [png] = received.attachments
+    assert (png.filename, png.content_type) == ("figure.png", "image/png")
+    assert png.data.startswith(PNG_MAGIC)
