@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from email_helpers import backend, message
 
+from processpype.communications.backends._smtp_transaction import DIRECT_MIN_BYTES, is_prepared
 from processpype.communications.errors import SendError
 from processpype.communications.models import Attachment
 from processpype.communications.notifier import Notifier
@@ -186,3 +187,83 @@ def test_a_script_mails_its_figure_as_png(server: SMTPTestServer, tmp_path: Path
     [png] = received.attachments
     assert (png.filename, png.content_type) == ("figure.png", "image/png")
     assert png.data.startswith(PNG_MAGIC)
+
+
+# -- large messages: sent without aiosmtplib's copies (_smtp_transaction) ----------------
+
+BIG = os.urandom(DIRECT_MIN_BYTES)  # its message is over DIRECT_MIN_BYTES
+
+
+@pytest.mark.asyncio
+async def test_a_large_attachment_and_a_dotted_text_arrive_intact(server: SMTPTestServer) -> None:
+    text = "report\n.hidden line starts with a dot\n..two dots\n."
+    mail = backend(server)
+    await mail.send(message(text, attachments=[Attachment.from_bytes(BIG, "big.bin")]))
+    await mail.send(message("a small one after it, on the same connection"))
+    await mail.stop()
+    big, small = server.messages
+    assert big.attachments[0].data == BIG
+    assert big.text == text.replace("\n", "\r\n") + "\r\n"
+    assert small.text == "a small one after it, on the same connection\r\n"
+    assert mail.connections_opened == 1
+
+
+@pytest.mark.asyncio
+async def test_a_large_message_reports_refused_recipients(server: SMTPTestServer) -> None:
+    server.refuse_recipients("gone@example.com", code=550)
+    mail = backend(server, default_recipients=["ops@example.com", "gone@example.com"])
+    result = await mail.deliver(message("x", attachments=[Attachment.from_bytes(BIG, "b.bin")]))
+    await mail.stop()
+    assert result.status == "delivered"
+    assert "gone@example.com (550" in str(result.error)
+    assert server.envelopes[0].rcpt_tos == ("ops@example.com",)
+
+
+@pytest.mark.asyncio
+async def test_a_large_message_to_refused_recipients_only_fails(server: SMTPTestServer) -> None:
+    server.refuse_recipients("ops@example.com", code=550, times=1)
+    mail = backend(server)
+    with pytest.raises(SendError, match="every recipient was refused"):
+        await mail.send(message("x", attachments=[Attachment.from_bytes(BIG, "b.bin")]))
+    await mail.send(message("the connection still works"))
+    await mail.stop()
+    assert [m.text for m in server.messages] == ["the connection still works\r\n"]
+
+
+@pytest.mark.asyncio
+async def test_a_large_message_refused_for_now_is_retried(server: SMTPTestServer) -> None:
+    server.fail_next(code=451)
+    mail = backend(server)
+    result = await mail.deliver(message("x", attachments=[Attachment.from_bytes(BIG, "b.bin")]))
+    await mail.stop()
+    assert (result.status, result.attempts) == ("delivered", 2)
+    assert server.messages[0].attachments[0].data == BIG
+
+
+@pytest.mark.asyncio
+async def test_a_large_message_refused_for_good_fails_at_once(server: SMTPTestServer) -> None:
+    server.fail_next(code=554, message="5.6.0 content rejected")
+    mail = backend(server)
+    with pytest.raises(SendError, match="554") as caught:
+        await mail.send(message("x", attachments=[Attachment.from_bytes(BIG, "b.bin")]))
+    await mail.stop()
+    assert caught.value.permanent
+    assert caught.value.attempts == 1
+
+
+@pytest.mark.asyncio
+async def test_a_large_message_cut_off_mid_data_is_sent_again(server: SMTPTestServer) -> None:
+    server.disconnect_next()
+    mail = backend(server)
+    result = await mail.deliver(message("x", attachments=[Attachment.from_bytes(BIG, "b.bin")]))
+    await mail.stop()
+    assert result.status == "delivered"
+    assert result.attempts == 2
+    assert server.messages[0].attachments[0].data == BIG
+
+
+def test_only_crlf_messages_take_the_direct_path() -> None:
+    assert is_prepared(b"a\r\nb\r\n")
+    assert not is_prepared(b"a\nb\r\n")
+    assert not is_prepared(b"a\r\rb\r\n")
+    assert not is_prepared(b"a\r\nb")

@@ -44,6 +44,11 @@ from processpype.communications.backends._smtp_message import (
     format_address,
     render_message,
 )
+from processpype.communications.backends._smtp_transaction import (
+    DIRECT_MIN_BYTES,
+    is_prepared,
+    send_prepared,
+)
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
 from processpype.communications.errors import BackendStartError, ConfigError, SendError
@@ -425,12 +430,22 @@ class EmailCommunicator(Communicator):
             self._discard_client()
             client = await self._connect()
         try:
-            refused, _ = await client.sendmail(
-                outgoing.sender,
-                list(outgoing.recipients),
-                outgoing.data,
-                mail_options=list(outgoing.mail_options),
-            )
+            if len(outgoing.data) >= DIRECT_MIN_BYTES and is_prepared(outgoing.data):
+                # A large message (attachments): without sendmail's copies of it.
+                refused = await send_prepared(
+                    client,
+                    outgoing.sender,
+                    outgoing.recipients,
+                    outgoing.data,
+                    mail_options=outgoing.mail_options,
+                )
+            else:
+                refused, _ = await client.sendmail(
+                    outgoing.sender,
+                    list(outgoing.recipients),
+                    outgoing.data,
+                    mail_options=list(outgoing.mail_options),
+                )
         except asyncio.CancelledError:
             # Cancelled mid-transaction: the server may still wait for the rest of the
             # data, so this connection cannot carry the next message.
