@@ -267,3 +267,14 @@ def test_only_crlf_messages_take_the_direct_path() -> None:
     assert not is_prepared(b"a\nb\r\n")
     assert not is_prepared(b"a\r\rb\r\n")
     assert not is_prepared(b"a\r\nb")
+
+
+@pytest.mark.asyncio
+async def test_a_large_message_goes_over_starttls_and_auth() -> None:
+    with SMTPTestServer(tls="starttls", auth=("alerts", "s3cret-pass")) as secure:
+        mail = backend(secure)
+        await mail.send(message("x", attachments=[Attachment.from_bytes(BIG, "b.bin")]))
+        await mail.stop()
+        [envelope] = secure.envelopes
+        assert (envelope.tls, envelope.username) == (True, "alerts")
+        assert secure.messages[0].attachments[0].data == BIG
