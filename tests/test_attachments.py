@@ -311,3 +311,9 @@ def test_a_single_path_needs_no_list(
     path.write_text("one")
     sender.send("x", attachments=path).raise_for_errors()  # type: ignore[arg-type]
     assert [a.filename for a in recorder.attachments] == ["one.txt"]
+
+
+def test_a_validation_error_never_echoes_the_bytes() -> None:
+    with pytest.raises(ValidationError) as caught:
+        Attachment(filename="a\nb.txt", data=b"secret-bytes")
+    assert "secret-bytes" not in str(caught.value)

@@ -135,8 +135,13 @@ class Attachment(BaseModel):
     ``from_figure`` (matplotlib) or ``from_image`` (Pillow).
     """
 
+    # Errors never echo the input: it would carry the file's bytes.
     model_config = ConfigDict(
-        frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+        frozen=True,
+        extra="forbid",
+        ser_json_bytes="base64",
+        val_json_bytes="base64",
+        hide_input_in_errors=True,
     )
 
     filename: str = Field(min_length=1, description="The file name shown to the recipient")
