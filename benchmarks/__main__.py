@@ -25,6 +25,7 @@ MODULES = [
     "bench_lifecycle",
     "bench_notifier",
     "bench_email",
+    "bench_attachments",
     "bench_telegram",
     "bench_peers",
 ]
@@ -96,6 +97,10 @@ and the other modules run one benchmark alone.
 - **email throughput**: 1000 messages to a local aiosmtpd server in another process,
   against raw aiosmtplib on one connection (the limit) and a new connection per message
   (what `logging.handlers.SMTPHandler` does).
+- **email attachments**: 100 emails with a 1 MiB attachment each against raw aiosmtplib
+  sending the same messages pre-built on one connection; and the peak traced memory of
+  reading and sending one 20 MiB attachment, against its size and against raw
+  aiosmtplib's own peak for the pre-built message.
 - **blocking email send**: `Notifier.send` against apprise's `mailto://` plugin on the
   same server (apprise waits 5.5 s between two sends to one target).
 - **Telegram pacing**: messages across private chats and groups against the fake

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         ProcesspypeError,
     )
     from processpype.communications.models import (
+        Attachment,
         IncomingMessage,
         MessageSeverity,
         OutgoingMessage,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "Attachment",
     "CommunicationsConfig",
     "ConfigError",
     "DeliveryError",
@@ -51,6 +53,7 @@ __all__ = [
 ]
 
 _LOCATIONS = {
+    "Attachment": "processpype.communications.models",
     "CommunicationsConfig": "processpype.config.models",
     "ConfigError": "processpype.communications.errors",
     "DeliveryError": "processpype.communications.errors",

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from processpype.communications.base import Communicator
     from processpype.communications.delivery import DeliveryResult
     from processpype.communications.dispatcher import CommunicationDispatcher
-    from processpype.communications.models import IncomingMessage, OutgoingMessage
+    from processpype.communications.models import Attachment, IncomingMessage, OutgoingMessage
     from processpype.config.models import CommunicationsConfig
     from processpype.testing.smtp import SMTPEnvelope
 
@@ -79,6 +79,7 @@ DEFAULT_SOURCE = "embedded default"
 
 _STATUS_AFTER = 1.0  # seconds before a pending send shows a status line (terminal only)
 _TICK = 0.25  # how often the status line is refreshed
+_STDIN_ATTACHMENT = "stdin.bin"
 _STOP_TIMEOUT = 10.0  # bound on stopping the backends at exit
 _INTERRUPT_GRACE = 5.0  # after Ctrl-C or SIGTERM, how long sends under way may finish
 _MASK = "**********"
@@ -233,6 +234,19 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         default=30.0,
         metavar="SECONDS",
         help="give up on backends without an outcome after this long (0: no limit; default 30)",
+    )
+    send.add_argument(
+        "-a",
+        "--attach",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="attach FILE (repeat it for more); '-' reads the file from stdin",
+    )
+    send.add_argument(
+        "--attach-name",
+        metavar="NAME",
+        help=f"file name of the attachment read from stdin (default: {_STDIN_ATTACHMENT})",
     )
     send.add_argument(
         "-q", "--quiet", action="store_true", help="print only outcomes that are not 'delivered'"
@@ -454,6 +468,9 @@ def _read_stdin(what: str) -> str:
 def _cmd_send(args: argparse.Namespace) -> int:
     from processpype.communications.models import OutgoingMessage
 
+    attachments = _attachments(args)
+    if args.message is None and attachments:
+        args.message = ""  # files alone make a message
     if args.message is None:
         raise CLIError("send needs a MESSAGE argument, or - to read it from stdin")
     if args.message == "-":
@@ -462,7 +479,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
         text = _read_stdin("the message").rstrip("\r\n")
     else:
         text = args.message
-    if not text.strip():
+    if not text.strip() and not attachments:
         raise CLIError(
             "the message is empty" + (" (stdin had no text)" if args.message == "-" else "")
         )
@@ -476,8 +493,40 @@ def _cmd_send(args: argparse.Namespace) -> int:
         subject=args.subject,
         source=args.source,
         metadata=_metadata(args.metadata),
+        attachments=attachments,
     )
     return _run(lambda interrupt: _send(config, source, message, args, interrupt))
+
+
+def _attachments(args: argparse.Namespace) -> list[Attachment]:
+    """The files of ``--attach``, read now; CLIError naming a file that cannot be read."""
+    from processpype.communications.models import Attachment
+
+    if args.attach_name is not None and "-" not in args.attach:
+        raise CLIError("argument --attach-name: it names the file read from stdin (--attach -)")
+    if args.attach.count("-") > 1:
+        raise CLIError("argument -a/--attach: stdin can be attached once")
+    if "-" in args.attach and "-" in (args.message, args.config):
+        what = "the message (-)" if args.message == "-" else "the config (-c -)"
+        raise CLIError(f"stdin cannot hold both {what} and an attachment (--attach -)")
+    files: list[Attachment] = []
+    for item in args.attach:
+        try:
+            if item == "-":
+                name = args.attach_name or _STDIN_ATTACHMENT
+                files.append(Attachment.from_bytes(sys.stdin.buffer.read(), name))
+            else:
+                files.append(Attachment.from_path(item))
+        except OSError as exc:
+            raise CLIError(f"argument -a/--attach: {exc}") from None
+        except ValueError:  # a pydantic ValidationError: the file name is not valid
+            where = "--attach-name" if item == "-" else "-a/--attach"
+            name = args.attach_name if item == "-" else os.path.basename(item)
+            raise CLIError(
+                f"argument {where}: {name!r} is not a valid file name (no control characters "
+                "or folder separators)"
+            ) from None
+    return files
 
 
 def _metadata(items: Sequence[tuple[str, str]]) -> dict[str, Any]:
@@ -653,7 +702,8 @@ def _print_result(result: DeliveryResult, args: argparse.Namespace) -> None:
     status: str = result.status
     if result.attempts > 1:
         status += f" after {result.attempts} attempts"
-    _print_outcome(result.backend, status, result.error, args)
+    detail = "; ".join([*([result.error] if result.error else []), *result.warnings])
+    _print_outcome(result.backend, status, detail or None, args)
 
 
 def _print_outcome(name: str, status: str, detail: str | None, args: argparse.Namespace) -> None:

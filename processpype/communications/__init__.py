@@ -27,6 +27,7 @@ if TYPE_CHECKING:
         SendError,
     )
     from processpype.communications.models import (
+        Attachment,
         IncomingMessage,
         MessageHandler,
         MessageSeverity,
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from processpype.communications.setup import init_communications, shutdown_communications
 
 __all__ = [
+    "Attachment",
     "CommunicationDispatcher",
     "Communicator",
     "ConfigError",
@@ -59,6 +61,7 @@ __all__ = [
 ]
 
 _LOCATIONS = {
+    "Attachment": "processpype.communications.models",
     "CommunicationDispatcher": "processpype.communications.dispatcher",
     "Communicator": "processpype.communications.base",
     "ConfigError": "processpype.communications.errors",

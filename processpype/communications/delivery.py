@@ -107,5 +107,7 @@ class DeliveryReport(BaseModel):
             part = f"{r.backend}: {r.status}"
             if r.error:
                 part += f" ({r.error})"
+            for warning in r.warnings:
+                part += f" [warning: {warning}]"
             parts.append(part)
         return ", ".join(parts)

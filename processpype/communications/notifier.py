@@ -38,7 +38,7 @@ import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
@@ -59,7 +59,13 @@ from processpype.communications.errors import (
     NotifierClosedError,
     QueueFullError,
 )
-from processpype.communications.models import IncomingMessage, MessageSeverity, OutgoingMessage
+from processpype.communications.models import (
+    Attachment,
+    IncomingMessage,
+    MessageSeverity,
+    OutgoingMessage,
+    coerce_attachments,
+)
 from processpype.communications.setup import register_backends
 from processpype.config.loader import config_from_mapping, load_config
 from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
@@ -485,18 +491,21 @@ class Notifier:
         source: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         timeout: float | None = 30.0,
+        attachments: Iterable[Any] | None = None,
     ) -> DeliveryReport:
         """Send and wait until every backend of ``label`` reached an outcome.
 
-        Raises ``DeliveryTimeoutError`` (a ``TimeoutError``) naming the backends still
-        pending after ``timeout`` seconds; the message stays queued and is still sent.
+        ``attachments``: ``Attachment`` objects, paths, matplotlib figures or Pillow
+        images, read (or drawn) now; a path that cannot be read raises here and nothing
+        is sent. Raises ``DeliveryTimeoutError`` (a ``TimeoutError``) naming the backends
+        still pending after ``timeout`` seconds; the message stays queued and is still sent.
         """
         self._refuse_on_loop_thread("send()")
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
         if self._started:
             self._wake_early()
-        outgoing = _outgoing(message, label, severity, subject, source, metadata)
+        outgoing = _outgoing(message, label, severity, subject, source, metadata, attachments)
         deadline = None if timeout is None else time.monotonic() + timeout
         delivery = _Delivery(outgoing)
         delivery.lock = done = threading.Lock()
@@ -541,14 +550,17 @@ class Notifier:
         source: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         block: bool = True,
+        attachments: Iterable[Any] | None = None,
     ) -> concurrent.futures.Future[DeliveryReport]:
         """Queue the message and return a future of its ``DeliveryReport`` at once.
 
-        With ``max_in_flight`` messages in flight, waits for room (``block=False``
-        raises ``QueueFullError`` instead). Cancelling the future before the message
-        reached the backends withdraws it.
+        ``attachments`` are converted before this returns (as for ``send``), so a file
+        deleted or a figure redrawn afterwards changes nothing. With ``max_in_flight``
+        messages in flight, waits for room (``block=False`` raises ``QueueFullError``
+        instead). Cancelling the future before the message reached the backends
+        withdraws it.
         """
-        outgoing = _outgoing(message, label, severity, subject, source, metadata)
+        outgoing = _outgoing(message, label, severity, subject, source, metadata, attachments)
         delivery = _Delivery(outgoing)
         future: concurrent.futures.Future[DeliveryReport] = concurrent.futures.Future()
         delivery.future = future
@@ -565,13 +577,17 @@ class Notifier:
         source: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         timeout: float | None = 30.0,
+        attachments: Iterable[Any] | None = None,
     ) -> DeliveryReport:
         """``send`` for async code: awaitable from any event loop, this notifier's included.
 
-        Cancelling the await stops waiting; the message is still delivered.
+        Files among ``attachments`` are read on a worker thread. Cancelling the await
+        stops waiting; the message is still delivered.
         """
         timeout = check_timeout(timeout, "timeout")
-        outgoing = _outgoing(message, label, severity, subject, source, metadata)
+        if attachments is not None and not _all_ready(attachments):
+            attachments = await asyncio.to_thread(coerce_attachments, attachments)
+        outgoing = _outgoing(message, label, severity, subject, source, metadata, attachments)
         deadline = None if timeout is None else time.monotonic() + timeout
         loop = asyncio.get_running_loop()
         delivery = _Delivery(outgoing)
@@ -1232,6 +1248,7 @@ def _outgoing(
     subject: str | None,
     source: str | None,
     metadata: Mapping[str, Any] | None,
+    attachments: Iterable[Any] | None = None,
 ) -> OutgoingMessage:
     if isinstance(message, OutgoingMessage):
         if (
@@ -1240,10 +1257,11 @@ def _outgoing(
             or subject is not None
             or source is not None
             or metadata
+            or attachments
         ):
             raise TypeError(
-                "pass label, severity, subject, source and metadata inside the "
-                "OutgoingMessage, not as keywords next to it"
+                "pass label, severity, subject, source, metadata and attachments inside "
+                "the OutgoingMessage, not as keywords next to it"
             )
         return message
     if not isinstance(message, str):
@@ -1264,7 +1282,21 @@ def _outgoing(
         fields["source"] = source
     if metadata:
         fields["metadata"] = dict(metadata)
+    if attachments is not None:
+        # Converted here, before anything is queued: a bad path raises at the call.
+        files = coerce_attachments(attachments)
+        if files:
+            fields["attachments"] = files
     return _validate(OutgoingMessage, fields)
+
+
+def _all_ready(attachments: Iterable[Any]) -> bool:
+    """True when ``attachments`` needs no file reading (only ``Attachment`` objects)."""
+    if isinstance(attachments, Attachment):
+        return True
+    if isinstance(attachments, str | os.PathLike) or not isinstance(attachments, list | tuple):
+        return False
+    return all(isinstance(item, Attachment) for item in attachments)
 
 
 def _validate[M: BaseModel](model: type[M], fields: dict[str, Any]) -> M:

@@ -251,6 +251,11 @@ class EmailCommunicatorConfig(_RetryingBackendConfig):
     validate_certs: bool = Field(default=True, description="Verify the server's certificate")
     cert_bundle: str | None = Field(default=None, description="CA file for private servers")
     local_hostname: str | None = Field(default=None, description="Name sent in EHLO")
+    max_attachment_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=0,
+        description="Largest total size of a message's attachments (default 20 MiB)",
+    )
 
     @field_validator("default_recipients", mode="before")
     @classmethod
@@ -312,10 +317,15 @@ class WebhookCommunicatorConfig(_RetryingBackendConfig):
     body: Any = Field(
         default=None,
         description="JSON template; strings may use {message}, {label}, {severity}, "
-        "{subject}, {source}, {metadata[key]}; default: the message as JSON",
+        "{subject}, {source}, {metadata[key]}, {attachments}; default: the message as JSON",
     )
     timeout: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="Seconds for each network step"
+    )
+    attachments: Literal["omit", "base64", "multipart"] = Field(
+        default="base64",
+        description="How files travel: base64 in the JSON body, multipart/form-data "
+        "(payload_json and files[n]), or omit (named in the result's warnings)",
     )
 
     @field_validator("method", mode="before")
@@ -354,6 +364,14 @@ class DiscordCommunicatorConfig(_RetryingBackendConfig):
     username: str | None = Field(default=None, description="Override the webhook's name")
     timeout: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="Seconds for each network step"
+    )
+    max_attachments: int = Field(
+        default=10, ge=0, description="Files per message (Discord's limit is 10)"
+    )
+    max_attachment_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=0,
+        description="Total size of a message's files (10 MiB; more on boosted servers)",
     )
 
 

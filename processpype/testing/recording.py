@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from processpype.communications.base import Communicator
-from processpype.communications.models import IncomingMessage, OutgoingMessage
+from processpype.communications.models import Attachment, IncomingMessage, OutgoingMessage
 from processpype.config.models import CommunicatorBackendConfig
 
 __all__ = ["RecordingCommunicator"]
@@ -18,6 +18,9 @@ __all__ = ["RecordingCommunicator"]
 
 class RecordingCommunicator(Communicator):
     """Keeps every ``OutgoingMessage`` it is sent in ``messages`` (backend type ``recording``).
+
+    Messages keep their attachments as sent (``message.attachments``; all of them in
+    order in ``attachments``).
 
     Thread-safe to read from a test while a Notifier's loop thread writes. Config extras:
     ``delay`` (seconds per send) and ``receiving`` (default True).
@@ -81,6 +84,12 @@ class RecordingCommunicator(Communicator):
         """Forget every recorded message."""
         with self._condition:
             self.messages.clear()
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        """Every attachment of the recorded messages, in order (bytes included)."""
+        with self._condition:
+            return [a for m in self.messages for a in m.attachments]
 
     @property
     def texts(self) -> list[str]:

@@ -2,7 +2,8 @@
 
 The server runs on its own thread and event loop, so sync tests and async tests (in any
 pytest-asyncio mode) use it alike. It binds port 0 and exposes the real ``port``; keeps
-what it received as parsed ``EmailMessage`` objects and as ``SMTPEnvelope`` records;
+what it received as parsed ``ReceivedEmail`` objects (``EmailMessage`` with ``text`` and
+``attachments``) and as ``SMTPEnvelope`` records;
 speaks plain SMTP, STARTTLS or implicit TLS with a throwaway CA made by trustme; checks
 a username and password when ``auth`` is given; and fails on demand (``fail_next``,
 ``disconnect_next``, ``refuse_recipients``, ``stall_next``, ``trickle_next``,
@@ -25,7 +26,6 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from types import TracebackType
@@ -34,19 +34,21 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
+from processpype.testing._received_email import ReceivedAttachment, ReceivedEmail
+
 if TYPE_CHECKING:
     import trustme
 
     from processpype.config.models import EmailCommunicatorConfig
 
-__all__ = ["SMTPEnvelope", "SMTPTestServer", "TLSMode"]
+__all__ = ["ReceivedAttachment", "ReceivedEmail", "SMTPEnvelope", "SMTPTestServer", "TLSMode"]
 
 TLSMode = Literal["starttls", "implicit"]
 """How the test server speaks TLS: upgraded with STARTTLS, or from the first byte."""
 
 _TLS_MODES: tuple[TLSMode, ...] = ("starttls", "implicit")
 _SERVER_HOSTNAME = "smtp.processpype.test"
-_PARSER = BytesParser(_class=EmailMessage, policy=email.policy.default)
+_PARSER = BytesParser(_class=ReceivedEmail, policy=email.policy.default)
 
 
 class _SkipLoginDataNotice(logging.Filter):
@@ -303,7 +305,7 @@ class SMTPTestServer:
         self._controller: _Controller | None = None
         self._faults = _Faults()
         self._condition = threading.Condition()
-        self._messages: list[EmailMessage] = []
+        self._messages: list[ReceivedEmail] = []
         self._envelopes: list[SMTPEnvelope] = []
         self._count = 0
         self._connections = 0
@@ -506,6 +508,7 @@ class SMTPTestServer:
 
     def _record(self, envelope: SMTPEnvelope) -> None:
         message = _PARSER.parsebytes(envelope.content) if self.record else None
+        assert message is None or isinstance(message, ReceivedEmail)  # the parser's _class
         with self._condition:
             self._count += 1
             if message is not None:
@@ -518,7 +521,7 @@ class SMTPTestServer:
             self._errors.append(error)
 
     @property
-    def messages(self) -> list[EmailMessage]:
+    def messages(self) -> list[ReceivedEmail]:
         """Every accepted message, parsed, in arrival order (a copy)."""
         with self._condition:
             return list(self._messages)
@@ -554,7 +557,7 @@ class SMTPTestServer:
         if errors:
             raise AssertionError(f"SMTPTestServer failed while serving: {errors!r}") from errors[0]
 
-    def wait_for_messages(self, count: int, timeout: float = 5.0) -> list[EmailMessage]:
+    def wait_for_messages(self, count: int, timeout: float = 5.0) -> list[ReceivedEmail]:
         """Block until at least ``count`` messages arrived; return them all.
 
         Raises ``TimeoutError`` saying how many arrived (and their subjects) otherwise.
@@ -572,7 +575,9 @@ class SMTPTestServer:
                 self._condition.wait(remaining)
             return list(self._messages)
 
-    async def wait_for_messages_async(self, count: int, timeout: float = 5.0) -> list[EmailMessage]:
+    async def wait_for_messages_async(
+        self, count: int, timeout: float = 5.0
+    ) -> list[ReceivedEmail]:
         """``wait_for_messages`` for async tests: waits without blocking the event loop."""
         return await asyncio.to_thread(self.wait_for_messages, count, timeout)
 

@@ -7,6 +7,8 @@ It covers what a bot uses: ``start(bot_token=...)``, ``connect``/``disconnect``/
 classes: ``MessageTooLongError`` over 4096 UTF-16 units (after parsing),
 ``ValueError`` for empty text and for digit-string chats, ``FloodWaitError`` when a
 rate limit is broken (``enforce_rate_limits=True``) or when scripted (``fail_next``).
+``send_file`` takes files, photos and albums (``processpype.testing._telegram_files``
+says what it reproduces and what not), recorded in ``sent_files``.
 Incoming messages (``inject_message``) are real telethon ``NewMessage`` events.
 
 Point every ``TelegramCommunicator`` at one fake with ``set_default_client_factory(
@@ -40,8 +42,9 @@ from processpype.communications.backends._telegram_limits import (
 )
 from processpype.communications.backends._telegram_text import MAX_MESSAGE_UNITS, utf16_len
 from processpype.config.models import TelegramCommunicatorConfig
+from processpype.testing._telegram_files import FileSending, SentFile
 
-__all__ = ["FailedSend", "FakeTelegramClient", "SentMessage"]
+__all__ = ["FailedSend", "FakeTelegramClient", "SentFile", "SentMessage"]
 
 logger = logging.getLogger("processpype.testing.telegram")
 
@@ -89,8 +92,11 @@ def _chat_key(entity: int | str) -> int | str:
     return entity.lower() if isinstance(entity, str) else entity
 
 
-class FakeTelegramClient:
+class FakeTelegramClient(FileSending):
     """In-memory stand-in for telethon's ``TelegramClient`` (bot accounts).
+
+    ``send_file`` (from ``FileSending``) records files, photos and albums in
+    ``sent_files``, apart from the text messages in ``sent``.
 
     ``enforce_rate_limits`` makes it answer ``FloodWaitError`` when a send breaks
     ``rate_limits`` (Telegram's documented limits by default) by more than
@@ -123,6 +129,8 @@ class FakeTelegramClient:
         self.parse_mode: str | None = "md"  # telethon's default: markdown
         self.sent: list[SentMessage] = []
         """Every message accepted, in arrival order."""
+        self.sent_files: list[SentFile] = []
+        """Every file accepted by ``send_file``, in arrival order (albums file by file)."""
         self.errors: list[FailedSend] = []
         """Every ``send_message`` that raised: (chat, error, time)."""
         self.flood_waits = 0
@@ -220,6 +228,7 @@ class FakeTelegramClient:
         """Forget sent messages, errors and scripted failures."""
         with self._lock:
             self.sent.clear()
+            self.sent_files.clear()
             self.errors.clear()
             self._failures.clear()
             self.flood_waits = 0

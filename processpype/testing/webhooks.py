@@ -12,11 +12,15 @@ it is read; ``bytes_served`` says how much the client took), ``respond(drop=True
 Not reproduced (respx replaces httpx's transport): sockets, TLS, connection pooling
 and keep-alive, and httpx's own connect/read/write timeouts, which never fire: a stall
 or a trickle is ended only by a deadline of the caller's (``asyncio.timeout``).
+
+Multipart bodies (Discord, ``attachments: multipart``) are parsed: ``files`` and ``form``
+on each request, and ``files`` on the capture for all of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fnmatch
 import json as jsonlib
 import re
@@ -30,7 +34,9 @@ from typing import Any
 import httpx
 import respx
 
-__all__ = ["CapturedHeaders", "CapturedRequest", "WebhookCapture"]
+from processpype.testing._multipart import CapturedFile, parse_multipart
+
+__all__ = ["CapturedFile", "CapturedHeaders", "CapturedRequest", "WebhookCapture"]
 
 
 class CapturedHeaders(dict[str, str]):
@@ -56,6 +62,10 @@ class CapturedRequest:
     headers: CapturedHeaders
     content: bytes
     json: Any = field(default=None)
+    form: dict[str, str] = field(default_factory=dict)
+    """The text fields of a multipart/form-data body (e.g. ``payload_json``)."""
+    files: list[CapturedFile] = field(default_factory=list)
+    """The files of a multipart/form-data body, in order."""
 
     @property
     def text(self) -> str:
@@ -64,9 +74,32 @@ class CapturedRequest:
 
     @classmethod
     def from_httpx(cls, request: httpx.Request) -> CapturedRequest:
-        """Record ``request`` (its body parsed as JSON when it is JSON)."""
+        """Record ``request`` (its body parsed as JSON when it is JSON).
+
+        A multipart/form-data body is split into ``form`` and ``files``; its
+        ``payload_json`` field, when present, is parsed into ``json``.
+        """
         content = request.content
         parsed: Any = None
+        content_type = request.headers.get("content-type", "")
+        multipart = None
+        if content and content_type.lower().startswith("multipart/form-data"):
+            # A malformed body is kept as plain bytes (content), without files.
+            with contextlib.suppress(ValueError):
+                multipart = parse_multipart(content, content_type)
+        if multipart is not None:
+            form, files = multipart
+            with contextlib.suppress(ValueError):
+                parsed = jsonlib.loads(form.get("payload_json", ""))
+            return cls(
+                method=request.method,
+                url=str(request.url),
+                headers=CapturedHeaders((k.lower(), v) for k, v in request.headers.items()),
+                content=content,
+                json=parsed,
+                form=form,
+                files=files,
+            )
         if content:
             try:
                 parsed = jsonlib.loads(content)
@@ -303,6 +336,11 @@ class WebhookCapture:
         """Every request captured so far, in order (a copy)."""
         with self._condition:
             return list(self._requests)
+
+    @property
+    def files(self) -> list[CapturedFile]:
+        """Every file posted in a multipart body so far, in order."""
+        return [f for r in self.requests for f in r.files]
 
     @property
     def json_bodies(self) -> list[Any]:

@@ -35,4 +35,5 @@ def test_the_notebook_sends_and_awaits_inside_the_kernels_running_loop(tmp_path:
     assert printed[1].strip() == "rec: delivered"  # the blocking send's report
     assert printed[2].strip() == "rec: delivered"  # the awaited asend's report
     assert printed[4].strip() == "deliveries: 23"
-    assert printed[5].strip() == "closed"
+    assert printed[5].strip() == "attached: figure.png image/png"  # a figure as a PNG
+    assert printed[6].strip() == "closed"

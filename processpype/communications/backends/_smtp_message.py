@@ -13,8 +13,12 @@ from __future__ import annotations
 import binascii
 import functools
 import re
+from collections.abc import Sequence
 from email.header import Header
 from email.utils import formataddr, parseaddr
+
+from processpype.communications.backends._smtp_mime import mixed_body
+from processpype.communications.models import Attachment
 
 __all__ = [
     "MAX_SUBJECT_CHARS",
@@ -102,13 +106,29 @@ def render_message(
     body: str,
     date: str,
     message_id: str,
+    attachments: Sequence[Attachment] = (),
 ) -> bytes:
     """The complete message: headers, a blank line, then the encoded body.
 
     ``from_header`` and ``to_headers`` come from ``format_address``; the caller has
-    already refused line breaks in the subject and the addresses.
+    already refused line breaks in the subject and the addresses. With ``attachments``
+    the body is ``multipart/mixed`` (``_smtp_mime``), the text part first.
     """
     encoding, payload = _encode_body(body)
+    if attachments:
+        content_type, pieces = mixed_body(encoding, payload, attachments)
+        head = (
+            f"From: {from_header}\r\n"
+            f"To: {',\r\n '.join(to_headers)}\r\n"
+            f"Subject: {_encode_unstructured(subject, 'Subject')}\r\n"
+            f"Date: {date}\r\n"
+            f"Message-ID: {message_id}\r\n"
+            "MIME-Version: 1.0\r\n"
+            f"Content-Type: {content_type}\r\n"
+            "\r\n"
+        )
+        pieces.insert(0, head.encode("utf-8"))
+        return b"".join(pieces)
     head = (
         f"From: {from_header}\r\n"
         f"To: {',\r\n '.join(to_headers)}\r\n"

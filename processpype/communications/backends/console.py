@@ -1,5 +1,8 @@
 """Console backend: one line per message to stdout/stderr, or JSON lines to a file.
 
+Attachments add one line each in text (name, type, size); a JSON line lists them under
+``attachments`` with ``filename``, ``content_type`` and ``size`` (never the bytes).
+
 The zero-credential default for trying the library and for development.
 """
 
@@ -56,7 +59,9 @@ class ConsoleCommunicator(Communicator):
             head += f" ({message.source})"
         if message.subject:
             head += f" {message.subject}:"
-        return f"{head} {message.message}"
+        # One more line per attachment: its name, type and size (never its bytes).
+        files = "".join(f"\n  attachment: {a.describe()}" for a in message.attachments)
+        return f"{head} {message.message}{files}"
 
     async def send(self, message: OutgoingMessage) -> None:
         """Write the message as one line."""

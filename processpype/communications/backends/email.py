@@ -14,6 +14,10 @@ the result's ``error`` names each refused address with the server's reply. Recip
 refused with a 4xx reply (a busy or full mailbox, a rate limit) are sent the message
 again, alone, with the same backoff, until accepted or ``max_attempts`` tries; a 5xx
 refusal is final.
+
+A message with attachments goes as ``multipart/mixed``: the text first, then each file
+(base64, its name RFC 2231 encoded when not plain ASCII). Over ``max_attachment_bytes``
+in total, the message fails at once naming the files, their sizes and the limit.
 """
 
 from __future__ import annotations
@@ -32,12 +36,18 @@ from typing import Any
 
 import aiosmtplib
 
+from processpype.communications.backends._attachment_limits import total_problem
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.backends._smtp_failures import SMTPFailure, classify
 from processpype.communications.backends._smtp_message import (
     envelope_address,
     format_address,
     render_message,
+)
+from processpype.communications.backends._smtp_transaction import (
+    DIRECT_MIN_BYTES,
+    is_prepared,
+    send_prepared,
 )
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
@@ -253,6 +263,12 @@ class EmailCommunicator(Communicator):
                     )
                 raise self._bad_input(problem)
             envelope.append(address)
+        if message.attachments:
+            too_big = total_problem(
+                message.attachments, self._email_config.max_attachment_bytes, "max_attachment_bytes"
+            )
+            if too_big is not None:
+                raise self._bad_input(too_big)
         data = render_message(
             from_header=self._from_header,
             to_headers=[format_address(recipient) for recipient in recipients],
@@ -260,6 +276,7 @@ class EmailCommunicator(Communicator):
             body=message.message,
             date=formatdate(localtime=True),
             message_id=make_msgid(domain=self._message_id_domain),
+            attachments=message.attachments,
         )
         addresses = tuple(dict.fromkeys(envelope))
         # Internationalised addresses need the server's SMTPUTF8 extension.
@@ -439,12 +456,22 @@ class EmailCommunicator(Communicator):
                     client = await self._connect()
                 connecting = False
                 try:
-                    refused, _ = await client.sendmail(
-                        outgoing.sender,
-                        list(outgoing.recipients),
-                        outgoing.data,
-                        mail_options=list(outgoing.mail_options),
-                    )
+                    if len(outgoing.data) >= DIRECT_MIN_BYTES and is_prepared(outgoing.data):
+                        # A large message (attachments): without sendmail's copies of it.
+                        refused = await send_prepared(
+                            client,
+                            outgoing.sender,
+                            outgoing.recipients,
+                            outgoing.data,
+                            mail_options=outgoing.mail_options,
+                        )
+                    else:
+                        refused, _ = await client.sendmail(
+                            outgoing.sender,
+                            list(outgoing.recipients),
+                            outgoing.data,
+                            mail_options=list(outgoing.mail_options),
+                        )
                 except asyncio.CancelledError:
                     # Cancelled mid-transaction: the server may still wait for the rest
                     # of the data, so this connection cannot carry the next message.

@@ -5,7 +5,8 @@ chat, else the ``default`` chat; an inactive chat skips it), cut its text into p
 Telegram accepts (``_telegram_text``) and queue it (``_telegram_queue``). The queue's
 scheduler sends each chat's messages in order within Telegram's limits
 (``_telegram_limits``); a flood wait pauses only that chat, other failures are retried
-with exponential backoff. ``deliver`` waits for the message's outcome.
+with exponential backoff. ``deliver`` waits for the message's outcome. Attachments
+become pieces sent with ``send_file`` (``_telegram_files``).
 
 With ``listen_to_commands``, a ``NewMessage`` handler turns messages from authorized
 chats (and topics, and senders) into ``IncomingMessage`` events for the dispatcher.
@@ -28,6 +29,11 @@ from typing import Any
 from telethon import TelegramClient, errors, events, utils
 from telethon.sessions import StringSession
 
+from processpype.communications.backends._telegram_files import (
+    FileChunk,
+    plan_pieces,
+    send_file_chunk,
+)
 from processpype.communications.backends._telegram_limits import TelegramRateLimits, is_grouped
 from processpype.communications.backends._telegram_queue import (
     ChatTarget,
@@ -458,6 +464,8 @@ class TelegramCommunicator(Communicator):
         chunks, cut = prepare_capped(
             message.message, self._tg_config.parse_mode, self._tg_config.max_parts
         )
+        if message.attachments:
+            chunks = plan_pieces(chunks, message.attachments, self.name)
         if not chunks:
             raise SendError(
                 f"{self.name}: the message text is empty; Telegram cannot send an empty message",
@@ -528,6 +536,12 @@ class TelegramCommunicator(Communicator):
             raise ConnectionError("the backend is stopping")
         if not client.is_connected():
             await self._reconnect()
+        if isinstance(chunk, FileChunk):
+            target = job.target
+            await send_file_chunk(
+                client, target.entity, target.topic_id, chunk, self._tg_config.send_timeout
+            )
+            return
         async with asyncio.timeout(self._tg_config.send_timeout):
             await client.send_message(
                 job.target.entity,

@@ -11,11 +11,18 @@ handed over. A 5xx or 429 reply is retried with exponential backoff, honouring
 ``Retry-After`` (seconds or an HTTP date) up to ``max_retry_delay``; any other reply
 outside 2xx fails at once. The URL is a secret (Slack and Discord put the token in its
 path): logs and errors show its scheme and host only.
+
+Attachments: the generic webhook sends them base64 in the JSON body (default), as
+``multipart/form-data`` (``payload_json`` and ``files[n]``) or not at all (``omit``);
+Discord always posts ``multipart/form-data`` within ``max_attachments`` and
+``max_attachment_bytes``; Slack's incoming webhooks cannot take files, so the text names
+them and the result's ``warnings`` say they were not attached.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import email.utils
 import json
 import logging
@@ -33,12 +40,13 @@ import httpx
 from pydantic_core import to_jsonable_python
 
 from processpype import __version__
+from processpype.communications.backends._attachment_limits import count_problem, total_problem
 from processpype.communications.backends._parts import cut_notice, cut_warning, prefix_to_split
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
 from processpype.communications.errors import ConfigError, SendError, describe_error
-from processpype.communications.models import MessageSeverity, OutgoingMessage
+from processpype.communications.models import Attachment, MessageSeverity, OutgoingMessage
 from processpype.config.models import (
     DiscordCommunicatorConfig,
     SlackCommunicatorConfig,
@@ -47,6 +55,7 @@ from processpype.config.models import (
 
 __all__ = [
     "DISCORD_CONTENT_LIMIT",
+    "SLACK_NOT_ATTACHED",
     "SLACK_TEXT_LIMIT",
     "TEMPLATE_FIELDS",
     "DiscordCommunicator",
@@ -66,8 +75,11 @@ SLACK_TEXT_LIMIT = 4000
 DISCORD_CONTENT_LIMIT = 2000
 """Longest Discord ``content`` (Discord refuses longer messages)."""
 
-TEMPLATE_FIELDS = ("message", "label", "severity", "subject", "source", "metadata")
+TEMPLATE_FIELDS = ("message", "label", "severity", "subject", "source", "metadata", "attachments")
 """The names a body template may use, as ``{name}`` or ``{metadata[key]}``."""
+
+SLACK_NOT_ATTACHED = "Slack incoming webhooks cannot upload files"
+"""Why a Slack message names its files instead of carrying them."""
 
 _ERROR_BODY_CHARS = 200
 _BODY_LIMIT = 8192
@@ -450,9 +462,58 @@ def _format(placeholder: _Placeholder, path: str, value: Any) -> str:
 
 
 def _message_fields(message: OutgoingMessage) -> dict[str, Any]:
-    """The message as JSON-ready data (metadata values of unknown types become text)."""
+    """The message as JSON-ready data (metadata values of unknown types become text).
+
+    ``attachments`` lists each file's ``filename``, ``content_type`` and ``size`` (no
+    bytes: the JSON dump leaves them out).
+    """
     data: dict[str, Any] = to_jsonable_python(message, fallback=str)
     return data
+
+
+def _uses_field(node: Any, root: str) -> bool:
+    """True when the compiled template ``node`` has a placeholder of field ``root``."""
+    if isinstance(node, _TextTemplate):
+        return any(isinstance(part, _Placeholder) and part.root == root for part in node.parts)
+    if isinstance(node, dict):
+        return any(_uses_field(value, root) for value in node.values())
+    if isinstance(node, list):
+        return any(_uses_field(value, root) for value in node)
+    return False
+
+
+def _with_data(attachment: Attachment) -> dict[str, Any]:
+    return {
+        "filename": attachment.filename,
+        "content_type": attachment.content_type,
+        "size": attachment.size,
+        "data": base64.b64encode(attachment.data).decode("ascii"),
+    }
+
+
+def _names(attachments: list[Attachment]) -> str:
+    return ", ".join(a.filename for a in attachments)
+
+
+@dataclass(frozen=True)
+class _Multipart:
+    """A body sent as multipart/form-data: ``payload_json``, then ``files[0]``, ``files[1]``..."""
+
+    payload: Any
+    files: tuple[Attachment, ...]
+
+
+def _request_content(payload: Any) -> dict[str, Any]:
+    """The httpx keywords that send ``payload``: JSON, or multipart with its files."""
+    if isinstance(payload, _Multipart):
+        return {
+            "data": {"payload_json": json.dumps(payload.payload, ensure_ascii=False)},
+            "files": [
+                (f"files[{index}]", (a.filename, a.data, a.content_type))
+                for index, a in enumerate(payload.files)
+            ],
+        }
+    return {"json": payload}
 
 
 # -- the backends -------------------------------------------------------------------------
@@ -506,6 +567,10 @@ class _HttpCommunicator(Communicator):
         self._cut_warning = warning
         return chunks
 
+    def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
+        """What of ``message`` these bodies do not carry (files this service cannot take)."""
+        return ()
+
     async def start(self) -> None:
         """Open the HTTP client (no request is made)."""
         if self._client is None:
@@ -556,6 +621,7 @@ class _HttpCommunicator(Communicator):
         warning = self._take_cut_warning()  # before the first await: it is per message
         if warning is not None:
             logger.warning("%s: %s", self.name, warning)
+        warnings = self._warnings(message) if message.attachments else ()
         self._pending += 1
         idle.clear()
         try:
@@ -564,12 +630,13 @@ class _HttpCommunicator(Communicator):
                 for index, payload in enumerate(payloads):
                     tries = await self._post(payload, index + 1, len(payloads))
                     attempts = max(attempts, tries)
-                if warning is not None:
+                warnings = (*warnings, *(() if warning is None else (warning,)))
+                if warnings:
+                    for problem in warnings:
+                        if problem != warning:  # the cut was logged before the first await
+                            logger.warning("%s: %s", self.name, problem)
                     return DeliveryResult(
-                        backend=self.name,
-                        status="delivered",
-                        attempts=attempts,
-                        warnings=(warning,),
+                        backend=self.name, status="delivered", attempts=attempts, warnings=warnings
                     )
                 return DeliveryResult.delivered(self.name, attempts=attempts)
         finally:
@@ -709,7 +776,7 @@ class _HttpCommunicator(Communicator):
         The body is streamed: past the limit the response is closed unread, which drops
         the connection instead of reading a huge page to the end.
         """
-        async with client.stream(self._method, url, json=payload) as streamed:
+        async with client.stream(self._method, url, **_request_content(payload)) as streamed:
             chunks: list[bytes] = []
             size = 0
             async for chunk in streamed.aiter_bytes():
@@ -811,6 +878,7 @@ class WebhookCommunicator(_HttpCommunicator):
             if config.body is None
             else _compile_template(config.body, "body", f"backends.{name}.")
         )
+        self._places_attachments = _uses_field(self._template, "attachments")
 
     @property
     def _method(self) -> str:
@@ -824,18 +892,41 @@ class WebhookCommunicator(_HttpCommunicator):
         return headers
 
     def render_body(self, message: OutgoingMessage) -> Any:
-        """The JSON body posted for ``message``; ``SendError`` names a missing placeholder."""
+        """The JSON body posted for ``message``; ``SendError`` names a missing placeholder.
+
+        With ``attachments: base64`` each file's ``data`` is in the body, base64 encoded;
+        otherwise ``attachments`` lists name, type and size only. The default body has
+        ``attachments`` only when the message has files.
+        """
         fields = _message_fields(message)
+        if message.attachments and self._webhook_config.attachments == "base64":
+            fields["attachments"] = [_with_data(a) for a in message.attachments]
         if self._template is None:
+            if not message.attachments:
+                del fields["attachments"]
             return fields
         return _render_template(self._template, fields)
 
     def _payloads(self, message: OutgoingMessage) -> list[Any]:
         try:
-            return [self.render_body(message)]
+            body = self.render_body(message)
         except SendError as exc:
             exc.backend = self.name
             raise
+        if message.attachments and self._webhook_config.attachments == "multipart":
+            return [_Multipart(body, tuple(message.attachments))]
+        return [body]
+
+    def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
+        mode = self._webhook_config.attachments
+        if mode == "omit":
+            return (f"attachments not sent (attachments: omit): {_names(message.attachments)}",)
+        if mode == "base64" and self._template is not None and not self._places_attachments:
+            return (
+                "attachments not sent: the body template has no {attachments} placeholder: "
+                + _names(message.attachments),
+            )
+        return ()
 
 
 class SlackCommunicator(_HttpCommunicator):
@@ -853,14 +944,25 @@ class SlackCommunicator(_HttpCommunicator):
         return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
     def render_text(self, message: OutgoingMessage) -> str:
-        """The text for ``message`` before escaping and splitting: severity first."""
+        """The text for ``message`` before escaping and splitting: severity first.
+
+        Files cannot travel through an incoming webhook: a last line names them.
+        """
         severity = message.severity
         head = f"{_SEVERITY_EMOJI[severity]} *{severity.value.upper()}*"
-        return _compose(head, message)
+        text = _compose(head, message)
+        if message.attachments:
+            text += f"\n\N{PAPERCLIP} Not attached ({SLACK_NOT_ATTACHED}): " + ", ".join(
+                a.describe() for a in message.attachments
+            )
+        return text
 
     def _payloads(self, message: OutgoingMessage) -> list[Any]:
         chunks = self._split(self.render_text(message), SLACK_TEXT_LIMIT, self._cost)
         return [{"text": self._escape(chunk)} for chunk in chunks]
+
+    def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
+        return (f"not attached ({SLACK_NOT_ATTACHED}): {_names(message.attachments)}",)
 
 
 class DiscordCommunicator(_HttpCommunicator):
@@ -882,6 +984,9 @@ class DiscordCommunicator(_HttpCommunicator):
         return _compose(head, message)
 
     def _payloads(self, message: OutgoingMessage) -> list[Any]:
+        files = message.attachments
+        if files:
+            self._check_limits(files)
         chunks = self._split(self.render_text(message), DISCORD_CONTENT_LIMIT, utf16_length)
         payloads: list[Any] = []
         for chunk in chunks:
@@ -889,7 +994,25 @@ class DiscordCommunicator(_HttpCommunicator):
             if self._discord_config.username:
                 payload["username"] = self._discord_config.username
             payloads.append(payload)
+        if files:
+            # The files ride on the last part, so they show under the whole text.
+            last = payloads[-1]
+            last["attachments"] = [{"id": i, "filename": a.filename} for i, a in enumerate(files)]
+            payloads[-1] = _Multipart(last, tuple(files))
         return payloads
+
+    def _check_limits(self, files: list[Attachment]) -> None:
+        config = self._discord_config
+        problem = count_problem(files, config.max_attachments, "max_attachments") or total_problem(
+            files, config.max_attachment_bytes, "max_attachment_bytes"
+        )
+        if problem is not None:
+            raise SendError(
+                f"discord backend {self.name!r}: {problem}; nothing was sent",
+                backend=self.name,
+                attempts=0,
+                permanent=True,
+            )
 
     def _retry_after(self, response: httpx.Response) -> float | None:
         asked = super()._retry_after(response)

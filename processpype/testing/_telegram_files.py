@@ -1,0 +1,259 @@
+"""``send_file`` for ``FakeTelegramClient``: files, photos and albums, as Telegram takes them.
+
+Kept apart from the fake's text sending; ``FakeTelegramClient`` mixes it in. What it
+reproduces: telethon's ``send_file`` signature; one file, or a list sent as albums of up
+to 10 (telethon slices longer lists the same way); a file given as bytes (named
+``unnamed``), a path, or a stream with a ``name``; telethon's rule for a photo (a
+``.png``/``.jpg``/``.jpeg`` name and no ``force_document``); Telegram's answers with
+telethon's error classes: ``PhotoSaveFileInvalidError`` for a photo over 10 MB,
+``MediaCaptionTooLongError`` for a caption over 1,024 UTF-16 units (after parsing),
+``FilePartsInvalidError`` for a file over what a bot may upload. Scripted failures
+(``fail_next``), rate limits and ``latency`` apply as for ``send_message``; one call
+counts as one send (telethon makes one request per album of 10).
+
+What it does not reproduce: photo recompression and resizing (the bytes are kept as
+given), thumbnails, voice and video notes, ``file_id`` reuse, URLs, upload progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from telethon import errors, utils
+from telethon.tl import types
+
+from processpype.communications.backends._telegram_files import (
+    ALBUM_LIMIT,
+    CAPTION_LIMIT,
+    DOCUMENT_LIMIT,
+    PHOTO_LIMIT,
+)
+from processpype.communications.backends._telegram_text import utf16_len
+
+__all__ = ["FileSending", "SentFile"]
+
+
+@dataclass(frozen=True)
+class SentFile:
+    """One file the fake accepted, as ``send_file`` was called.
+
+    ``photo`` is True when Telegram would show it as a photo; ``album`` is the album's
+    id (shared by the files sent in one list of up to 10) or None for a single file;
+    ``caption`` is the caption as given (markup included), empty when none.
+    """
+
+    chat: int | str
+    filename: str
+    data: bytes
+    photo: bool
+    mime_type: str | None
+    caption: str
+    reply_to: int | None
+    time: float
+    album: int | None = None
+    parse_mode: str | None = None
+    entities: list[Any] | None = None
+    message_id: int = 0
+
+    @property
+    def size(self) -> int:
+        """Size of ``data`` in bytes."""
+        return len(self.data)
+
+
+class _Host(Protocol):
+    """What ``FileSending`` needs of the fake it is mixed into."""
+
+    _lock: threading.Condition
+    _connected: bool
+    _ids: itertools.count[int]
+    enforce_rate_limits: bool
+    latency: float
+    parse_mode: str | None
+    sent_files: list[SentFile]
+    errors: list[Any]
+
+    def _check_entity(self, entity: Any) -> None: ...
+    def _take_failure(self, key: int | str) -> BaseException | None: ...
+    def _check_rate_limits(self, key: int | str, entity: Any) -> float: ...
+    def _notify(self) -> None: ...
+    def _peer(self, entity: Any) -> Any: ...
+    def _refuse_on_own_loop(self, name: str, alternative: str) -> None: ...
+    async def _wait_async(self, predicate: Callable[[], bool], timeout: float) -> None: ...
+
+
+def _read(file: Any) -> tuple[str, bytes]:
+    """The name and bytes of a file as telethon accepts it (bytes, path, stream)."""
+    if isinstance(file, bytes):
+        return "unnamed", file
+    if isinstance(file, str | os.PathLike):
+        path = Path(file)
+        if not path.is_file():
+            # telethon's own message for a string that is no file, URL or file id
+            raise ValueError(
+                f"Failed to convert {file} to media. Not an existing file, an HTTP URL "
+                "or a valid bot-API-like file ID"
+            )
+        return path.name, path.read_bytes()
+    read = getattr(file, "read", None)
+    if callable(read):
+        data = read()
+        if not isinstance(data, bytes):
+            raise TypeError(f"Cannot use {file!r} as file: read() did not return bytes")
+        return os.path.basename(str(getattr(file, "name", "") or "unnamed")), data
+    raise TypeError(f"Cannot use {file!r} as file")
+
+
+class FileSending:
+    """Mixin: telethon's ``send_file`` for the fake client (see the module docstring)."""
+
+    async def send_file(
+        self: _Host,
+        entity: Any,
+        file: Any,
+        *,
+        caption: str | list[str] | None = None,
+        force_document: bool = False,
+        mime_type: str | None = None,
+        file_size: int | None = None,
+        reply_to: Any = None,
+        attributes: Any = None,
+        parse_mode: Any = (),
+        formatting_entities: list[Any] | None = None,
+        silent: bool | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Accept one file, or a list as albums of up to 10, or raise telethon's error."""
+        try:
+            if not file:
+                raise TypeError(f"Cannot use {file!r} as file")
+            if not self._connected:
+                raise ConnectionError("Cannot send requests while disconnected")
+            self._check_entity(entity)
+            key: int | str = (
+                entity.lower()
+                if isinstance(entity, str)
+                else entity
+                if isinstance(entity, int)
+                else utils.get_peer_id(entity)
+            )
+            failure = self._take_failure(key)
+            if failure is not None:
+                raise failure
+            album = isinstance(file, list | tuple)
+            items = list(file) if album else [file]
+            captions = caption if isinstance(caption, list) else [caption or ""]
+            batch: list[SentFile] = []
+            for start in range(0, len(items), ALBUM_LIMIT):
+                group = items[start : start + ALBUM_LIMIT]
+                album_id = next(self._ids) if album else None
+                for index, item in enumerate(group):
+                    name, data = _read(item)
+                    text = captions[start + index] if start + index < len(captions) else ""
+                    _check_caption(self, str(text or ""), parse_mode, formatting_entities)
+                    photo = bool(utils.is_image(name)) and not force_document
+                    if photo and len(data) > PHOTO_LIMIT:
+                        raise errors.PhotoSaveFileInvalidError(request=None)
+                    if len(data) > DOCUMENT_LIMIT:
+                        raise errors.FilePartsInvalidError(request=None)
+                    batch.append(
+                        SentFile(
+                            chat=entity,
+                            filename=name,
+                            data=data,
+                            photo=photo,
+                            mime_type=None if photo else mime_type,
+                            caption=str(text or ""),
+                            reply_to=utils.get_message_id(reply_to),
+                            time=0.0,
+                            album=album_id,
+                            parse_mode=self.parse_mode if parse_mode == () else parse_mode,
+                            entities=formatting_entities,
+                        )
+                    )
+            now = (
+                self._check_rate_limits(key, entity)
+                if self.enforce_rate_limits
+                else time.monotonic()
+            )
+            records = [_stamped(record, now, next(self._ids)) for record in batch]
+            with self._lock:
+                self.sent_files.extend(records)
+            self._notify()
+            await asyncio.sleep(self.latency)
+        except Exception as exc:
+            from processpype.testing.telegram import FailedSend  # the module mixing this in
+
+            with self._lock:
+                self.errors.append(FailedSend(entity, exc, time.monotonic()))
+            raise
+        messages = [
+            types.Message(
+                id=record.message_id,
+                peer_id=self._peer(entity),
+                date=datetime.now(UTC),
+                message=record.caption,
+                out=True,
+            )
+            for record in records
+        ]
+        return messages if album else messages[0]
+
+    def wait_for_files(self: _Host, count: int, timeout: float = 5.0) -> list[SentFile]:
+        """Block until ``count`` files were sent; return them all (``TimeoutError`` if not)."""
+        self._refuse_on_own_loop("wait_for_files", "wait_for_files_async")
+        with self._lock:
+            if not self._lock.wait_for(lambda: len(self.sent_files) >= count, timeout):
+                raise TimeoutError(_shortfall(self, count, timeout))
+            return list(self.sent_files)
+
+    async def wait_for_files_async(self: _Host, count: int, timeout: float = 5.0) -> list[SentFile]:
+        """``wait_for_files`` without blocking the event loop."""
+        await self._wait_async(lambda: len(self.sent_files) >= count, timeout)
+        with self._lock:
+            if len(self.sent_files) < count:
+                raise TimeoutError(_shortfall(self, count, timeout))
+            return list(self.sent_files)
+
+
+def _shortfall(host: _Host, count: int, timeout: float) -> str:
+    got = [(f.chat, f.filename, f.size) for f in host.sent_files[:10]]
+    return f"expected {count} sent files within {timeout}s, {len(host.sent_files)} arrived: {got!r}"
+
+
+def _stamped(record: SentFile, now: float, message_id: int) -> SentFile:
+    return SentFile(
+        chat=record.chat,
+        filename=record.filename,
+        data=record.data,
+        photo=record.photo,
+        mime_type=record.mime_type,
+        caption=record.caption,
+        reply_to=record.reply_to,
+        time=now,
+        album=record.album,
+        parse_mode=record.parse_mode,
+        entities=record.entities,
+        message_id=message_id,
+    )
+
+
+def _check_caption(
+    host: _Host, caption: str, parse_mode: Any, formatting_entities: list[Any] | None
+) -> None:
+    text = caption
+    if formatting_entities is None and caption:
+        mode = utils.sanitize_parse_mode(host.parse_mode if parse_mode == () else parse_mode)
+        if mode:
+            text, _ = mode.parse(caption)
+    if utf16_len(text) > CAPTION_LIMIT:
+        raise errors.MediaCaptionTooLongError(request=None)
