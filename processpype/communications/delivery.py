@@ -23,10 +23,36 @@ class DeliveryResult(BaseModel):
     status: DeliveryStatus = Field(description="delivered, failed or skipped")
     error: str | None = Field(default=None, description="Why it failed or was skipped")
     attempts: int = Field(default=0, ge=0, description="How many times it was tried")
+    reference: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "The backend's ids of what it posted (one per piece of a split message), "
+            "for editing it later; empty when the backend cannot edit"
+        ),
+    )
 
     @classmethod
-    def delivered(cls, backend: str, *, attempts: int = 1) -> DeliveryResult:
-        """A result for a message that reached the backend's service."""
+    def delivered(
+        cls, backend: str, *, attempts: int = 1, reference: tuple[str, ...] = ()
+    ) -> DeliveryResult:
+        """A result for a message that reached the backend's service.
+
+        ``reference`` names what was posted, for ``Communicator.edit`` later.
+        """
+        if reference:
+            if (
+                type(backend) is str
+                and type(attempts) is int
+                and attempts >= 0
+                and type(reference) is tuple
+                and all(type(part) is str for part in reference)
+            ):
+                # Checked above: the values are what validation would produce, and a
+                # referenced result is built once per message.
+                return cls.model_construct(
+                    backend=backend, status="delivered", attempts=attempts, reference=reference
+                )
+            return cls(backend=backend, status="delivered", attempts=attempts, reference=reference)
         if cls is not DeliveryResult or type(backend) is not str or type(attempts) is not int:
             return cls(backend=backend, status="delivered", attempts=attempts)
         # Results are frozen values, and "delivered" ones repeat for every message of a
