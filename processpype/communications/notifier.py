@@ -650,7 +650,7 @@ class Notifier:
             traceback_lines=traceback_lines,
         )
 
-    def progress[T](
+    def progress[T = Any](
         self,
         iterable: Iterable[T] | None = None,
         *,

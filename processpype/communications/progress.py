@@ -43,7 +43,7 @@ _ERROR_CHARS = 500
 State = Literal["running", "done", "failed", "stopped"]
 
 
-class Progress[T]:
+class Progress[T = Any]:
     """Iterates like ``tqdm`` (or is updated by hand) and reports through one message."""
 
     def __init__(

@@ -28,6 +28,13 @@ from typing import Any
 from telethon import TelegramClient, errors, events, utils
 from telethon.sessions import StringSession
 
+from processpype.communications.ask import Answer, Question
+from processpype.communications.backends._telegram_interactive import (
+    TelegramInteractions,
+    TrackedJob,
+    remember_piece,
+    with_reference,
+)
 from processpype.communications.backends._telegram_limits import TelegramRateLimits, is_grouped
 from processpype.communications.backends._telegram_queue import (
     ChatTarget,
@@ -159,6 +166,7 @@ class TelegramCommunicator(Communicator):
         self._handler_registered = False
         self.undelivered_on_stop = 0
         """How many queued messages the last ``stop()`` could not deliver."""
+        self._interactions = TelegramInteractions(self)  # edits and questions
 
     @staticmethod
     def _build_targets(config: TelegramCommunicatorConfig) -> dict[str, ChatTarget]:
@@ -180,6 +188,24 @@ class TelegramCommunicator(Communicator):
     def supports_receiving(self) -> bool:
         """True when ``listen_to_commands`` is set."""
         return self._tg_config.listen_to_commands
+
+    @property
+    def supports_editing(self) -> bool:
+        """True: sent messages can be edited (``edit``), within the chat's rate limits."""
+        return True
+
+    @property
+    def supports_asking(self) -> bool:
+        """True when ``listen_to_commands`` is set (button presses must reach the bot)."""
+        return self._tg_config.listen_to_commands
+
+    async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
+        """Edit the message sent as ``reference`` (its pieces' ids) into ``message``."""
+        return await self._interactions.edit(reference, message)
+
+    async def ask(self, question: Question) -> Answer | None:
+        """Post ``question`` with a button per choice; wait for the first authorized answer."""
+        return await self._interactions.ask(question)
 
     @property
     def client(self) -> Any:
@@ -302,6 +328,7 @@ class TelegramCommunicator(Communicator):
         self._client = client
         if config.listen_to_commands:
             client.add_event_handler(self._on_new_message, events.NewMessage(incoming=True))
+            self._interactions.listen(client)
             self._handler_registered = True
             self._watchdog = asyncio.get_running_loop().create_task(
                 self._watch_connection(), name=f"processpype-telegram-{self.name}-watchdog"
@@ -352,6 +379,7 @@ class TelegramCommunicator(Communicator):
             await asyncio.gather(watchdog, return_exceptions=True)
         client, self._client = self._client, None
         if client is not None:
+            self._interactions.stop(client)
             if self._handler_registered:
                 try:
                     client.remove_event_handler(self._on_new_message)
@@ -463,7 +491,7 @@ class TelegramCommunicator(Communicator):
                 permanent=True,
             )
         outcome: asyncio.Future[DeliveryResult] = asyncio.get_running_loop().create_future()
-        return Job(message, target, chunks, outcome)
+        return TrackedJob(message, target, chunks, outcome)
 
     async def _enqueue(self, message: OutgoingMessage) -> Job | str:
         """Queue ``message``; return its job, or why it is skipped."""
@@ -494,7 +522,7 @@ class TelegramCommunicator(Communicator):
         queued = await self._enqueue(message)
         if isinstance(queued, str):
             return DeliveryResult.skipped(self.name, queued)
-        return await asyncio.shield(queued.outcome)
+        return with_reference(await asyncio.shield(queued.outcome), queued)
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued message has an outcome; False when ``timeout`` ran out."""
@@ -510,13 +538,17 @@ class TelegramCommunicator(Communicator):
         if not client.is_connected():
             await self._reconnect()
         async with asyncio.timeout(self._tg_config.send_timeout):
-            await client.send_message(
+            if isinstance(job, TrackedJob) and job.custom:  # an edit, or buttons
+                await self._interactions.send_piece(client, job, chunk)
+                return
+            sent = await client.send_message(
                 job.target.entity,
                 chunk.text,
                 reply_to=job.target.topic_id,
                 parse_mode=chunk.parse_mode,
                 formatting_entities=chunk.entities,
             )
+            remember_piece(job, sent)
 
     def _classify(self, exc: BaseException) -> SendFailure:
         reason = self._scrubbed(exc)
@@ -614,6 +646,7 @@ class TelegramCommunicator(Communicator):
                 metadata={"chat_id": event.chat_id, "message_id": event.id, "topic_id": topic},
                 raw_event=event,
             )
+            self._interactions.offer_reply(label, incoming)  # the answer to a question?
             self._publish_incoming(incoming)
         except asyncio.CancelledError:
             raise
