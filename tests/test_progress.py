@@ -208,3 +208,26 @@ def test_update_without_an_iterable_and_iteration_is_refused(notifier: Notifier)
     bar = notifier.progress(total=3)
     with pytest.raises(TypeError, match="update"):
         iter(bar).__next__()
+
+
+def test_a_closed_notifier_never_stops_the_loop(
+    notifier: Notifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier.close()
+    seen = list(notifier.progress(range(5), desc="late", min_interval=0))
+
+    assert seen == [0, 1, 2, 3, 4]
+    assert "could not send the first message" in caplog.text
+
+
+def test_a_notifier_closed_during_the_loop_never_stops_it(notifier: Notifier) -> None:
+    clock = FakeClock()
+    seen = []
+    for item in notifier.progress(range(5), desc="cut", min_interval=1.0, clock=clock):
+        recorder(notifier).wait_for(1)
+        if item == 2:
+            notifier.close()
+        clock.advance(1)
+        seen.append(item)
+
+    assert seen == [0, 1, 2, 3, 4]

@@ -150,8 +150,13 @@ class Progress[T = Any]:
         if report is None:
             return  # the first message (or the previous edit) is still on its way
         self._last_edit_at = now
+        try:
+            self._editing = self._notifier._edit_future(report, self._message("running", None))
+        except Exception as exc:  # e.g. the notifier was closed: the loop goes on, unreported
+            logger.warning("progress %r: could not edit the message: %s", self.desc, exc)
+            self.state = "stopped"
+            return
         self.edits += 1
-        self._editing = self._notifier._edit_future(report, self._message("running", None))
 
     def close(self) -> None:
         """End it now as done (``with`` and iteration do this themselves)."""
@@ -165,7 +170,11 @@ class Progress[T = Any]:
             return
         self._started_at = self._clock()
         self._last_edit_at = self._started_at
-        self._first = self._notifier.send_nowait(self._message("running", None))
+        try:
+            self._first = self._notifier.send_nowait(self._message("running", None))
+        except Exception as exc:  # a notification problem never stops the loop
+            logger.warning("progress %r: could not send the first message: %s", self.desc, exc)
+            self.state = "stopped"
 
     def _ready_report(self) -> DeliveryReport | None:
         """The report to edit, once the first message and the last edit are out."""
@@ -204,7 +213,8 @@ class Progress[T = Any]:
 
     def _wait_first(self) -> DeliveryReport:
         if self._report is None:
-            assert self._first is not None
+            if self._first is None:
+                raise RuntimeError("the first message was never sent")
             self._report = self._first.result(self.final_timeout)
         return self._report
 
