@@ -1,13 +1,18 @@
 """``FakeTelegramClient``: stands in for telethon's ``TelegramClient`` in tests.
 
 It covers what a bot uses: ``start(bot_token=...)``, ``connect``/``disconnect``/
-``is_connected``, ``get_me``, ``send_message`` (telethon's signature),
-``add_event_handler``/``remove_event_handler`` with ``events.NewMessage``, and
-``run_until_disconnected``. It answers as Telegram would, with telethon's own error
+``is_connected``, ``get_me``, ``send_message`` and ``edit_message`` (telethon's
+signatures), ``add_event_handler``/``remove_event_handler`` with ``events.NewMessage``
+and ``events.CallbackQuery``, and ``run_until_disconnected``. It answers as Telegram would, with telethon's own error
 classes: ``MessageTooLongError`` over 4096 UTF-16 units (after parsing),
 ``ValueError`` for empty text and for digit-string chats, ``FloodWaitError`` when a
 rate limit is broken (``enforce_rate_limits=True``) or when scripted (``fail_next``).
 Incoming messages (``inject_message``) are real telethon ``NewMessage`` events.
+Sent messages keep their inline buttons; ``edit_message`` and ``delete_messages``
+work on them as on Telegram, and ``press_button`` delivers a press as telethon's own
+``CallbackQuery`` event (the bot's ``event.answer`` lands in ``callback_answers``).
+Not reproduced: the 64-byte limit on button data, the deadline for answering a press,
+the limit on how old a message may be to be edited, and media.
 
 Point every ``TelegramCommunicator`` at one fake with ``set_default_client_factory(
 fake.as_client_factory())``, or pass ``client_factory=fake.as_client_factory()``. The

@@ -271,10 +271,15 @@ class TelegramInteractions:
             self._pending.pop(token, None)
         text = timed_out_text(question) if answer is None else answered_text(question, answer)
         outcome = question.message().model_copy(update={"message": text})
-        edited = await self.edit(tuple(str(i) for i in pending.message_ids), outcome)
-        if edited.status != "delivered":
+        try:
+            edited = await self.edit(tuple(str(i) for i in pending.message_ids), outcome)
+        except Exception as exc:  # the answer stands even if the question cannot show it
+            problem = backend._scrubbed(exc)
+        else:
+            problem = edited.error if edited.status != "delivered" else None
+        if problem:
             logger.warning(
-                "%s: could not show the outcome of a question: %s", backend.name, edited.error
+                "%s: could not show the outcome of a question: %s", backend.name, problem
             )
         return answer
 
