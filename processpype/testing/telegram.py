@@ -3,10 +3,11 @@
 It covers what a bot uses: ``start(bot_token=...)``, ``connect``/``disconnect``/
 ``is_connected``, ``get_me``, ``send_message`` and ``edit_message`` (telethon's
 signatures), ``add_event_handler``/``remove_event_handler`` with ``events.NewMessage``
-and ``events.CallbackQuery``, and ``run_until_disconnected``. It answers as Telegram would, with telethon's own error
-classes: ``MessageTooLongError`` over 4096 UTF-16 units (after parsing),
-``ValueError`` for empty text and for digit-string chats, ``FloodWaitError`` when a
-rate limit is broken (``enforce_rate_limits=True``) or when scripted (``fail_next``).
+and ``events.CallbackQuery``, and ``run_until_disconnected``. It answers as Telegram
+would, with telethon's own error classes: ``MessageTooLongError`` over 4096 UTF-16
+units (after parsing), ``ValueError`` for empty text and for digit-string chats,
+``FloodWaitError`` when a rate limit is broken (``enforce_rate_limits=True``) or when
+scripted (``fail_next``).
 Incoming messages (``inject_message``) are real telethon ``NewMessage`` events.
 Sent messages keep their inline buttons; ``edit_message`` and ``delete_messages``
 work on them as on Telegram, and ``press_button`` delivers a press as telethon's own
