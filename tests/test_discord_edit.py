@@ -197,3 +197,20 @@ def test_the_webhook_token_never_appears_in_httpx_logs_of_an_edit(
     lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
     assert lines
     assert not any(TOKEN in line for line in lines)
+
+
+def test_webhook_capture_answers_discord_posts_with_ids_so_progress_edits(
+    processpype_webhooks: Any, processpype_notifier: Any
+) -> None:
+    url = "https://discord.com/api/webhooks/1/secret-token"
+    notifier = processpype_notifier(
+        {"enabled": True, "backends": {"chat": {"type": "discord", "url": url}}}
+    )
+
+    for _ in notifier.progress(range(5), desc="sync", min_interval=0.0):
+        pass
+
+    methods = [r.method for r in processpype_webhooks.requests]
+    assert methods[0] == "POST"
+    assert set(methods[1:]) == {"PATCH"}
+    assert "sync: done, 5/5" in processpype_webhooks.requests[-1].json["content"]

@@ -1,8 +1,10 @@
 """``WebhookCapture``: catch every request httpx makes and answer it, with respx.
 
 While a capture runs, no httpx request reaches the network: each one is recorded in
-``requests`` and answered 200, or with a response scripted by ``respond()``. It works
-for requests made from any thread, so it also catches a ``Notifier``'s background loop.
+``requests`` and answered 200 (with a message id, as Discord does, for a post with
+``?wait=true`` or an edit of ``.../messages/{id}``), or with a response scripted by
+``respond()``. It works for requests made from any thread, so it also catches a
+``Notifier``'s background loop.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import httpx
 import respx
 
 __all__ = ["CapturedHeaders", "CapturedRequest", "WebhookCapture"]
+
+_DISCORD_MESSAGE = re.compile(r"/messages/(\d+)$")
 
 
 class CapturedHeaders(dict[str, str]):
@@ -109,6 +113,7 @@ class WebhookCapture:
         self._condition = threading.Condition()
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._running = False
+        self._message_ids = 1_000_000_000_000_000_000  # snowflake-sized message ids
 
     def __repr__(self) -> str:
         return f"WebhookCapture(running={self._running}, requests={len(self._requests)})"
@@ -186,7 +191,7 @@ class WebhookCapture:
             self._condition.notify_all()
             self._wake_async_waiters()
         if rule is None:
-            return httpx.Response(200)
+            return self._default_answer(request)
         if rule.error is not None:
             error = rule.error
             if isinstance(error, type) and issubclass(error, httpx.RequestError):
@@ -195,6 +200,23 @@ class WebhookCapture:
         if rule.json is not None:
             return httpx.Response(rule.status, json=rule.json, headers=rule.headers)
         return httpx.Response(rule.status, text=rule.text or "", headers=rule.headers)
+
+    def _default_answer(self, request: httpx.Request) -> httpx.Response:
+        """200, with the message Discord would return for a post or edit that waits for it.
+
+        Discord answers ``POST ...?wait=true`` and ``PATCH .../messages/{id}`` with the
+        message; its ``id`` is what a later edit names.
+        """
+        url = request.url
+        if request.method == "POST" and url.params.get("wait") == "true":
+            with self._condition:
+                self._message_ids += 1
+                message_id = str(self._message_ids)
+            return httpx.Response(200, json={"id": message_id})
+        edited = _DISCORD_MESSAGE.search(url.path)
+        if request.method == "PATCH" and edited is not None:
+            return httpx.Response(200, json={"id": edited.group(1)})
+        return httpx.Response(200)
 
     # -- reading ------------------------------------------------------------------------
 

@@ -271,6 +271,7 @@ class TelegramInteractions:
             self._pending.pop(token, None)
         text = timed_out_text(question) if answer is None else answered_text(question, answer)
         outcome = question.message().model_copy(update={"message": text})
+        problem: str | None
         try:
             edited = await self.edit(tuple(str(i) for i in pending.message_ids), outcome)
         except Exception as exc:  # the answer stands even if the question cannot show it
