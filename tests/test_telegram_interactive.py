@@ -13,6 +13,7 @@ from telethon import Button, errors
 from processpype import Notifier
 from processpype.communications.backends._telegram_interactive import CLOSED, NOT_ALLOWED
 from processpype.communications.backends.telegram import (
+    TelegramCommunicator,
     TelegramRateLimits,
     set_default_client_factory,
 )
@@ -344,3 +345,24 @@ async def test_aask_is_answered_from_async_code(
     )
 
     assert await asyncio.wait_for(task, 5) == "stop"
+
+
+def test_edits_in_a_group_keep_to_the_group_limit_without_a_flood_wait(
+    processpype_notifier: Any,
+) -> None:
+    # Telegram's own limits (20 per minute in a group), on a clock 100 times faster.
+    limits = TelegramRateLimits().scaled(0.01)
+    fake = FakeTelegramClient(enforce_rate_limits=True, rate_limits=limits)
+    config = FakeTelegramClient.telegram_config(chats={"default": {"chat_id": str(GROUP)}})
+    backend = TelegramCommunicator(
+        "tg", config, client_factory=fake.as_client_factory(), rate_limits=limits
+    )
+    notifier = processpype_notifier({"enabled": True})
+    notifier.add_communicator(backend)
+    report = notifier.send("rows: 0")
+
+    for step in range(1, 46):  # the send and 45 edits: three windows of 20 in the group
+        assert notifier.edit(report, f"rows: {step}").ok
+
+    assert fake.flood_waits == 0
+    assert fake.message(GROUP, fake.sent[0].message_id).text == "rows: 45"
