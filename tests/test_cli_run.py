@@ -192,3 +192,31 @@ def test_ctrl_c_reaches_the_command_and_is_reported_as_interrupted(tmp_path: Pat
     [record] = [json.loads(line) for line in out.read_text().splitlines()]
     assert record["severity"] == "warning"
     assert "train was interrupted (Ctrl-C)" in record["message"]
+
+
+def test_a_config_error_stops_run_before_the_command_starts(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("communications:\n  backends:\n    out: {type: console, colour: red}\n")
+    marker = tmp_path / "ran"
+    done = subprocess.run(
+        [
+            PY,
+            "-m",
+            "processpype",
+            "run",
+            "-c",
+            str(bad),
+            "--",
+            PY,
+            "-c",
+            f"open({str(marker)!r}, 'w')",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 2
+    assert "config error" in done.stderr
+    assert not marker.exists()
