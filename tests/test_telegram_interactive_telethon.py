@@ -19,6 +19,7 @@ from telethon.tl import functions, types
 
 from processpype.communications.ask import Question
 from processpype.communications.backends._telegram_interactive import (
+    CLOSED,
     NOT_ALLOWED,
     TrackedJob,
     _Pending,
@@ -182,3 +183,40 @@ async def test_a_refused_press_is_answered_through_telethons_callback_answer() -
     assert isinstance(request, functions.messages.SetBotCallbackAnswerRequest)
     assert (request.query_id, request.message, request.alert) == (991, NOT_ALLOWED, True)
     assert not answer.done()
+
+
+@pytest.mark.asyncio
+async def test_a_press_on_a_closed_question_is_answered_closed() -> None:
+    client, sender = real_client()
+    side = interactions(command_authorized=True)
+    update = types.UpdateBotCallbackQuery(
+        query_id=992,
+        user_id=42,
+        peer=types.PeerChat(-GROUP),
+        msg_id=77,
+        chat_instance=1,
+        data=b"pp:long-gone:0",
+    )
+    event = events.CallbackQuery.build(update)
+    event._entities = {}
+    event._set_client(client)
+
+    await side._on_callback(event)
+
+    [request] = sender.requests
+    assert (request.query_id, request.message, request.alert) == (992, CLOSED, False)
+
+
+@pytest.mark.asyncio
+async def test_a_press_of_another_handlers_button_is_left_alone() -> None:
+    client, sender = real_client()
+    update = types.UpdateBotCallbackQuery(
+        query_id=993, user_id=42, peer=types.PeerChat(-GROUP), msg_id=5, chat_instance=1, data=b"x"
+    )
+    event = events.CallbackQuery.build(update)
+    event._entities = {}
+    event._set_client(client)
+
+    await interactions(command_authorized=True)._on_callback(event)
+
+    assert sender.requests == []
