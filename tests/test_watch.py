@@ -214,15 +214,30 @@ def test_a_block_can_set_its_result(notifier: Notifier) -> None:
     assert sent(notifier)[0].message.endswith("result: 42")
 
 
-def test_a_notification_failure_never_replaces_the_job_outcome(notifier: Notifier) -> None:
+def test_a_notification_failure_never_replaces_the_job_outcome(
+    notifier: Notifier, caplog: pytest.LogCaptureFixture
+) -> None:
     backend = notifier.communicator("rec")
     assert isinstance(backend, RecordingCommunicator)
     backend.fail_next(ConnectionError("down"))
 
-    with notifier.watch("still fine"):
-        value = 1
+    @notifier.watch("still fine")
+    def job() -> int:
+        return 1
 
-    assert value == 1
+    assert job() == 1  # no exception from the failed notification
+    assert "watch 'still fine': the notification was not delivered" in caplog.text
+
+
+def test_a_closed_notifier_never_breaks_the_job(
+    notifier: Notifier, caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier.close()
+
+    with pytest.raises(ValueError, match="row 17"), notifier.watch("late"):
+        boom()  # the job's own error, not NotifierClosedError
+
+    assert "watch 'late': could not notify" in caplog.text
 
 
 def test_a_bad_traceback_lines_is_refused(notifier: Notifier) -> None:
