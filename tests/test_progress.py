@@ -204,7 +204,7 @@ def test_a_negative_min_interval_is_refused(notifier: Notifier) -> None:
         notifier.progress(range(3), min_interval=-1)
 
 
-def test_update_without_an_iterable_and_iteration_is_refused(notifier: Notifier) -> None:
+def test_iterating_a_progress_without_an_iterable_is_refused(notifier: Notifier) -> None:
     bar = notifier.progress(total=3)
     with pytest.raises(TypeError, match="update"):
         iter(bar).__next__()
