@@ -39,19 +39,7 @@ class DeliveryResult(BaseModel):
 
         ``reference`` names what was posted, for ``Communicator.edit`` later.
         """
-        if reference:
-            if (
-                type(backend) is str
-                and type(attempts) is int
-                and attempts >= 0
-                and type(reference) is tuple
-                and all(type(part) is str for part in reference)
-            ):
-                # Checked above: the values are what validation would produce, and a
-                # referenced result is built once per message.
-                return cls.model_construct(
-                    backend=backend, status="delivered", attempts=attempts, reference=reference
-                )
+        if reference:  # names one message: nothing to share with others
             return cls(backend=backend, status="delivered", attempts=attempts, reference=reference)
         if cls is not DeliveryResult or type(backend) is not str or type(attempts) is not int:
             return cls(backend=backend, status="delivered", attempts=attempts)
