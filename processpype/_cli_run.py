@@ -67,7 +67,9 @@ def add_run_command(commands: Any, parents: Sequence[argparse.ArgumentParser]) -
         metavar="N",
         help="last lines of stderr sent when the command fails (default 20, 0: none)",
     )
-    run.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command")
+    run.add_argument(
+        "command", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command and its arguments"
+    )
     run.set_defaults(handler=run_command)
 
 
