@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 from collections.abc import Iterator
 from pathlib import Path
@@ -337,8 +338,6 @@ def test_bad_choices_are_refused_before_anything_is_posted(
 async def test_aask_is_answered_from_async_code(
     notifier: Notifier, fake: FakeTelegramClient
 ) -> None:
-    import asyncio
-
     task = asyncio.ensure_future(notifier.aask("Go?", choices=["go", "stop"], timeout=10))
     [question] = await fake.wait_for_sent_async(1)
     await fake.press_button_async(
