@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from processpype.communications._jobtext import format_duration, format_rate, shorten
 from processpype.communications.delivery import DeliveryReport
+from processpype.communications.errors import describe_error
 from processpype.communications.models import MessageSeverity, OutgoingMessage
 
 if TYPE_CHECKING:
@@ -247,7 +248,7 @@ class Progress[T = Any]:
             if state == "failed":
                 assert exc is not None
                 severity = MessageSeverity.ERROR
-                error = shorten(_describe(exc), _ERROR_CHARS)
+                error = shorten(describe_error(exc), _ERROR_CHARS)
                 text = (
                     f"\N{CROSS MARK} {name}: failed at {of} after {format_duration(elapsed)}: "
                     f"{error}"
@@ -255,7 +256,7 @@ class Progress[T = Any]:
                 subject = f"{name}: failed"
             else:
                 severity = MessageSeverity.WARNING
-                why = f" ({_describe(exc)})" if exc is not None else ""
+                why = f" ({describe_error(exc)})" if exc is not None else ""
                 text = (
                     f"\N{WARNING SIGN} {name}: stopped at {of} after "
                     f"{format_duration(elapsed)}{why}"
@@ -276,11 +277,6 @@ def _state_for(exc: BaseException) -> State:
     if isinstance(exc, Exception):
         return "failed"
     return "stopped"  # KeyboardInterrupt, SystemExit, cancellation
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _count(value: float) -> str:

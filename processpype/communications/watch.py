@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, cast
 
 from processpype.communications._jobtext import format_duration, shorten
+from processpype.communications.errors import describe_error
 from processpype.communications.models import MessageSeverity
 
 if TYPE_CHECKING:
@@ -240,5 +241,4 @@ def _describe(exc: BaseException) -> str:
         return f"SystemExit({exc.code!r})"
     if isinstance(exc, asyncio.CancelledError):
         return "cancelled"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return describe_error(exc)
