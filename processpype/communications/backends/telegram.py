@@ -9,6 +9,8 @@ with exponential backoff. ``deliver`` waits for the message's outcome.
 
 With ``listen_to_commands``, a ``NewMessage`` handler turns messages from authorized
 chats (and topics, and senders) into ``IncomingMessage`` events for the dispatcher.
+Edits of sent messages, and questions with inline buttons answered through callback
+queries, live in ``_telegram_interactive``; they travel through the same queue.
 
 Importing this module requires telethon (``pip install 'processpype[telegram]'``).
 """
