@@ -28,6 +28,7 @@ MODULES = [
     "bench_attachments",
     "bench_telegram",
     "bench_peers",
+    "bench_progress",
 ]
 
 

@@ -7,6 +7,7 @@ Commands::
     processpype-notify check [CONFIG] [--connect]
     processpype-notify listen [-c CONFIG] [--count N] [--json]
     processpype-notify smtpd [--port N] [--tls starttls|implicit] [--auth USER:PASSWORD]
+    processpype-notify run [-c CONFIG] [-l LABEL] [--name NAME] -- COMMAND [ARGS...]
 
 The config comes from ``-c``, else ``$PROCESSPYPE_CONFIG``, else the embedded default
 (a ``console`` backend on label ``default``), so ``processpype-notify send "hello"`` works
@@ -309,6 +310,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--auth", type=_auth, metavar="USER:PASSWORD", help="require AUTH with these credentials"
     )
     smtpd.set_defaults(handler=_cmd_smtpd)
+
+    from processpype._cli_run import add_run_command  # run: its own module
+
+    add_run_command(commands, parents=[debug, config])
     return parser
 
 
@@ -330,7 +335,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     args.prog = name
     if args.command is None:
         return _report(
-            CLIError("choose a command: send, check, listen or smtpd"),
+            CLIError("choose a command: send, check, listen, smtpd or run"),
             EXIT_USAGE,
             debug=False,
             prog=name,

@@ -11,6 +11,7 @@ from processpype.communications.delivery import DeliveryResult
 from processpype.communications.models import IncomingMessage, OutgoingMessage
 
 if TYPE_CHECKING:
+    from processpype.communications.ask import Answer, Question
     from processpype.config.models import CommunicatorBackendConfig
 
 __all__ = ["Communicator", "IncomingHandler", "NoOpCommunicator"]
@@ -58,6 +59,36 @@ class Communicator(ABC):
     def supports_receiving(self) -> bool:
         """False by default; backends that can receive messages return True."""
         return False
+
+    @property
+    def supports_editing(self) -> bool:
+        """False by default; backends that can edit a message they sent return True.
+
+        Such a backend puts a ``reference`` in the ``DeliveryResult`` of what it sent,
+        and ``edit`` changes that message in place.
+        """
+        return False
+
+    @property
+    def supports_asking(self) -> bool:
+        """False by default; backends that can post a question with buttons return True."""
+        return False
+
+    async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
+        """Replace the message sent earlier as ``reference`` with ``message``.
+
+        The result's ``reference`` names the edited message (it may change, when the new
+        text needs a different number of pieces). The default reports a skip.
+        """
+        return DeliveryResult.skipped(self._name, f"{type(self).__name__} cannot edit messages")
+
+    async def ask(self, question: Question) -> Answer | None:
+        """Post ``question`` with a button per choice and wait for the first valid answer.
+
+        Returns None when ``question.timeout`` passed without one. Only backends whose
+        ``supports_asking`` is True implement it.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot ask questions")
 
     def set_incoming_handler(self, handler: IncomingHandler) -> None:
         """Set by the dispatcher to route incoming messages to the event publisher."""

@@ -24,10 +24,24 @@ class DeliveryResult(BaseModel):
     error: str | None = Field(default=None, description="Why it failed or was skipped")
     attempts: int = Field(default=0, ge=0, description="How many times it was tried")
     warnings: tuple[str, ...] = ()
+    reference: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "The backend's ids of what it posted (one per piece of a split message), "
+            "for editing it later; empty when the backend cannot edit"
+        ),
+    )
 
     @classmethod
-    def delivered(cls, backend: str, *, attempts: int = 1) -> DeliveryResult:
-        """A result for a message that reached the backend's service."""
+    def delivered(
+        cls, backend: str, *, attempts: int = 1, reference: tuple[str, ...] = ()
+    ) -> DeliveryResult:
+        """A result for a message that reached the backend's service.
+
+        ``reference`` names what was posted, for ``Communicator.edit`` later.
+        """
+        if reference:  # names one message: nothing to share with others
+            return cls(backend=backend, status="delivered", attempts=attempts, reference=reference)
         if cls is not DeliveryResult or type(backend) is not str or type(attempts) is not int:
             return cls(backend=backend, status="delivered", attempts=attempts)
         # Results are frozen values, and "delivered" ones repeat for every message of a

@@ -238,6 +238,50 @@ class CommunicationDispatcher:
                 name, exc, attempts=attempts if isinstance(attempts, int) else 1
             )
 
+    async def edit(
+        self, report: DeliveryReport, message: OutgoingMessage, *, resend: bool = False
+    ) -> DeliveryReport:
+        """Edit what ``report`` delivered into ``message``, on every backend of it that can.
+
+        A backend that cannot edit is skipped, or, with ``resend``, sent ``message`` as
+        a new message; a backend where the first message was not delivered is skipped.
+        """
+        results = await asyncio.gather(
+            *(self.edit_one(result, message, resend=resend) for result in report.results)
+        )
+        return DeliveryReport(message=message, results=tuple(results))
+
+    async def edit_one(
+        self, earlier: DeliveryResult, message: OutgoingMessage, *, resend: bool = False
+    ) -> DeliveryResult:
+        """Edit the message ``earlier`` reports into ``message``; never raises."""
+        name = earlier.backend
+        communicator = self.get(name)
+        if communicator is None:
+            return DeliveryResult.skipped(name, "the backend is no longer registered")
+        if (
+            not communicator.supports_editing
+            or earlier.status != "delivered"
+            or not earlier.reference
+        ):
+            if resend:
+                return await self.deliver_to(communicator, message)
+            if not communicator.supports_editing:
+                return DeliveryResult.skipped(name, "this backend cannot edit messages")
+            return DeliveryResult.skipped(
+                name, "nothing to edit: the earlier message was not delivered there"
+            )
+        try:
+            return await communicator.edit(earlier.reference, message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            attempts = getattr(exc, "attempts", 1)
+            logger.error("%s: editing a message failed: %s", name, describe_error(exc))
+            return DeliveryResult.failed(
+                name, exc, attempts=attempts if isinstance(attempts, int) else 1
+            )
+
     async def _retry_start(self, communicator: Communicator) -> DeliveryResult | None:
         """Start a backend whose start failed earlier, with backoff between tries.
 

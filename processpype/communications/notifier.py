@@ -38,7 +38,7 @@ import time
 import warnings
 import weakref
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, Self
 
@@ -70,6 +70,10 @@ from processpype.communications.setup import register_backends
 from processpype.config.loader import config_from_mapping, load_config
 from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
 
+if TYPE_CHECKING:
+    from processpype.communications.progress import Progress
+    from processpype.communications.watch import Watch
+
 __all__ = ["Notifier"]
 
 logger = logging.getLogger("processpype.communications.notifier")
@@ -85,6 +89,8 @@ _LOOP_RESPONSE = 10.0
 """Seconds a quick call into the loop (registering a backend) may take before giving up."""
 _PREVIEW = 60
 """Characters of an undelivered message shown in the close/exit report."""
+_ASK_GRACE = 60.0
+"""Seconds ``ask()`` allows beyond its timeout for posting and editing the question."""
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _names = itertools.count(1)
@@ -606,6 +612,178 @@ class Notifier:
                 return await asyncio.shield(delivery.afuture)
         except TimeoutError:
             raise self._timeout_error(delivery, timeout) from None
+
+    # -- editing, watching, progress, questions (watch.py, progress.py, ask.py) -------
+
+    def edit(
+        self,
+        report: DeliveryReport,
+        message: str | OutgoingMessage,
+        *,
+        timeout: float | None = 30.0,
+        **fields: Any,
+    ) -> DeliveryReport:
+        """Edit what ``report`` delivered into ``message``, on every backend that can edit.
+
+        ``fields`` (``severity``, ``subject``, ``source``, ``metadata``) replace those of
+        the original message; the label stays. Backends that cannot edit, or where the
+        original was not delivered, are reported as skipped.
+        """
+        self._refuse_on_loop_thread("edit()")
+        future = self._edit_future(report, _edited(report, message, fields))
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            pending = tuple(r.backend for r in report.results)
+            raise DeliveryTimeoutError(
+                f"editing the message for label {report.message.label!r} did not finish "
+                f"within {timeout}s (backends: {', '.join(pending) or 'none'})",
+                pending=pending,
+            ) from None
+
+    async def aedit(
+        self,
+        report: DeliveryReport,
+        message: str | OutgoingMessage,
+        *,
+        timeout: float | None = 30.0,
+        **fields: Any,
+    ) -> DeliveryReport:
+        """``edit`` for async code: awaitable from any event loop, this notifier's included."""
+        outgoing = _edited(report, message, fields)
+        if self.in_loop_thread():
+            async with asyncio.timeout(timeout):
+                return await self._dispatcher.edit(report, outgoing)
+        future = self._edit_future(report, outgoing)
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.wrap_future(future)
+        except TimeoutError:
+            future.cancel()
+            raise DeliveryTimeoutError(
+                f"editing the message for label {report.message.label!r} did not finish "
+                f"within {timeout}s",
+                pending=tuple(r.backend for r in report.results),
+            ) from None
+
+    def _edit_future(
+        self, report: DeliveryReport, message: OutgoingMessage, *, resend: bool = False
+    ) -> concurrent.futures.Future[DeliveryReport]:
+        """Start editing on the loop; the future has the report of the edit."""
+        if not self._started:
+            self.start()
+        if self._closing:
+            raise self._closed_error()
+        return self._loop_thread.submit(self._dispatcher.edit(report, message, resend=resend))
+
+    def watch(
+        self,
+        name: str,
+        *,
+        label: str = "default",
+        notify_start: bool = False,
+        include_result: bool = False,
+        traceback_lines: int = 20,
+    ) -> Watch:
+        """Report how a job ends: a context manager (``with``/``async with``) and a decorator.
+
+        On success one info message names the job and its duration (with the result's
+        shortened repr when ``include_result``); an exception sends an error with its
+        type, message and the last ``traceback_lines`` lines of its traceback, and is
+        re-raised unchanged; ``KeyboardInterrupt``/``SystemExit`` send "interrupted".
+        """
+        from processpype.communications.watch import Watch
+
+        return Watch(
+            self,
+            name,
+            label=label,
+            notify_start=notify_start,
+            include_result=include_result,
+            traceback_lines=traceback_lines,
+        )
+
+    def progress[T = Any](
+        self,
+        iterable: Iterable[T] | None = None,
+        *,
+        total: float | None = None,
+        desc: str = "",
+        label: str = "default",
+        min_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Progress[T]:
+        """One message kept up to date as a loop advances, like ``tqdm``.
+
+        Iterate it (``for x in notifier.progress(items)``) or update it by hand (``with
+        notifier.progress(total=n) as p: p.update(k)``). Editing backends see the message
+        change at most once per ``min_interval`` seconds (of ``clock``); the others get
+        the first message and the final one.
+        """
+        from processpype.communications.progress import Progress
+
+        return Progress(
+            self,
+            iterable,
+            total=total,
+            desc=desc,
+            label=label,
+            min_interval=min_interval,
+            clock=clock,
+        )
+
+    def ask(
+        self,
+        question: str,
+        *,
+        choices: Sequence[str],
+        label: str = "default",
+        timeout: float,
+        default: str | None = None,
+    ) -> str | None:
+        """Post ``question`` with a button per choice and return the first authorized answer.
+
+        A text reply equal to a choice (any case) answers too. After ``timeout`` seconds
+        without an answer the question says so and ``default`` is returned. Raises
+        ``ValueError`` when no backend of ``label`` can ask.
+        """
+        from processpype.communications.ask import Question, ask_on
+
+        self._refuse_on_loop_thread("ask()")
+        asked = Question.build(question, choices=choices, label=label, timeout=timeout)
+        if not self._started:
+            self.start()
+        if self._closing:
+            raise self._closed_error()
+        answer = self._loop_thread.call(
+            ask_on(self._dispatcher, asked), timeout=asked.timeout + _ASK_GRACE
+        )
+        return default if answer is None else answer.choice
+
+    async def aask(
+        self,
+        question: str,
+        *,
+        choices: Sequence[str],
+        label: str = "default",
+        timeout: float,
+        default: str | None = None,
+    ) -> str | None:
+        """``ask`` for async code: awaitable from any event loop, this notifier's included."""
+        from processpype.communications.ask import Question, ask_on
+
+        asked = Question.build(question, choices=choices, label=label, timeout=timeout)
+        if not self._started:
+            await asyncio.to_thread(self.start)
+        if self._closing:
+            raise self._closed_error()
+        coro = ask_on(self._dispatcher, asked)
+        if self.in_loop_thread():
+            answer = await coro
+        else:
+            answer = await asyncio.wrap_future(self._loop_thread.submit(coro))
+        return default if answer is None else answer.choice
 
     def _submit(self, delivery: _Delivery, *, block: bool, deadline: float | None) -> None:
         """Put ``delivery`` on the hand-off list and wake the loop if it is idle."""
@@ -1297,6 +1475,39 @@ def _all_ready(attachments: Iterable[Any]) -> bool:
     if isinstance(attachments, str | os.PathLike) or not isinstance(attachments, list | tuple):
         return False
     return all(isinstance(item, Attachment) for item in attachments)
+
+
+def _edited(
+    report: DeliveryReport, message: str | OutgoingMessage, fields: Mapping[str, Any]
+) -> OutgoingMessage:
+    """The new version of ``report``'s message: ``message``, with ``fields`` replaced."""
+    if not isinstance(report, DeliveryReport):
+        raise TypeError(f"edit() needs the DeliveryReport of a send, not {type(report).__name__}")
+    if isinstance(message, OutgoingMessage):
+        if fields:
+            raise TypeError("pass the fields inside the OutgoingMessage, not as keywords")
+        if message.label != report.message.label:
+            raise ValueError(
+                f"an edit keeps the label {report.message.label!r}; got {message.label!r}"
+            )
+        return message
+    if not isinstance(message, str):
+        raise TypeError(
+            f"message must be a str or an OutgoingMessage, not {type(message).__name__}"
+        )
+    allowed = {"severity", "subject", "source", "metadata"}
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise TypeError(
+            f"edit() got unexpected field(s) {', '.join(unknown)}: it can change "
+            f"{', '.join(sorted(allowed))} (the label stays)"
+        )
+    values = report.message.model_dump()
+    values.update(fields)
+    values["message"] = message
+    if "severity" in fields:
+        values["severity"] = MessageSeverity.coerce(fields["severity"])
+    return OutgoingMessage.model_validate(values)
 
 
 def _validate[M: BaseModel](model: type[M], fields: dict[str, Any]) -> M:

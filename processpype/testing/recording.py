@@ -7,13 +7,21 @@ import threading
 import time
 from collections import deque
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from processpype.communications.base import Communicator
+from processpype.communications.delivery import DeliveryResult
 from processpype.communications.models import Attachment, IncomingMessage, OutgoingMessage
 from processpype.config.models import CommunicatorBackendConfig
 
-__all__ = ["RecordingCommunicator"]
+__all__ = ["RecordedEdit", "RecordingCommunicator"]
+
+
+class RecordedEdit(NamedTuple):
+    """One edit the recorder received: which message (its reference) and the new one."""
+
+    reference: tuple[str, ...]
+    message: OutgoingMessage
 
 
 class RecordingCommunicator(Communicator):
@@ -23,7 +31,9 @@ class RecordingCommunicator(Communicator):
     order in ``attachments``).
 
     Thread-safe to read from a test while a Notifier's loop thread writes. Config extras:
-    ``delay`` (seconds per send) and ``receiving`` (default True).
+    ``delay`` (seconds per send), ``receiving`` (default True) and ``editing`` (default
+    True: each delivered message gets the reference ``(str(index),)``, its place in
+    ``messages``, and edits are kept in ``edits``).
     """
 
     def __init__(
@@ -39,7 +49,10 @@ class RecordingCommunicator(Communicator):
         extra: dict[str, Any] = config.model_extra or {}
         self.delay: float = float(delay if delay is not None else extra.get("delay", 0.0))
         self._receiving = bool(extra.get("receiving", True))
+        self._editing = bool(extra.get("editing", True))
         self.messages: list[OutgoingMessage] = []
+        self.edits: list[RecordedEdit] = []
+        """Every edit received, in order."""
         self._failures: deque[BaseException] = deque()
         self._condition = threading.Condition()
         self.start_count = 0
@@ -49,6 +62,11 @@ class RecordingCommunicator(Communicator):
     def supports_receiving(self) -> bool:
         """True unless the config sets ``receiving: false``."""
         return self._receiving
+
+    @property
+    def supports_editing(self) -> bool:
+        """True unless the config sets ``editing: false``."""
+        return self._editing
 
     async def start(self) -> None:
         """Mark the recorder started."""
@@ -72,6 +90,57 @@ class RecordingCommunicator(Communicator):
             self.messages.append(message)
             self._condition.notify_all()
 
+    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
+        """Record ``message`` and report it delivered, with its reference when editing."""
+        await self.send(message)
+        if not self._editing:
+            return DeliveryResult.delivered(self.name)
+        with self._condition:
+            # The latest record of this very object (a subclass's send may record later).
+            index = next(
+                (i for i in range(len(self.messages) - 1, -1, -1) if self.messages[i] is message),
+                None,
+            )
+        if index is None:
+            return DeliveryResult.delivered(self.name)
+        return DeliveryResult.delivered(self.name, reference=(str(index),))
+
+    async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
+        """Record an edit of the message sent as ``reference`` (or a scripted failure)."""
+        if not self._editing:
+            return await super().edit(reference, message)
+        with self._condition:
+            failure = self._failures.popleft() if self._failures else None
+            if failure is None:
+                known = len(self.messages)
+                if len(reference) != 1 or not reference[0].isdigit() or int(reference[0]) >= known:
+                    raise ValueError(
+                        f"{self.name}: no recorded message has reference {reference!r}"
+                    )
+                self.edits.append(RecordedEdit(tuple(reference), message))
+                self._condition.notify_all()
+        if failure is not None:
+            raise failure
+        return DeliveryResult.delivered(self.name, reference=tuple(reference))
+
+    def current_text(self, reference: tuple[str, ...]) -> str:
+        """The text of the message ``reference`` as it reads now, after its edits."""
+        with self._condition:
+            text = self.messages[int(reference[0])].message
+            for edit in self.edits:
+                if edit.reference == tuple(reference):
+                    text = edit.message.message
+            return text
+
+    def wait_for_edits(self, count: int, timeout: float = 5.0) -> list[RecordedEdit]:
+        """Block until at least ``count`` edits are recorded; return them."""
+        with self._condition:
+            if not self._condition.wait_for(lambda: len(self.edits) >= count, timeout):
+                raise TimeoutError(
+                    f"{self.name}: expected {count} edits within {timeout}s, got {len(self.edits)}"
+                )
+            return list(self.edits)
+
     def fail_next(self, exc: BaseException | None = None, *, count: int = 1) -> None:
         """Make the next ``count`` sends raise ``exc`` (default a ``ConnectionError``)."""
         with self._condition:
@@ -84,6 +153,7 @@ class RecordingCommunicator(Communicator):
         """Forget every recorded message."""
         with self._condition:
             self.messages.clear()
+            self.edits.clear()
 
     @property
     def attachments(self) -> list[Attachment]:

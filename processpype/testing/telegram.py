@@ -1,15 +1,21 @@
 """``FakeTelegramClient``: stands in for telethon's ``TelegramClient`` in tests.
 
 It covers what a bot uses: ``start(bot_token=...)``, ``connect``/``disconnect``/
-``is_connected``, ``get_me``, ``send_message`` (telethon's signature),
-``add_event_handler``/``remove_event_handler`` with ``events.NewMessage``, and
-``run_until_disconnected``. It answers as Telegram would, with telethon's own error
-classes: ``MessageTooLongError`` over 4096 UTF-16 units (after parsing),
-``ValueError`` for empty text and for digit-string chats, ``FloodWaitError`` when a
-rate limit is broken (``enforce_rate_limits=True``) or when scripted (``fail_next``).
+``is_connected``, ``get_me``, ``send_message`` and ``edit_message`` (telethon's
+signatures), ``add_event_handler``/``remove_event_handler`` with ``events.NewMessage``
+and ``events.CallbackQuery``, and ``run_until_disconnected``. It answers as Telegram
+would, with telethon's own error classes: ``MessageTooLongError`` over 4096 UTF-16
+units (after parsing), ``ValueError`` for empty text and for digit-string chats,
+``FloodWaitError`` when a rate limit is broken (``enforce_rate_limits=True``) or when
+scripted (``fail_next``).
 ``send_file`` takes files, photos and albums (``processpype.testing._telegram_files``
 says what it reproduces and what not), recorded in ``sent_files``.
 Incoming messages (``inject_message``) are real telethon ``NewMessage`` events.
+Sent messages keep their inline buttons; ``edit_message`` and ``delete_messages``
+work on them as on Telegram, and ``press_button`` delivers a press as telethon's own
+``CallbackQuery`` event (the bot's ``event.answer`` lands in ``callback_answers``).
+Not reproduced: the 64-byte limit on button data, the deadline for answering a press,
+the limit on how old a message may be to be edited, and media.
 
 Point every ``TelegramCommunicator`` at one fake with ``set_default_client_factory(
 fake.as_client_factory())``, or pass ``client_factory=fake.as_client_factory()``. The
@@ -27,13 +33,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from telethon import errors, events, utils
 from telethon._updates import EntityCache
-from telethon.tl import types
+from telethon.client.buttons import ButtonMethods
+from telethon.tl import functions, types
 
 from processpype.communications.backends._telegram_limits import (
     SlidingWindow,
@@ -44,7 +51,15 @@ from processpype.communications.backends._telegram_text import MAX_MESSAGE_UNITS
 from processpype.config.models import TelegramCommunicatorConfig
 from processpype.testing._telegram_files import FileSending, SentFile
 
-__all__ = ["FailedSend", "FakeTelegramClient", "SentFile", "SentMessage"]
+__all__ = [
+    "CallbackAnswer",
+    "EditedMessage",
+    "FailedSend",
+    "FakeTelegramClient",
+    "InlineButton",
+    "SentFile",
+    "SentMessage",
+]
 
 logger = logging.getLogger("processpype.testing.telegram")
 
@@ -69,6 +84,33 @@ class SentMessage:
     time: float
     entities: list[Any] | None = None
     message_id: int = 0
+    buttons: tuple[tuple[InlineButton, ...], ...] = ()
+    """The inline keyboard sent with it (rows of buttons); edits may change it."""
+
+
+class InlineButton(NamedTuple):
+    """One inline button of a sent message: its label and the data a press sends back."""
+
+    text: str
+    data: bytes
+
+
+class EditedMessage(NamedTuple):
+    """One ``edit_message`` the fake accepted: the chat, the message, its new state."""
+
+    chat: int | str
+    message_id: int
+    text: str
+    buttons: tuple[tuple[InlineButton, ...], ...]
+    time: float
+
+
+class CallbackAnswer(NamedTuple):
+    """The bot's answer to a button press (``SetBotCallbackAnswerRequest``)."""
+
+    query_id: int
+    message: str | None
+    alert: bool
 
 
 class FailedSend(NamedTuple):
@@ -161,6 +203,15 @@ class FakeTelegramClient(FileSending):
         self._global_window = self.rate_limits.new_global_window()
         self._blocked_until: dict[int | str, float] = {}
         self._dispatches: set[asyncio.Task[None]] = set()
+        # (chat key, message id) -> (the message as it reads now, its parsed text)
+        self._current: dict[tuple[int | str, int], tuple[SentMessage, str]] = {}
+        self._queries = itertools.count(7_000_001)
+        self.edits: list[EditedMessage] = []
+        """Every edit accepted, in arrival order."""
+        self.deleted: list[tuple[int | str, int]] = []
+        """(chat, message id) of every message deleted with ``delete_messages``."""
+        self.callback_answers: list[CallbackAnswer] = []
+        """Every answer the bot gave to a button press, in order."""
 
     def __repr__(self) -> str:
         return (
@@ -232,6 +283,9 @@ class FakeTelegramClient(FileSending):
             self.errors.clear()
             self._failures.clear()
             self.flood_waits = 0
+            self.edits.clear()
+            self.deleted.clear()
+            self.callback_answers.clear()
 
     # -- reading --------------------------------------------------------------------
 
@@ -532,7 +586,7 @@ class FakeTelegramClient(FileSending):
         """Accept a text message as Telegram would, or raise telethon's error for it."""
         try:
             return await self._send(
-                entity, message, reply_to, parse_mode, formatting_entities, file
+                entity, message, reply_to, parse_mode, formatting_entities, file, buttons=buttons
             )
         except Exception as exc:
             with self._lock:
@@ -547,6 +601,8 @@ class FakeTelegramClient(FileSending):
         parse_mode: Any,
         formatting_entities: list[Any] | None,
         file: Any,
+        *,
+        buttons: Any = None,
     ) -> Any:
         now = time.monotonic()  # when the request "reaches Telegram"
         if file is not None:
@@ -559,6 +615,7 @@ class FakeTelegramClient(FileSending):
         if failure is not None:
             raise failure
         text = self._parsed_text(str(message), parse_mode, formatting_entities)
+        markup = ButtonMethods.build_reply_markup(buttons)
         if self.enforce_rate_limits:
             now = self._check_rate_limits(key, entity)
         message_id = next(self._ids)
@@ -570,9 +627,11 @@ class FakeTelegramClient(FileSending):
             time=now,
             entities=formatting_entities,
             message_id=message_id,
+            buttons=_inline_rows(markup),
         )
         with self._lock:
             self.sent.append(record)
+            self._current[(key, message_id)] = (record, text)
         self._notify()
         await asyncio.sleep(self.latency)
         return types.Message(
@@ -582,6 +641,7 @@ class FakeTelegramClient(FileSending):
             message=text,
             out=True,
             entities=formatting_entities,
+            reply_markup=markup,
             reply_to=(
                 types.MessageReplyHeader(reply_to_msg_id=record.reply_to)
                 if record.reply_to is not None
@@ -857,7 +917,7 @@ class FakeTelegramClient(FileSending):
         for builder, callback in handlers:
             if isinstance(builder, events.Raw):
                 event = update
-            elif isinstance(builder, events.NewMessage):
+            elif isinstance(builder, events.NewMessage | events.CallbackQuery):
                 event = builder.build(update, None, self._self_id)
                 if not event:
                     continue
@@ -883,7 +943,251 @@ class FakeTelegramClient(FileSending):
                 with self._lock:
                     self.handler_errors.append(exc)
 
+    # -- editing, buttons and button presses (telethon API) --------------------------------
+
+    def message(self, chat: int | str, message_id: int) -> SentMessage:
+        """The message ``message_id`` of ``chat`` as it reads now (after its edits)."""
+        with self._lock:
+            current = self._current.get((_chat_key(chat), message_id))
+        if current is None:
+            raise KeyError(f"no message {message_id} was sent to chat {chat!r}")
+        return current[0]
+
+    async def edit_message(
+        self,
+        entity: Any,
+        message: Any = None,
+        text: str | None = None,
+        *,
+        parse_mode: Any = (),
+        attributes: Any = None,
+        formatting_entities: list[Any] | None = None,
+        link_preview: bool = True,
+        file: Any = None,
+        thumb: Any = None,
+        force_document: bool = False,
+        buttons: Any = None,
+        supports_streaming: bool = False,
+        schedule: Any = None,
+    ) -> Any:
+        """Edit a message this fake sent, as Telegram would (telethon's signature).
+
+        As on Telegram: an unknown message raises ``MessageIdInvalidError``, an edit
+        that changes nothing ``MessageNotModifiedError``, and an edit without
+        ``buttons`` removes the message's inline keyboard. Edits count against the
+        same rate limits as sends.
+        """
+        try:
+            return await self._edit(
+                entity, message, text, parse_mode, formatting_entities, file, buttons
+            )
+        except Exception as exc:
+            with self._lock:
+                self.errors.append(FailedSend(entity, exc, time.monotonic()))
+            raise
+
+    async def _edit(
+        self,
+        entity: Any,
+        message: Any,
+        text: str | None,
+        parse_mode: Any,
+        formatting_entities: list[Any] | None,
+        file: Any,
+        buttons: Any,
+    ) -> Any:
+        now = time.monotonic()
+        if file is not None:
+            raise NotImplementedError("FakeTelegramClient edits text messages only")
+        if not self._connected:
+            raise ConnectionError("Cannot send requests while disconnected")
+        self._check_entity(entity)
+        key = _chat_key(entity if isinstance(entity, int | str) else utils.get_peer_id(entity))
+        message_id = utils.get_message_id(message)
+        failure = self._take_failure(key)
+        if failure is not None:
+            raise failure
+        with self._lock:
+            current = self._current.get((key, message_id)) if message_id is not None else None
+        if current is None:
+            raise errors.MessageIdInvalidError(request=None)
+        record, parsed = current
+        new_text = record.text if text is None else str(text)
+        new_parsed = (
+            parsed if text is None else self._parsed_text(new_text, parse_mode, formatting_entities)
+        )
+        rows = _inline_rows(ButtonMethods.build_reply_markup(buttons))
+        if new_parsed == parsed and rows == record.buttons:
+            raise errors.MessageNotModifiedError(request=None)
+        if self.enforce_rate_limits:
+            now = self._check_rate_limits(key, entity)
+        edited = replace(
+            record, text=new_text, entities=formatting_entities, buttons=rows, time=now
+        )
+        with self._lock:
+            self._current[(key, record.message_id)] = (edited, new_parsed)
+            self.edits.append(EditedMessage(record.chat, record.message_id, new_text, rows, now))
+        self._notify()
+        await asyncio.sleep(self.latency)
+        return types.Message(
+            id=record.message_id,
+            peer_id=self._peer(entity),
+            date=datetime.now(UTC),
+            message=new_parsed,
+            out=True,
+            entities=formatting_entities,
+            reply_markup=ButtonMethods.build_reply_markup(buttons),
+            edit_date=datetime.now(UTC),
+        )
+
+    async def delete_messages(
+        self, entity: Any, message_ids: Any, *, revoke: bool = True
+    ) -> list[Any]:
+        """Delete messages this fake sent (unknown ids are ignored, as Telegram does)."""
+        if not self._connected:
+            raise ConnectionError("Cannot send requests while disconnected")
+        self._check_entity(entity)
+        key = _chat_key(entity if isinstance(entity, int | str) else utils.get_peer_id(entity))
+        ids = message_ids if utils.is_list_like(message_ids) else [message_ids]
+        count = 0
+        with self._lock:
+            for message_id in ids:
+                number = utils.get_message_id(message_id)
+                if number is not None and self._current.pop((key, number), None) is not None:
+                    self.deleted.append((key, number))
+                    count += 1
+        return [types.messages.AffectedMessages(pts=next(self._pts), pts_count=count)]
+
+    async def __call__(self, request: Any, ordered: bool = False) -> Any:
+        """Invoke a raw request; the fake answers ``SetBotCallbackAnswerRequest`` only."""
+        if isinstance(request, functions.messages.SetBotCallbackAnswerRequest):
+            if not self._connected:
+                raise ConnectionError("Cannot send requests while disconnected")
+            with self._lock:
+                self.callback_answers.append(
+                    CallbackAnswer(request.query_id, request.message, bool(request.alert))
+                )
+            self._notify()
+            return True
+        raise NotImplementedError(
+            f"FakeTelegramClient does not answer {type(request).__name__} requests"
+        )
+
+    def press_button(
+        self,
+        chat_id: int,
+        message_id: int,
+        data: bytes | str,
+        *,
+        sender_id: int,
+        sender_name: str = "Test User",
+        timeout: float = 5.0,
+    ) -> CallbackAnswer | None:
+        """Press an inline button of a sent message, as ``sender_id`` would.
+
+        The press reaches the ``CallbackQuery`` handlers as a real telethon event built
+        from ``UpdateBotCallbackQuery``. Returns the bot's answer to it (None when the
+        handlers gave none). ``ValueError`` when the message has no button with ``data``.
+        From another thread this returns once the handlers ran; on the client's own loop
+        use ``press_button_async``.
+        """
+        update = self._build_callback(chat_id, message_id, data, sender_id, sender_name)
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        for loop, handlers in self._handlers_by_loop().items():
+            if loop is running:
+                raise RuntimeError(
+                    "press_button() would block the event loop this fake runs on: "
+                    "use 'await press_button_async(...)'"
+                )
+            future = asyncio.run_coroutine_threadsafe(self._dispatch(update, handlers), loop)
+            future.result(timeout)
+        return self._answer_to(update.query_id)
+
+    async def press_button_async(
+        self,
+        chat_id: int,
+        message_id: int,
+        data: bytes | str,
+        *,
+        sender_id: int,
+        sender_name: str = "Test User",
+    ) -> CallbackAnswer | None:
+        """``press_button`` that awaits every handler instead of blocking."""
+        update = self._build_callback(chat_id, message_id, data, sender_id, sender_name)
+        running = asyncio.get_running_loop()
+        for loop, handlers in self._handlers_by_loop().items():
+            if loop is running:
+                await self._dispatch(update, handlers)
+            else:
+                future = asyncio.run_coroutine_threadsafe(self._dispatch(update, handlers), loop)
+                await asyncio.wrap_future(future)
+        return self._answer_to(update.query_id)
+
+    def _answer_to(self, query_id: int) -> CallbackAnswer | None:
+        with self._lock:
+            return next((a for a in self.callback_answers if a.query_id == query_id), None)
+
+    def _build_callback(
+        self,
+        chat_id: int,
+        message_id: int,
+        data: bytes | str,
+        sender_id: int,
+        sender_name: str,
+    ) -> Any:
+        if isinstance(chat_id, bool) or not isinstance(chat_id, int):
+            raise TypeError(f"chat_id must be a marked integer id, got {chat_id!r}")
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        current = self.message(chat_id, message_id)
+        if not any(button.data == payload for row in current.buttons for button in row):
+            shown = [button.data for row in current.buttons for button in row]
+            raise ValueError(
+                f"message {message_id} in chat {chat_id} has no button with data "
+                f"{payload!r} (its buttons: {shown!r})"
+            )
+        peer_id, peer_type = utils.resolve_id(chat_id)
+        first, _, last = sender_name.partition(" ")
+        sender = types.User(
+            id=sender_id,
+            first_name=first,
+            last_name=last or None,
+            bot=False,
+            access_hash=sender_id * 31 + 7,
+        )
+        peer: Any = peer_type(peer_id)
+        query_id = next(self._queries)
+        update = types.UpdateBotCallbackQuery(
+            query_id=query_id,
+            user_id=sender_id,
+            peer=peer,
+            msg_id=message_id,
+            chat_instance=abs(chat_id) * 97 + 1,
+            data=payload,
+        )
+        entities = {utils.get_peer_id(sender): sender}
+        self._entities.update(entities)
+        update._entities = entities
+        return update
+
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
     if not waiter.done():
         waiter.set_result(None)
+
+
+def _inline_rows(markup: Any) -> tuple[tuple[InlineButton, ...], ...]:
+    """The inline buttons of a reply markup, as rows of (text, data)."""
+    rows = getattr(markup, "rows", None) or ()
+    return tuple(tuple(InlineButton(b.text, _button_data(b)) for b in row.buttons) for row in rows)
+
+
+def _button_data(button: Any) -> bytes:
+    # Older layers: KeyboardButtonCallback(data=...); newer ones (telethon 1.43):
+    # KeyboardInlineButton(type=InlineButtonTypeCallback(data=...)).
+    data = getattr(button, "data", None)
+    if data is None:
+        data = getattr(getattr(button, "type", None), "data", None)
+    return bytes(data or b"")

@@ -1,8 +1,10 @@
 """``WebhookCapture``: catch every request httpx makes and answer it, with respx.
 
 While a capture runs, no httpx request reaches the network: each one is recorded in
-``requests`` and answered 200, or with a response scripted by ``respond()``. It works
-for requests made from any thread, so it also catches a ``Notifier``'s background loop.
+``requests`` and answered 200 (with a message id, as Discord does, for a post with
+``?wait=true`` or an edit of ``.../messages/{id}``), or with a response scripted by
+``respond()``. It works for requests made from any thread, so it also catches a
+``Notifier``'s background loop.
 
 Hostile servers on demand: ``respond(stall=...)`` answers late, ``respond(trickle=...)``
 sends the body a byte at a time, ``respond(body_size=...)`` sends a huge body (made as
@@ -37,6 +39,8 @@ import respx
 from processpype.testing._multipart import CapturedFile, parse_multipart
 
 __all__ = ["CapturedFile", "CapturedHeaders", "CapturedRequest", "WebhookCapture"]
+
+_DISCORD_MESSAGE = re.compile(r"/messages/(\d+)$")
 
 
 class CapturedHeaders(dict[str, str]):
@@ -157,6 +161,7 @@ class WebhookCapture:
         self._running = False
         self._answers_before_drop: int | None = None
         self._bytes_served = 0
+        self._message_ids = 1_000_000_000_000_000_000  # snowflake-sized message ids
 
     def __repr__(self) -> str:
         return f"WebhookCapture(running={self._running}, requests={len(self._requests)})"
@@ -296,7 +301,7 @@ class WebhookCapture:
                 "Server disconnected without sending a response.", request=request
             )
         if rule is None:
-            return httpx.Response(200)
+            return self._default_answer(request)
         response = self._response(rule, request)
         if rule.stall:
             if _loop_running():
@@ -328,6 +333,23 @@ class WebhookCapture:
                 stream=_Trickle(body, rule.trickle),
             )
         return response
+
+    def _default_answer(self, request: httpx.Request) -> httpx.Response:
+        """200, with the message Discord would return for a post or edit that waits for it.
+
+        Discord answers ``POST ...?wait=true`` and ``PATCH .../messages/{id}`` with the
+        message; its ``id`` is what a later edit names.
+        """
+        url = request.url
+        if request.method == "POST" and url.params.get("wait") == "true":
+            with self._condition:
+                self._message_ids += 1
+                message_id = str(self._message_ids)
+            return httpx.Response(200, json={"id": message_id})
+        edited = _DISCORD_MESSAGE.search(url.path)
+        if request.method == "PATCH" and edited is not None:
+            return httpx.Response(200, json={"id": edited.group(1)})
+        return httpx.Response(200)
 
     # -- reading ------------------------------------------------------------------------
 

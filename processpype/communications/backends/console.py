@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from processpype.communications.base import Communicator
+from processpype.communications.delivery import DeliveryResult
 from processpype.communications.models import OutgoingMessage
 from processpype.config.models import ConsoleCommunicatorConfig
 
@@ -28,6 +29,12 @@ class ConsoleCommunicator(Communicator):
         super().__init__(name, config)
         self._console_config = config
         self._file: IO[str] | None = None
+        self._count = 0  # lines written: the reference of each message
+
+    @property
+    def supports_editing(self) -> bool:
+        """True: an edit is printed as a new line marked as the edit of an earlier one."""
+        return True
 
     @property
     def _format(self) -> str:
@@ -48,13 +55,17 @@ class ConsoleCommunicator(Communicator):
             self._file = None
         self._started = False
 
-    def _render(self, message: OutgoingMessage) -> str:
+    def _render(self, message: OutgoingMessage, edit_of: str | None = None) -> str:
         if self._format == "json":
             record = message.model_dump(mode="json")
             record["time"] = datetime.now(UTC).isoformat()
             record["backend"] = self.name
+            if edit_of is not None:
+                record["edit_of"] = edit_of
             return json.dumps(record, ensure_ascii=False, default=str)
         head = f"[{message.severity.value.upper()}] {message.label}"
+        if edit_of is not None:
+            head += f" (edit of #{edit_of})"
         if message.source:
             head += f" ({message.source})"
         if message.subject:
@@ -65,7 +76,21 @@ class ConsoleCommunicator(Communicator):
 
     async def send(self, message: OutgoingMessage) -> None:
         """Write the message as one line."""
-        line = self._render(message) + "\n"
+        self._write(self._render(message) + "\n")
+
+    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
+        """Write the message; its reference is its number among this backend's lines."""
+        self._write(self._render(message) + "\n")
+        self._count += 1
+        return DeliveryResult.delivered(self.name, reference=(str(self._count),))
+
+    async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
+        """Print the new text of message ``reference`` (a console cannot rewrite a line)."""
+        edit_of = reference[0] if reference else "?"
+        self._write(self._render(message, edit_of) + "\n")
+        return DeliveryResult.delivered(self.name, reference=tuple(reference))
+
+    def _write(self, line: str) -> None:
         path = self._console_config.path
         if path and self._file is None:
             self._file = _open_append(path)  # sent before start(): still to the file

@@ -10,6 +10,8 @@ become pieces sent with ``send_file`` (``_telegram_files``).
 
 With ``listen_to_commands``, a ``NewMessage`` handler turns messages from authorized
 chats (and topics, and senders) into ``IncomingMessage`` events for the dispatcher.
+Edits of sent messages, and questions with inline buttons answered through callback
+queries, live in ``_telegram_interactive``; they travel through the same queue.
 
 Importing this module requires telethon (``pip install 'processpype[telegram]'``).
 """
@@ -29,10 +31,17 @@ from typing import Any
 from telethon import TelegramClient, errors, events, utils
 from telethon.sessions import StringSession
 
+from processpype.communications.ask import Answer, Question
 from processpype.communications.backends._telegram_files import (
     FileChunk,
     plan_pieces,
     send_file_chunk,
+)
+from processpype.communications.backends._telegram_interactive import (
+    TelegramInteractions,
+    TrackedJob,
+    remember_piece,
+    with_reference,
 )
 from processpype.communications.backends._telegram_limits import TelegramRateLimits, is_grouped
 from processpype.communications.backends._telegram_queue import (
@@ -166,6 +175,7 @@ class TelegramCommunicator(Communicator):
         self._handler_registered = False
         self.undelivered_on_stop = 0
         """How many queued messages the last ``stop()`` could not deliver."""
+        self._interactions = TelegramInteractions(self)  # edits and questions
 
     @staticmethod
     def _build_targets(config: TelegramCommunicatorConfig) -> dict[str, ChatTarget]:
@@ -187,6 +197,24 @@ class TelegramCommunicator(Communicator):
     def supports_receiving(self) -> bool:
         """True when ``listen_to_commands`` is set."""
         return self._tg_config.listen_to_commands
+
+    @property
+    def supports_editing(self) -> bool:
+        """True: sent messages can be edited (``edit``), within the chat's rate limits."""
+        return True
+
+    @property
+    def supports_asking(self) -> bool:
+        """True when ``listen_to_commands`` is set (button presses must reach the bot)."""
+        return self._tg_config.listen_to_commands
+
+    async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
+        """Edit the message sent as ``reference`` (its pieces' ids) into ``message``."""
+        return await self._interactions.edit(reference, message)
+
+    async def ask(self, question: Question) -> Answer | None:
+        """Post ``question`` with a button per choice; wait for the first authorized answer."""
+        return await self._interactions.ask(question)
 
     @property
     def client(self) -> Any:
@@ -309,6 +337,7 @@ class TelegramCommunicator(Communicator):
         self._client = client
         if config.listen_to_commands:
             client.add_event_handler(self._on_new_message, events.NewMessage(incoming=True))
+            self._interactions.listen(client)
             self._handler_registered = True
             self._watchdog = asyncio.get_running_loop().create_task(
                 self._watch_connection(), name=f"processpype-telegram-{self.name}-watchdog"
@@ -359,6 +388,7 @@ class TelegramCommunicator(Communicator):
             await asyncio.gather(watchdog, return_exceptions=True)
         client, self._client = self._client, None
         if client is not None:
+            self._interactions.stop(client)
             if self._handler_registered:
                 try:
                     client.remove_event_handler(self._on_new_message)
@@ -474,7 +504,7 @@ class TelegramCommunicator(Communicator):
                 permanent=True,
             )
         outcome: asyncio.Future[DeliveryResult] = asyncio.get_running_loop().create_future()
-        job = Job(message, target, chunks, outcome)
+        job = TrackedJob(message, target, chunks, outcome)
         if cut is not None:
             logger.warning("%s: %s", self.name, cut)
             self._cut_warnings[id(job)] = cut
@@ -521,7 +551,7 @@ class TelegramCommunicator(Communicator):
             cut = self._cut_warnings.pop(id(queued), None)
         if cut is not None:
             result = result.model_copy(update={"warnings": (*result.warnings, cut)})
-        return result
+        return with_reference(result, queued)
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued message has an outcome; False when ``timeout`` ran out."""
@@ -543,13 +573,17 @@ class TelegramCommunicator(Communicator):
             )
             return
         async with asyncio.timeout(self._tg_config.send_timeout):
-            await client.send_message(
+            if isinstance(job, TrackedJob) and job.custom:  # an edit, or buttons
+                await self._interactions.send_piece(client, job, chunk)
+                return
+            sent = await client.send_message(
                 job.target.entity,
                 chunk.text,
                 reply_to=job.target.topic_id,
                 parse_mode=chunk.parse_mode,
                 formatting_entities=chunk.entities,
             )
+            remember_piece(job, sent)
 
     def _classify(self, exc: BaseException) -> SendFailure:
         reason = self._scrubbed(exc)
@@ -647,6 +681,7 @@ class TelegramCommunicator(Communicator):
                 metadata={"chat_id": event.chat_id, "message_id": event.id, "topic_id": topic},
                 raw_event=event,
             )
+            self._interactions.offer_reply(label, incoming)  # the answer to a question?
             self._publish_incoming(incoming)
         except asyncio.CancelledError:
             raise

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import email.utils
 import json
 import logging
@@ -31,7 +32,7 @@ import re
 import string
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -535,6 +536,7 @@ class _HttpCommunicator(Communicator):
         self._lock: asyncio.Lock | None = None
         self._idle: asyncio.Event | None = None
         self._pending = 0
+        self._reply: httpx.Response | None = None  # the last 2xx answer of _post
 
     @property
     def endpoint(self) -> str:
@@ -663,10 +665,22 @@ class _HttpCommunicator(Communicator):
             problem = f"part {part} of {parts}: {problem}" + (f" ({done})" if part > 1 else "")
         return SendError(problem, backend=self.name, attempts=attempts, permanent=permanent)
 
-    async def _post(self, payload: Any, part: int, parts: int) -> int:
-        """Post one body; return the number of tries it took."""
+    async def _post(
+        self,
+        payload: Any,
+        part: int,
+        parts: int,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> int:
+        """Post one body (to ``url`` with ``method``, default the backend's); return the tries.
+
+        The 2xx response is kept in ``_reply`` (Discord reads the posted message's id).
+        """
         config = self._http_config
-        url = self._url
+        url = self._url if url is None else url
+        method = self._method if method is None else method
         where = self._endpoint
         attempt = 0
         while True:
@@ -683,7 +697,7 @@ class _HttpCommunicator(Communicator):
             deadline = config.attempt_deadline()
             try:
                 async with asyncio.timeout(deadline):
-                    response = await self._request(client, url, payload)
+                    response = await self._request(client, method, url, payload)
             except TimeoutError as exc:  # ours: httpx's own timeouts are httpx errors
                 # Headers came, then the body trickled (or nothing came) past the whole
                 # attempt's deadline: the server may have acted on the request.
@@ -752,6 +766,7 @@ class _HttpCommunicator(Communicator):
 
             status = response.status_code
             if 200 <= status < 300:
+                self._reply = response
                 return attempt
             if status == 429 or status >= 500:
                 detail = _one_line(response.text)
@@ -770,13 +785,15 @@ class _HttpCommunicator(Communicator):
                 continue
             raise self._fail(self._refusal(response), part, parts, attempts=attempt, permanent=True)
 
-    async def _request(self, client: httpx.AsyncClient, url: str, payload: Any) -> httpx.Response:
+    async def _request(
+        self, client: httpx.AsyncClient, method: str, url: str, payload: Any
+    ) -> httpx.Response:
         """Send one request; the reply with at most ``_BODY_LIMIT`` bytes of its body.
 
         The body is streamed: past the limit the response is closed unread, which drops
         the connection instead of reading a huge page to the end.
         """
-        async with client.stream(self._method, url, **_request_content(payload)) as streamed:
+        async with client.stream(method, url, **_request_content(payload)) as streamed:
             chunks: list[bytes] = []
             size = 0
             async for chunk in streamed.aiter_bytes():
@@ -976,6 +993,32 @@ class DiscordCommunicator(_HttpCommunicator):
     def __init__(self, name: str, config: DiscordCommunicatorConfig) -> None:
         super().__init__(name, config)
         self._discord_config = config
+        self._edits = _DiscordEdits(self)
+
+    @property
+    def supports_editing(self) -> bool:
+        """True: posts wait for Discord's message ids, and ``edit`` patches those messages."""
+        return True
+
+    async def start(self) -> None:
+        """Open the HTTP client; the posting URLs are masked in httpx's log lines too."""
+        await super().start()
+        self._edits.start()
+
+    async def stop(self) -> None:
+        """Close the HTTP client (see ``_HttpCommunicator.stop``)."""
+        try:
+            await super().stop()
+        finally:
+            self._edits.stop()
+
+    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
+        """Post ``message`` with ``?wait=true``; the result's reference is its message ids."""
+        return await self._edits.deliver(message)
+
+    async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
+        """Edit the message posted as ``reference`` (``PATCH .../messages/{id}``)."""
+        return await self._edits.edit(reference, message)
 
     def render_text(self, message: OutgoingMessage) -> str:
         """The text for ``message`` before splitting: severity first."""
@@ -1026,6 +1069,157 @@ class DiscordCommunicator(_HttpCommunicator):
         if isinstance(seconds, int | float) and not isinstance(seconds, bool):
             return max(0.0, float(seconds))
         return None
+
+
+class _DiscordEdits:
+    """Posting with message ids, and editing, for one Discord webhook backend.
+
+    Discord answers a webhook post with 204 and no body, unless the URL asks
+    ``?wait=true``: then it answers 200 with the message, whose ``id`` is what
+    ``PATCH {url}/messages/{id}`` edits and ``DELETE`` removes. An edit whose text needs
+    more pieces posts the extra ones; pieces no longer needed are deleted.
+    """
+
+    def __init__(self, backend: DiscordCommunicator) -> None:
+        self._backend = backend
+        base = httpx.URL(backend._url)
+        self._base = base
+        self._wait_url = str(base.copy_merge_params({"wait": "true"}))
+        self._masked = f"{backend.endpoint}/***"
+
+    def start(self) -> None:
+        _REDACTION.add(self._wait_url, self._masked)
+
+    def stop(self) -> None:
+        _REDACTION.discard(self._wait_url)
+
+    def _message_url(self, message_id: str) -> str:
+        # Query parameters (thread_id) stay: Discord needs them to find a thread's message.
+        path = f"{self._base.path.rstrip('/')}/messages/{message_id}"
+        return str(self._base.copy_with(path=path))
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """The backend's send lock, counted as pending meanwhile (``flush``/``stop`` wait)."""
+        backend = self._backend
+        lock, idle = backend._lock, backend._idle
+        if not backend._started or backend._client is None or lock is None or idle is None:
+            raise SendError("discord backend is not started", backend=backend.name, attempts=0)
+        backend._pending += 1
+        idle.clear()
+        try:
+            async with lock:
+                yield
+        finally:
+            backend._pending -= 1
+            if backend._pending == 0:
+                idle.set()
+
+    async def _post_for_id(self, payload: Any, part: int, parts: int) -> tuple[int, str | None]:
+        backend = self._backend
+        backend._reply = None
+        tries = await backend._post(payload, part, parts, url=self._wait_url)
+        return tries, _message_id(backend._reply)
+
+    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
+        backend = self._backend
+        backend._cut_warning = None
+        payloads = backend._payloads(message)
+        warning = backend._take_cut_warning()  # before the first await: it is per message
+        if warning is not None:
+            logger.warning("%s: %s", backend.name, warning)
+        attempts = 0
+        ids: list[str | None] = []
+        async with self._turn():  # the first await: the message's place in the order
+            for index, payload in enumerate(payloads):
+                tries, message_id = await self._post_for_id(payload, index + 1, len(payloads))
+                attempts = max(attempts, tries)
+                ids.append(message_id)
+        known = tuple(i for i in ids if i is not None)
+        reference = known if len(known) == len(ids) else ()
+        if warning is not None:
+            return DeliveryResult(
+                backend=backend.name,
+                status="delivered",
+                attempts=attempts,
+                reference=reference,
+                warnings=(warning,),
+            )
+        return DeliveryResult.delivered(backend.name, attempts=attempts, reference=reference)
+
+    async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
+        backend = self._backend
+        if not reference or not all(part.isdigit() for part in reference):
+            raise SendError(
+                f"{backend.name}: {reference!r} is not the reference of a Discord message",
+                backend=backend.name,
+                attempts=0,
+                permanent=True,
+            )
+        payloads = backend._payloads(message)
+        attempts = 0
+        ids: list[str | None] = []
+        async with self._turn():
+            for index, payload in enumerate(payloads):
+                part, parts = index + 1, len(payloads)
+                if index < len(reference):
+                    url = self._message_url(reference[index])
+                    # An edit takes no username: it stays the one of the post.
+                    body = {k: v for k, v in payload.items() if k != "username"}
+                    _REDACTION.add(url, self._masked)
+                    try:
+                        tries = await backend._post(body, part, parts, method="PATCH", url=url)
+                    finally:
+                        _REDACTION.discard(url)
+                    ids.append(reference[index])
+                else:
+                    tries, message_id = await self._post_for_id(payload, part, parts)
+                    ids.append(message_id)
+                attempts = max(attempts, tries)
+            for message_id in reference[len(payloads) :]:
+                await self._delete(message_id)
+        known = tuple(i for i in ids if i is not None)
+        reference = known if len(known) == len(ids) else ()
+        return DeliveryResult.delivered(backend.name, attempts=attempts, reference=reference)
+
+    async def _delete(self, message_id: str) -> None:
+        """Delete a piece an edit no longer needs (best effort: it is logged on failure)."""
+        backend = self._backend
+        client = backend._client
+        if client is None:
+            return
+        url = self._message_url(message_id)
+        _REDACTION.add(url, self._masked)
+        try:
+            response = await client.delete(url)
+            if response.status_code >= 300 and response.status_code != 404:
+                logger.warning(
+                    "%s: could not delete a piece an edit made superfluous: HTTP %s",
+                    backend.name,
+                    response.status_code,
+                )
+        except httpx.HTTPError as exc:
+            logger.warning(
+                "%s: could not delete a piece an edit made superfluous: %s",
+                backend.name,
+                describe_error(exc),
+            )
+        finally:
+            _REDACTION.discard(url)
+
+
+def _message_id(response: httpx.Response | None) -> str | None:
+    """The ``id`` of the message Discord returned (``?wait=true``), or None."""
+    if response is None or not response.content:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    message_id = body.get("id") if isinstance(body, dict) else None
+    if isinstance(message_id, int) and not isinstance(message_id, bool):
+        message_id = str(message_id)
+    return message_id if isinstance(message_id, str) and message_id.isdigit() else None
 
 
 def _compose(head: str, message: OutgoingMessage) -> str:
