@@ -249,10 +249,10 @@ async def test_failed_reconnect_is_retried(fake: FakeTelegramClient) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_reconnect_that_hangs_fails_the_send_within_send_timeout(
+async def test_a_reconnect_that_hangs_fails_the_send_within_connect_timeout(
     fake: FakeTelegramClient,
 ) -> None:
-    backend = make(fake, send_timeout=0.2, max_attempts=2, stop_timeout=1.0)
+    backend = make(fake, connect_timeout=0.2, max_attempts=2, stop_timeout=1.0)
     await backend.start()
     try:
         fake.drop_connection()
@@ -264,7 +264,7 @@ async def test_a_reconnect_that_hangs_fails_the_send_within_send_timeout(
         await backend.stop()
 
     assert (result.status, result.attempts) == ("failed", 2)
-    assert "reconnecting to Telegram took longer than send_timeout (0.2s)" in (result.error or "")
+    assert "took longer than connect_timeout (0.2s)" in (result.error or "")
     assert fake.sent == []
 
 
