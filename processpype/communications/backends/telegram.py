@@ -520,17 +520,17 @@ class TelegramCommunicator(Communicator):
             await self._disconnect_quietly(client)
             raise
         except Exception as exc:
+            server = _server_of(client)
+            if step == "connecting":
+                step = _connect_stage(client, had_auth_key)
             # The client may be half-open (link up, no update or keepalive loop):
             # disconnect, so nothing lingers and a later start() begins clean.
             await self._disconnect_quietly(client)
-            server = _server_of(client)
             if isinstance(exc, TimeoutError) and deadline.expired():
-                if step == "connecting":
-                    step = _connect_stage(client, had_auth_key)
                 raise BackendStartError(
-                    f"{self.name}: no answer from Telegram at {server} within "
-                    f"connect_timeout={limit:g}s (step: {step}); a firewall, a proxy or a "
-                    "dead route may be swallowing the connection",
+                    f"{self.name}: Telegram at {server} did not get through {step} within "
+                    f"connect_timeout={limit:g}s; a firewall, a proxy or a dead route may "
+                    "be swallowing the connection",
                     backend=self.name,
                 ) from None
             if isinstance(exc, errors.FloodError) and step == "the bot login":
@@ -539,6 +539,11 @@ class TelegramCommunicator(Communicator):
                 what = "Telegram refused the bot login (check token, api_id and api_hash)"
             elif isinstance(exc, (OSError, TimeoutError)):
                 what = f"could not connect to Telegram at {server} (step: {step})"
+            elif isinstance(exc, BufferError | EOFError):
+                what = (
+                    f"the server at {server} does not answer in Telegram's protocol "
+                    f"(step: {step}); a proxy or a captive portal may be in the way"
+                )
             else:
                 what = f"the Telegram client failed at {server} (step: {step})"
             raise BackendStartError(
