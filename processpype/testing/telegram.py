@@ -348,6 +348,16 @@ class FakeTelegramClient:
                 )
             return list(self.sent)
 
+    async def wait_for_errors_async(self, count: int, timeout: float = 5.0) -> list[FailedSend]:
+        """Wait until ``count`` sends have raised; return every ``FailedSend``."""
+        await self._wait_async(lambda: len(self.errors) >= count, timeout)
+        with self._lock:
+            if len(self.errors) < count:
+                raise TimeoutError(
+                    f"expected {count} failed sends within {timeout}s, got {len(self.errors)}"
+                )
+            return list(self.errors)
+
     def wait_for_connected(self, timeout: float = 5.0) -> None:
         """Block until the fake is connected (e.g. after a reconnect)."""
         self._refuse_on_own_loop("wait_for_connected", "wait_for_connected_async")
@@ -720,6 +730,7 @@ class FakeTelegramClient:
         except Exception as exc:
             with self._lock:
                 self.errors.append(FailedSend(entity, exc, time.monotonic()))
+            self._notify()
             raise
 
     async def _send(
@@ -879,18 +890,30 @@ class FakeTelegramClient:
         reply_to: int | None = None,
         chat_username: str | None = None,
         timeout: float = 5.0,
+        date: datetime | None = None,
+        chat_attached: bool = True,
     ) -> Any:
         """Deliver an incoming message to the ``NewMessage`` handlers; return the message.
 
         ``chat_id`` is a marked id (``-100...`` supergroups, negative small groups,
         positive private chats); ``sender_id`` defaults to the chat in a private chat.
         ``topic_id`` posts into a forum topic, ``reply_to`` replies to a message (inside
-        the topic, when both are given). From another thread this returns once the
-        handlers ran; on the client's own loop they are scheduled (or use
-        ``inject_message_async``).
+        the topic, when both are given). ``date`` backdates the message (a command
+        caught up after a downtime); ``chat_attached=False`` leaves ``event.chat`` None
+        (the chat is not in telethon's cache), ``get_chat()`` still finds it. From
+        another thread this returns once the handlers ran; on the client's own loop
+        they are scheduled (or use ``inject_message_async``).
         """
         update = self._build_update(
-            chat_id, text, sender_id, sender_name, topic_id, reply_to, chat_username
+            chat_id,
+            text,
+            sender_id,
+            sender_name,
+            topic_id,
+            reply_to,
+            chat_username,
+            date=date,
+            chat_attached=chat_attached,
         )
         try:
             running = asyncio.get_running_loop()
@@ -916,10 +939,20 @@ class FakeTelegramClient:
         topic_id: int | None = None,
         reply_to: int | None = None,
         chat_username: str | None = None,
+        date: datetime | None = None,
+        chat_attached: bool = True,
     ) -> Any:
         """``inject_message`` that returns once every handler has run."""
         update = self._build_update(
-            chat_id, text, sender_id, sender_name, topic_id, reply_to, chat_username
+            chat_id,
+            text,
+            sender_id,
+            sender_name,
+            topic_id,
+            reply_to,
+            chat_username,
+            date=date,
+            chat_attached=chat_attached,
         )
         running = asyncio.get_running_loop()
         for loop, handlers in self._handlers_by_loop().items():
@@ -954,11 +987,14 @@ class FakeTelegramClient:
         topic_id: int | None,
         reply_to: int | None,
         chat_username: str | None,
+        *,
+        date: datetime | None = None,
+        chat_attached: bool = True,
     ) -> Any:
         if isinstance(chat_id, bool) or not isinstance(chat_id, int):
             raise TypeError(f"chat_id must be a marked integer id, got {chat_id!r}")
         peer_id, peer_type = utils.resolve_id(chat_id)
-        now = datetime.now(UTC).replace(microsecond=0)  # Telegram dates have seconds
+        now = (date or datetime.now(UTC)).replace(microsecond=0)  # Telegram dates: seconds
         private = peer_type is types.PeerUser
         if sender_id is None:
             sender_id = chat_id if private else _DEFAULT_MEMBER_ID
@@ -1034,6 +1070,8 @@ class FakeTelegramClient:
             )
         else:
             update = types.UpdateNewMessage(message=message, pts=next(self._pts), pts_count=1)
+        if not chat_attached:
+            entities = {k: v for k, v in entities.items() if v is not chat or v is sender}
         update._entities = entities
         return update
 

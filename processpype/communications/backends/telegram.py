@@ -528,9 +528,9 @@ class TelegramCommunicator(Communicator):
             await self._disconnect_quietly(client)
             if isinstance(exc, TimeoutError) and deadline.expired():
                 raise BackendStartError(
-                    f"{self.name}: Telegram at {server} did not get through {step} within "
-                    f"connect_timeout={limit:g}s; a firewall, a proxy or a dead route may "
-                    "be swallowing the connection",
+                    f"{self.name}: Telegram at {server} did not answer within "
+                    f"connect_timeout={limit:g}s (stuck in: {step}); a firewall, a proxy or "
+                    "a dead route may be swallowing the connection",
                     backend=self.name,
                 ) from None
             if isinstance(exc, errors.FloodError) and step == "the bot login":
