@@ -69,6 +69,7 @@ ClientFactory = Callable[..., Any]
 """
 
 _SENDER_LOOKUP_TIMEOUT = 5.0
+_MAX_OTHER_CHATS = 10_000
 _DISCONNECT_TIMEOUT = 10.0
 _RECONNECT_FIRST_DELAY = 0.1
 _RECONNECT_MAX_DELAY = 60.0
@@ -242,6 +243,7 @@ class TelegramCommunicator(Communicator):
         self._handler_registered = False
         self._store: SessionStore | None = None
         self._username_ids: dict[str, Any] = {}  # @username chats seen, by their chat id
+        self._other_chat_ids: set[Any] = set()  # chats known not to be @username chats
         self._stored_session = ""
         self._login_allowed_at = 0.0  # Unix time; Telegram's last login flood wait
         self.undelivered_on_stop = 0
@@ -843,23 +845,44 @@ class TelegramCommunicator(Communicator):
     async def _chat_username(self, event: Any) -> str | None:
         """The username of the event's chat, looked up when telethon did not attach it."""
         chat = getattr(event, "chat", None)
+        chat_id = event.chat_id
         if chat is None:
-            wanted = [t for t in self._targets.values() if isinstance(t.entity, str)]
-            known = set(self._username_ids.values())
-            if not wanted or event.chat_id in known:
+            wanted = any(isinstance(t.entity, str) for t in self._targets.values())
+            if (
+                not wanted
+                or chat_id in self._username_ids.values()
+                or chat_id in self._other_chat_ids
+                or self._client is None
+            ):
                 return None
             # A message can arrive without its chat (not in telethon's cache): an
-            # @username chat would then never match. Ask once; later ones match by id.
+            # @username chat would then never match. Look the chat up by id once
+            # (event.get_chat() would list dialogs, which bots may not); later
+            # messages match by id.
             try:
                 async with asyncio.timeout(_SENDER_LOOKUP_TIMEOUT):
-                    chat = await event.get_chat()
+                    chat = await self._client.get_entity(chat_id)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 logger.debug("%s: could not look the chat up: %s", self.name, self._scrubbed(exc))
                 return None
         username = getattr(chat, "username", None)
-        return str(username) if username else None
+        if not username:
+            self._remember_other_chat(chat_id)
+            return None
+        if not any(
+            isinstance(t.entity, str) and t.entity.lstrip("@").lower() == str(username).lower()
+            for t in self._targets.values()
+        ):
+            self._remember_other_chat(chat_id)
+        return str(username)
+
+    def _remember_other_chat(self, chat_id: Any) -> None:
+        """A chat that is none of the @username chats: not looked up again."""
+        if len(self._other_chat_ids) >= _MAX_OTHER_CHATS:
+            self._other_chat_ids.clear()  # bounded memory; a lookup again is harmless
+        self._other_chat_ids.add(chat_id)
 
     @staticmethod
     def _topic_matches(chat: TelegramChatConfig, topic: int | None) -> bool:
