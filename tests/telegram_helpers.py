@@ -180,6 +180,8 @@ class StubTelegram:
         )
         self.requests: list[Any] = []
         self.logins = 0
+        self.silent = False
+        """True: requests are never answered (the link is up, the server black-holed)."""
         self.script: dict[type, deque[tuple[int, str]]] = {}
         self._authorized: set[bytes] = set()
         self._ids = itertools.count(1)
@@ -266,6 +268,8 @@ class StubSender:
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.server.silent:
+            return future  # never resolved
         try:
             future.set_result(self.server.answer(request, bytes(self.auth_key.key or b"")))
         except Exception as exc:

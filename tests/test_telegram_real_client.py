@@ -248,3 +248,49 @@ async def test_send_only_client_is_built_without_updates() -> None:
         await backend.stop()
 
     assert no_updates is True
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(20)
+async def test_send_without_an_answer_disconnects_telethon_and_the_next_send_reconnects() -> None:
+    server = StubTelegram()
+    factory = ClientsBuilt(server=server)
+    backend = backend_on(factory, send_timeout=0.2)
+    await backend.start()
+    [client] = factory.clients
+    try:
+        server.silent = True
+        lost = await backend.deliver(msg("unanswered"))
+        disconnected = not client.is_connected()
+        server.silent = False
+        after = await backend.deliver(msg("after"))
+    finally:
+        await backend.stop()
+
+    assert lost.status == "failed"
+    assert disconnected
+    assert after.status == "delivered"
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(20)
+async def test_reconnect_cut_by_connect_timeout_leaves_telethon_disconnected() -> None:
+    # telethon's connect() is up once its sender is; it hangs on the first request, with
+    # is_connected() True and no keepalive: the backend must disconnect it.
+    server = StubTelegram()
+    factory = ClientsBuilt(server=server)
+    backend = backend_on(factory, connect_timeout=0.2, max_attempts=1)
+    await backend.start()
+    [client] = factory.clients
+    try:
+        await client.disconnect()  # the link drops
+        server.silent = True
+        result = await backend.deliver(msg())
+        connected = client.is_connected()
+    finally:
+        server.silent = False
+        await backend.stop()
+
+    assert result.status == "failed"
+    assert "took longer than connect_timeout (0.2s)" in (result.error or "")
+    assert connected is False

@@ -112,6 +112,26 @@ async def test_login_flood_wait_is_honoured_by_the_same_backend_without_files(
 
 
 @pytest.mark.asyncio
+async def test_kept_login_that_telegram_no_longer_knows_is_discarded(
+    fake: FakeTelegramClient, tmp_path: Path
+) -> None:
+    first = make(fake, persist_session=True, session_path=str(tmp_path))
+    await first.start()
+    await first.stop()
+    fake.fail_next_connect(errors.AuthKeyNotFound())
+
+    with pytest.raises(BackendStartError):
+        await make(fake, persist_session=True, session_path=str(tmp_path)).start()
+    kept = files_in(tmp_path)
+    again = make(fake, persist_session=True, session_path=str(tmp_path))
+    await again.start()
+    await again.stop()
+
+    assert kept == []
+    assert fake.logins == 2
+
+
+@pytest.mark.asyncio
 async def test_user_account_session_is_refused(fake: FakeTelegramClient) -> None:
     backend = make(fake, session_string=fake.session_string_for(777, bot=False))
 

@@ -528,6 +528,7 @@ class TelegramCommunicator(Communicator):
             # The client may be half-open (link up, no update or keepalive loop):
             # disconnect, so nothing lingers and a later start() begins clean.
             await self._disconnect_quietly(client)
+            self._discard_refused_session(exc)
             if isinstance(exc, TimeoutError) and deadline.expired():
                 raise BackendStartError(
                     f"{self.name}: Telegram at {server} did not answer within "
@@ -555,8 +556,25 @@ class TelegramCommunicator(Communicator):
             self._check_identity(me, token)
         except BackendStartError:
             await self._disconnect_quietly(client)
+            if self._store is not None and self._stored_session:
+                self._store.discard()  # not this bot's login: never reuse it
             raise
         return me
+
+    def _discard_refused_session(self, exc: BaseException) -> None:
+        """Forget a kept login that Telegram no longer knows: the next start logs in anew."""
+        store = self._store
+        refused = (errors.AuthKeyNotFound, errors.UnauthorizedError, errors.AuthKeyError)
+        if store is None or not self._stored_session or not isinstance(exc, refused):
+            return
+        store.discard()
+        self._stored_session = ""
+        logger.warning(
+            "%s: Telegram refused the kept login (%s): it is discarded, the next start logs "
+            "the bot in again",
+            self.name,
+            type(exc).__name__,
+        )
 
     def _check_identity(self, me: Any, token: str) -> None:
         """Refuse a session that is not a bot's, or not the token's bot."""
