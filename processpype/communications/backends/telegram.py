@@ -88,6 +88,15 @@ _SERVER_ERRORS: tuple[type[BaseException], ...] = (
     errors.InterdcCallRichErrorError,
 )
 _UNSUCCESSFUL = "Request was unsuccessful"
+_CLIENT_DEFAULTS: dict[str, Any] = {
+    # telethon would otherwise sleep through flood waits inside send_message and block
+    # the caller; the backend schedules around them itself.
+    "flood_sleep_threshold": 0,
+    "request_retries": _REQUEST_RETRIES,
+    # Surface the real RPC error (ServerError, ...) rather than telethon's
+    # ValueError("Request was unsuccessful N time(s)").
+    "raise_last_call_error": True,
+}
 
 
 def telethon_client(session: Any, api_id: int, api_hash: str, **options: Any) -> Any:
@@ -97,20 +106,7 @@ def telethon_client(session: Any, api_id: int, api_hash: str, **options: Any) ->
     that points ``client.session.set_dc(...)`` at a local server, or stubs
     ``client._sender``.
     """
-    settings: dict[str, Any] = {
-        # telethon would otherwise sleep through flood waits inside send_message and
-        # block the caller; the backend schedules around them itself.
-        "flood_sleep_threshold": 0,
-        "request_retries": _REQUEST_RETRIES,
-        # Surface the real RPC error (ServerError, ...) rather than telethon's
-        # ValueError("Request was unsuccessful N time(s)").
-        "raise_last_call_error": True,
-    }
-    settings.update(options)
-    return TelegramClient(session, api_id, api_hash, **settings)
-
-
-_telethon_client = telethon_client
+    return TelegramClient(session, api_id, api_hash, **{**_CLIENT_DEFAULTS, **options})
 
 
 def _is_server_error(exc: BaseException) -> bool:
@@ -223,7 +219,7 @@ class TelegramCommunicator(Communicator):
             )
         super().__init__(name, config)
         self._tg_config = config
-        self._client_factory: ClientFactory = client_factory or _default_factory or _telethon_client
+        self._client_factory: ClientFactory = client_factory or _default_factory or telethon_client
         self._limits = rate_limits or TelegramRateLimits.from_config(config)
         self._secrets = [
             secret
@@ -424,9 +420,7 @@ class TelegramCommunicator(Communicator):
         """The ``TelegramClient`` keyword arguments this backend builds its client with."""
         listening = self._tg_config.listen_to_commands
         return {
-            "flood_sleep_threshold": 0,
-            "request_retries": _REQUEST_RETRIES,
-            "raise_last_call_error": True,
+            **_CLIENT_DEFAULTS,
             # telethon's own timeout bounds only the TCP connect: start() bounds the rest.
             "timeout": self._tg_config.connect_timeout,
             # A send-only client has no use for updates; a listening one fetches those
