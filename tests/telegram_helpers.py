@@ -81,7 +81,7 @@ class LoopbackServer:
 
     ``mode``: ``"silent"`` accepts and never answers (DPI, a black-holed route),
     ``"http"`` answers an HTTP error page and stays open (a transparent proxy),
-    ``"garbage"`` answers random bytes, ``"refuse"`` leaves the port closed.
+    ``"garbage"`` answers bytes that are not MTProto, ``"refuse"`` leaves the port closed.
     """
 
     def __init__(self, mode: str) -> None:
@@ -119,7 +119,10 @@ class LoopbackServer:
                     b"Content-Length: 2000000\r\n\r\n<html><body>Blocked</body>"
                 )
             elif self.mode == "garbage":
-                writer.write(os.urandom(64))
+                # Not MTProto: a frame header claiming 4 bytes (less than a header),
+                # then noise. (Random bytes could also claim a huge frame, which
+                # telethon waits for: the "http" case.)
+                writer.write(b"\x04\x00\x00\x00\x00\x00\x00\x00" + os.urandom(56))
             await writer.drain()
             await reader.read()  # stay open until the client leaves
         except (ConnectionError, OSError):

@@ -458,6 +458,8 @@ class FakeTelegramClient:
 
     async def disconnect(self) -> None:
         """Disconnect; when several backends share this fake, the last one disconnects it."""
+        if not self._connected:
+            return  # nothing to close (the link dropped): no backend left it
         if self._users > 0:
             self._users -= 1
         if self._users == 0 and self._connected:

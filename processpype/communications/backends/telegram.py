@@ -649,6 +649,11 @@ class TelegramCommunicator(Communicator):
         async with lock:
             if not client.is_connected():
                 limit = self._tg_config.connect_timeout
+                # A clean disconnect first, even though the link is gone: telethon then
+                # saves where the updates stopped, and connect() (catch_up) resumes
+                # from there, not from its last periodic save a minute earlier, which
+                # would hand the same commands over again.
+                await self._disconnect_quietly(client)
                 try:
                     async with asyncio.timeout(limit):
                         await client.connect()
