@@ -186,8 +186,36 @@ class StubTelegram:
         self.silent = False
         """True: requests are never answered (the link is up, the server black-holed)."""
         self.script: dict[type, deque[tuple[int, str]]] = {}
+        self.missed: list[Any] = []
+        """Messages sent while the client was away, handed over by getDifference."""
         self._authorized: set[bytes] = set()
         self._ids = itertools.count(1)
+
+    member = types.User(id=7, first_name="Ada", access_hash=7)
+
+    @staticmethod
+    def group(chat_id: int) -> Any:
+        """A small group (marked id ``chat_id``, negative) as Telegram describes it."""
+        return types.Chat(
+            id=-chat_id,
+            title="Stub group",
+            photo=types.ChatPhotoEmpty(),
+            participants_count=2,
+            date=datetime.now(UTC),
+            version=1,
+        )
+
+    def miss(self, chat_id: int, text: str, *, date: datetime) -> None:
+        """A message to the bot in group ``chat_id`` while it is offline."""
+        self.missed.append(
+            types.Message(
+                id=next(self._ids),
+                peer_id=types.PeerChat(-chat_id),
+                date=date,
+                message=text,
+                from_id=types.PeerUser(self.member.id),
+            )
+        )
 
     def fail(self, request_type: type, code: int, message: str, *, count: int = 1) -> None:
         """Answer the next ``count`` requests of ``request_type`` with this RPC error."""
@@ -219,7 +247,19 @@ class StubTelegram:
         if isinstance(request, functions.updates.GetStateRequest):
             return types.updates.State(pts=1, qts=0, date=now, seq=1, unread_count=0)
         if isinstance(request, functions.updates.GetDifferenceRequest):
-            return types.updates.DifferenceEmpty(date=now, seq=1)
+            if not self.missed:
+                return types.updates.DifferenceEmpty(date=now, seq=1)
+            messages, self.missed = self.missed, []
+            return types.updates.Difference(
+                new_messages=messages,
+                new_encrypted_messages=[],
+                other_updates=[],
+                chats=[self.group(-m.peer_id.chat_id) for m in messages],
+                users=[self.member],
+                state=types.updates.State(
+                    pts=request.pts + len(messages), qts=0, date=now, seq=1, unread_count=0
+                ),
+            )
         if isinstance(request, functions.messages.SendMessageRequest):
             return types.UpdateShortSentMessage(
                 id=next(self._ids), pts=1, pts_count=1, date=now, out=True

@@ -7,6 +7,9 @@ internal retries, error mapping) is what the backend meets.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from telethon.tl import functions
 
 from processpype.communications.backends.telegram import TelegramCommunicator
 from processpype.communications.errors import BackendStartError
+from processpype.communications.models import IncomingMessage
 from processpype.testing.telegram import FakeTelegramClient
 
 TOKEN = "123456:TEST-token_for-the-fake"
@@ -294,3 +298,41 @@ async def test_reconnect_cut_by_connect_timeout_leaves_telethon_disconnected() -
     assert result.status == "failed"
     assert "took longer than connect_timeout (0.2s)" in (result.error or "")
     assert connected is False
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(20)
+async def test_listening_backend_catches_up_on_commands_sent_while_it_was_down(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = StubTelegram()
+    factory = ClientsBuilt(server=server)
+    chats = {"default": {"chat_id": str(CHAT_A), "command_authorized": True}}
+    config = {"listen_to_commands": True, "session_path": str(tmp_path), "chats": chats}
+    first = backend_on(factory, **config)
+    await first.start()
+    await first.stop()
+    now = datetime.now(UTC)
+    server.miss(CHAT_A, "/restart", date=now - timedelta(hours=2))  # too old to act on
+    server.miss(CHAT_A, "/status", date=now - timedelta(seconds=30))
+
+    second = backend_on(factory, **config)
+    arrived = asyncio.Event()
+    received: list[IncomingMessage] = []
+
+    def on_message(message: IncomingMessage) -> None:
+        received.append(message)
+        arrived.set()
+
+    second.set_incoming_handler(on_message)
+    caplog.set_level(logging.INFO, logger="processpype.communications.telegram")
+    await second.start()
+    try:
+        async with asyncio.timeout(5):
+            await arrived.wait()
+    finally:
+        await second.stop()
+
+    assert [m.text for m in received] == ["/status"]
+    assert "older than max_command_age=300s" in caplog.text  # /restart, dropped
+    assert server.logins == 1  # the session file kept the login

@@ -467,7 +467,17 @@ class TelegramCommunicator(Communicator):
             client.flood_sleep_threshold = 0
         self._stopping = False
         self._connect_lock = asyncio.Lock()
-        me = await self._log_in(client, token, session)
+        if config.listen_to_commands:
+            # Before connecting: telethon fetches the missed updates (catch_up) as soon
+            # as connect() ends, and hands them only to handlers registered by then.
+            client.add_event_handler(self._on_new_message, events.NewMessage(incoming=True))
+        try:
+            me = await self._log_in(client, token, session)
+        except BaseException:
+            if config.listen_to_commands:
+                with contextlib.suppress(Exception):
+                    client.remove_event_handler(self._on_new_message)
+            raise
         if isinstance(session, str):
             _restrict_permissions(session)
         self._save_session(client)
@@ -475,7 +485,6 @@ class TelegramCommunicator(Communicator):
             self._store.forget_login_wait()
         self._client = client
         if config.listen_to_commands:
-            client.add_event_handler(self._on_new_message, events.NewMessage(incoming=True))
             self._handler_registered = True
             self._watchdog = asyncio.get_running_loop().create_task(
                 self._watch_connection(), name=f"processpype-telegram-{self.name}-watchdog"
@@ -869,8 +878,11 @@ class TelegramCommunicator(Communicator):
                 not wanted
                 or chat_id in self._username_ids.values()
                 or chat_id in self._other_chat_ids
-                or self._client is None
             ):
+                return None
+            # The event's own client: caught-up updates can arrive while start() runs.
+            client = getattr(event, "client", None) or self._client
+            if client is None:
                 return None
             # A message can arrive without its chat (not in telethon's cache): an
             # @username chat would then never match. Look the chat up by id once
@@ -878,7 +890,7 @@ class TelegramCommunicator(Communicator):
             # messages match by id.
             try:
                 async with asyncio.timeout(_SENDER_LOOKUP_TIMEOUT):
-                    chat = await self._client.get_entity(chat_id)
+                    chat = await client.get_entity(chat_id)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
