@@ -115,3 +115,19 @@ async def test_flood_wait_within_max_flood_wait_is_waited_out(
     result = await backend.deliver(msg("to A"))
 
     assert (result.status, result.attempts) == ("delivered", 1)
+
+
+@pytest.mark.asyncio
+async def test_chat_failed_for_a_too_long_wait_does_not_make_another_flood_bot_wide(
+    make_backend: BackendMaker, fake: FakeTelegramClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = await make_backend(max_flood_wait=300)
+    fake.fail_next(flood(2800), chat=GROUP_A)
+    fake.fail_next(flood(6), chat=GROUP_B)
+
+    too_long = await backend.deliver(msg("to A"))
+    waited = await backend.deliver(msg("to B", label="b"))
+    other = await backend.deliver(msg("to C", label="c"))
+
+    assert (too_long.status, waited.status, other.status) == ("failed", "delivered", "delivered")
+    assert "bot-wide" not in caplog.text

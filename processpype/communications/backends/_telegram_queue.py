@@ -457,8 +457,12 @@ class SendQueue:
     def _on_flood(self, lane: _Lane, job: Job, now: float, delay: float) -> None:
         until = now + delay
         where = job.target.describe()
+        # Chats under a flood wait of their own; one too long to wait out (failed, not
+        # held) says nothing about the bot as a whole and must not stretch its pause.
         others = [
-            other for other in self._lanes.values() if other is not lane and other.flood_until > now
+            other
+            for other in self._lanes.values()
+            if other is not lane and now < other.flood_until <= now + self._max_flood_wait
         ]
         lane.flood_until = max(lane.flood_until, until)
         lane.paused_until = max(lane.paused_until, until)
