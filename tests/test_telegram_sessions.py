@@ -261,3 +261,18 @@ def test_new_keys_have_the_documented_defaults() -> None:
     assert config.max_command_age == 300
     assert config.link_preview is False
     assert type(config).model_fields["persist_session"].default is True
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(10)
+async def test_cancelled_start_is_cancelled_and_leaves_no_half_open_client(
+    fake: FakeTelegramClient,
+) -> None:
+    fake.silent = True
+    backend = make(fake, connect_timeout=30, session_string=fake.session_string_for(123456))
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(backend.start(), 0.1)
+
+    assert not fake.is_connected()
+    assert backend.client is None

@@ -523,7 +523,16 @@ class TelegramCommunicator(Communicator):
                 me = await client.get_me()
         except asyncio.CancelledError:
             await self._disconnect_quietly(client)
-            raise
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # Not our cancellation: telethon cancels its pending requests when the
+            # connection closes under them.
+            raise BackendStartError(
+                f"{self.name}: the connection to Telegram at {_server_of(client)} closed "
+                f"during {step}",
+                backend=self.name,
+            ) from None
         except Exception as exc:
             server = _server_of(client)
             if step == "connecting":
