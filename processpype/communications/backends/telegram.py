@@ -4,11 +4,20 @@ How a message travels: ``send``/``deliver`` route it by label to a chat (the lab
 chat, else the ``default`` chat; an inactive chat skips it), cut its text into pieces
 Telegram accepts (``_telegram_text``) and queue it (``_telegram_queue``). The queue's
 scheduler sends each chat's messages in order within Telegram's limits
-(``_telegram_limits``); a flood wait pauses only that chat, other failures are retried
-with exponential backoff. ``deliver`` waits for the message's outcome.
+(``_telegram_limits``); a flood wait pauses only that chat (or, reaching a second chat
+meanwhile, the bot), server and connection failures are retried with exponential
+backoff. ``deliver`` waits for the message's outcome.
+
+Where telethon's own behaviour differs from Telegram's, the backend corrects it: it
+bounds ``start()`` (telethon bounds only the TCP connect), clears telethon's flood
+memory per request type (Telegram's waits are per chat), closes a connection that
+stopped answering (telethon would keep it half-open), and keeps a send-only bot's
+login between runs (``_telegram_session``), since each login counts against a limit.
 
 With ``listen_to_commands``, a ``NewMessage`` handler turns messages from authorized
-chats (and topics, and senders) into ``IncomingMessage`` events for the dispatcher.
+chats (and topics, and senders) into ``IncomingMessage`` events for the dispatcher;
+missed updates are caught up on connecting, and commands older than
+``max_command_age`` dropped.
 
 Importing this module requires telethon (``pip install 'processpype[telegram]'``).
 """
