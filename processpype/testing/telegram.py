@@ -566,7 +566,11 @@ class FakeTelegramClient:
         """Run one request as telethon's ``_call`` does: flood memory, internal retries.
 
         ``request`` names the request type (its ``CONSTRUCTOR_ID`` keys the flood
-        memory); ``attempt`` answers it once, as Telegram would.
+        memory, and flood errors carry it as ``.request``); ``attempt`` answers it
+        once, as Telegram would, and may raise telethon's errors. Any instance of the
+        telethon request a method sends will do (its fields are not read): a new
+        method joins with ``await self._call(functions.messages.EditMessageRequest(
+        peer=types.InputPeerEmpty(), id=0), lambda: ...)``.
         """
         scale = self.rate_limits.time_scale
         constructor = request.CONSTRUCTOR_ID
