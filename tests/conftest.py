@@ -24,3 +24,11 @@ def _fresh_global_dispatcher() -> Iterator[None]:
     dispatcher_module.reset_dispatcher()
     yield
     dispatcher_module.reset_dispatcher()
+
+
+@pytest.fixture(autouse=True)
+def _telegram_sessions_in_a_temporary_folder(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Telegram backend keeps its login under XDG_DATA_HOME: never the real one in tests."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))

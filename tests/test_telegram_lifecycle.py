@@ -78,10 +78,25 @@ async def test_client_raises_flood_waits_instead_of_sleeping(fake: FakeTelegramC
 
 
 def test_default_client_is_telethons_with_flood_sleep_disabled() -> None:
-    client = telegram_backend._telethon_client(StringSession(), 12345, API_HASH)
+    client = telegram_backend.telethon_client(StringSession(), 12345, API_HASH)
 
     assert type(client).__name__ == "TelegramClient"
     assert client.flood_sleep_threshold == 0
+    assert client._raise_last_call_error is True  # the real RPC error, not a ValueError
+
+
+def test_backend_builds_its_client_with_the_options_it_relies_on() -> None:
+    config = FakeTelegramClient.telegram_config(connect_timeout=7.0)
+    backend = TelegramCommunicator("tg", config)
+
+    client = telegram_backend.telethon_client(
+        StringSession(), 12345, API_HASH, **backend.client_options()
+    )
+
+    assert client._timeout == 7.0
+    assert client._request_retries == 1
+    assert client._no_updates is True  # send-only: no updates
+    assert client._catch_up is False
 
 
 @pytest.mark.asyncio
@@ -249,10 +264,10 @@ async def test_failed_reconnect_is_retried(fake: FakeTelegramClient) -> None:
 
 
 @pytest.mark.asyncio
-async def test_a_reconnect_that_hangs_fails_the_send_within_send_timeout(
+async def test_a_reconnect_that_hangs_fails_the_send_within_connect_timeout(
     fake: FakeTelegramClient,
 ) -> None:
-    backend = make(fake, send_timeout=0.2, max_attempts=2, stop_timeout=1.0)
+    backend = make(fake, connect_timeout=0.2, max_attempts=2, stop_timeout=1.0)
     await backend.start()
     try:
         fake.drop_connection()
@@ -264,7 +279,7 @@ async def test_a_reconnect_that_hangs_fails_the_send_within_send_timeout(
         await backend.stop()
 
     assert (result.status, result.attempts) == ("failed", 2)
-    assert "reconnecting to Telegram took longer than send_timeout (0.2s)" in (result.error or "")
+    assert "took longer than connect_timeout (0.2s)" in (result.error or "")
     assert fake.sent == []
 
 

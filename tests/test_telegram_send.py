@@ -36,7 +36,9 @@ CHATS = {
 
 @pytest.fixture
 def fake() -> FakeTelegramClient:
-    return FakeTelegramClient()
+    fake = FakeTelegramClient()
+    fake.internal_retry_delay = 0.0  # telethon sleeps 2 s before repeating a request
+    return fake
 
 
 @pytest_asyncio.fixture
@@ -226,7 +228,8 @@ async def test_transient_failure_is_retried_and_reports_attempts(
     make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
-    fake.fail_next(errors.ServerError(request=None, message="INTERNAL", code=500))
+    # telethon repeats the request once itself (request_retries=1), then raises it.
+    fake.fail_next(errors.ServerError(request=None, message="INTERNAL", code=500), count=2)
     fake.fail_next(ConnectionError("connection reset"))
 
     result = await backend.deliver(msg())

@@ -197,6 +197,28 @@ class TelegramCommunicatorConfig(_StrictBackendConfig):
     retry_base_delay: float = Field(
         default=1.0, ge=0, description="First retry delay in seconds; doubles on each retry"
     )
+    connect_timeout: float = Field(
+        default=15.0,
+        gt=0,
+        description="Seconds that connecting, the auth-key exchange, the login and get_me "
+        "may take in start(), and one reconnect",
+    )
+    max_flood_wait: float = Field(
+        default=300.0,
+        ge=0,
+        description="Longest flood wait (s) a message waits out; a longer one fails it",
+    )
+    persist_session: bool = Field(
+        default=True,
+        description="Send-only: keep the bot's login in an owner-only file between runs "
+        "(false logs in again on every start, which risks login flood waits)",
+    )
+    max_command_age: float = Field(
+        default=300.0,
+        gt=0,
+        description="Incoming commands older than this (s) are dropped, not handled",
+    )
+    link_preview: bool = Field(default=False, description="Show link previews in messages")
 
     @field_validator("api_hash", "token")
     @classmethod

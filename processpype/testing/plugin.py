@@ -186,11 +186,19 @@ def processpype_smtp_server(
 @pytest.fixture
 def processpype_telegram(
     _processpype_notifier_registry: _NotifierRegistry,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[FakeTelegramClient]:
-    """A ``FakeTelegramClient`` that every ``TelegramCommunicator`` made in the test uses."""
+    """A ``FakeTelegramClient`` that every ``TelegramCommunicator`` made in the test uses.
+
+    Sessions a backend keeps (logins, file sessions) go to a temporary folder, never
+    into the user's data directory.
+    """
     fake_module = _import_for(_TELEGRAM_FIXTURE, "processpype.testing.telegram")
     backend = _import_for(_TELEGRAM_FIXTURE, "processpype.communications.backends.telegram")
     fake: FakeTelegramClient = fake_module.FakeTelegramClient()
+    sessions = tmp_path_factory.mktemp("processpype-telegram")
+    monkeypatch.setattr(backend, "default_session_dir", lambda: sessions)
     previous = backend.set_default_client_factory(fake.as_client_factory())
     try:
         yield fake

@@ -20,6 +20,33 @@ the limit on how old a message may be to be edited, and media.
 Point every ``TelegramCommunicator`` at one fake with ``set_default_client_factory(
 fake.as_client_factory())``, or pass ``client_factory=fake.as_client_factory()``. The
 fake is safe to read and drive from a test thread while a Notifier's loop sends.
+
+Where the backend depends on telethon's own logic, the fake runs the same logic
+(``_call``, as telethon's ``UserMethods._call`` does, keyed by the telethon request type
+of each method, so other methods can join it):
+
+- **Flood memory.** A ``FloodWaitError`` (not ``SlowModeWaitError``) is remembered per
+  request type in ``_flood_waited_requests[Request.CONSTRUCTOR_ID]``; every later
+  request of that type, to any chat, fails locally with ``FloodWaitError`` until the
+  wait ends, except that a wait with 3 s or less left is forgotten. Waits up to
+  ``flood_sleep_threshold`` are slept through, as telethon does.
+- **Server errors** (``ServerError``, ``TimedOutError``, ``RpcCallFailError``, ...) are
+  repeated ``request_retries`` times after ``internal_retry_delay`` (telethon: 2 s), each
+  repeat taking the next scripted failure; then the last error is raised with
+  ``raise_last_call_error=True``, else ``ValueError("Request was unsuccessful N
+  time(s)")``. Both flags are read from the factory's keyword arguments.
+- **Silent server** (``silent = True``): ``connect``, ``start`` and requests hang until
+  cancelled. With an auth key in the session, ``connect`` hangs after the link is up, so
+  a cancelled connect leaves ``is_connected()`` True, as telethon's does.
+- **Logins.** A session carrying an auth key the fake issued is already logged in (no
+  new login); otherwise ``start(bot_token=)`` runs ``ImportBotAuthorization`` (counted
+  in ``logins``, scriptable with ``fail_next_login``) and stores a new auth key in the
+  session (``StringSession.save()`` then works). A session of another account is kept,
+  with telethon's warning. ``session_string_for`` makes such sessions.
+
+Differences that remain: no network, no MTProto, no update gaps, no DC migrations, no
+entity cache beyond injected messages (usernames are accepted without resolving),
+file sessions (paths) are not written to, and ``catch_up`` is recorded, not acted on.
 """
 
 from __future__ import annotations
@@ -28,19 +55,23 @@ import asyncio
 import itertools
 import logging
 import math
+import os
 import re
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from telethon import errors, events, utils
 from telethon._updates import EntityCache
 from telethon.client.buttons import ButtonMethods
+from telethon.crypto import AuthKey
 from telethon.tl import functions, types
+from telethon.tl.tlobject import TLRequest
 
 from processpype.communications.backends._telegram_limits import (
     SlidingWindow,
@@ -66,6 +97,22 @@ logger = logging.getLogger("processpype.testing.telegram")
 _BOT_TOKEN = re.compile(r"\d+:[A-Za-z0-9_-]+")
 _DEFAULT_MEMBER_ID = 1000
 EventCallback = Callable[[Any], Awaitable[Any]]
+_T = TypeVar("_T")
+# The errors telethon's _call repeats itself (client/users.py).
+_SERVER_ERRORS: tuple[type[BaseException], ...] = (
+    errors.ServerError,
+    errors.RpcCallFailError,
+    errors.RpcMcgetFailError,
+    errors.InterdcCallErrorError,
+    errors.TimedOutError,
+    errors.InterdcCallRichErrorError,
+)
+_FLOOD_ERRORS: tuple[type[BaseException], ...] = (
+    errors.FloodWaitError,
+    errors.FloodPremiumWaitError,
+    errors.SlowModeWaitError,
+    errors.FloodTestPhoneWaitError,
+)
 
 
 @dataclass(frozen=True)
@@ -86,6 +133,7 @@ class SentMessage:
     message_id: int = 0
     buttons: tuple[tuple[InlineButton, ...], ...] = ()
     """The inline keyboard sent with it (rows of buttons); edits may change it."""
+    link_preview: bool = True
 
 
 class InlineButton(NamedTuple):
@@ -168,6 +216,20 @@ class FakeTelegramClient(FileSending):
         self.connect_latency = 0.0
         """Seconds every ``connect()`` takes (a network that hangs, when large)."""
         self.flood_sleep_threshold: float = kwargs.pop("flood_sleep_threshold", 60)
+        self.request_retries: int = kwargs.pop("request_retries", 5)
+        self.raise_last_call_error: bool = kwargs.pop("raise_last_call_error", False)
+        self.client_options: dict[str, Any] = dict(kwargs)
+        """The keyword arguments of the last client built (``receive_updates``, ...)."""
+        self.internal_retry_delay = 2.0
+        """Seconds telethon sleeps before repeating a request after a server error."""
+        self.silent = False
+        """True: connect, start and requests hang until cancelled (a black-holed link)."""
+        self.logins = 0
+        """How many bot logins (``ImportBotAuthorization``) succeeded."""
+        self._flood_waited_requests: dict[int, float] = {}
+        self._login_failures: deque[BaseException] = deque()
+        # auth key -> the account it is logged in as (what Telegram's servers remember)
+        self._authorizations: dict[bytes, types.User] = {}
         self.parse_mode: str | None = "md"  # telethon's default: markdown
         self.sent: list[SentMessage] = []
         """Every message accepted, in arrival order."""
@@ -233,6 +295,9 @@ class FakeTelegramClient(FileSending):
                 self.session = session
             if "flood_sleep_threshold" in kwargs:
                 self.flood_sleep_threshold = kwargs["flood_sleep_threshold"]
+            self.request_retries = kwargs.get("request_retries", 5)
+            self.raise_last_call_error = kwargs.get("raise_last_call_error", False)
+            self.client_options = dict(kwargs)
             return self
 
         return factory
@@ -242,13 +307,15 @@ class FakeTelegramClient(FileSending):
         """A valid ``TelegramCommunicatorConfig`` for tests (one ``default`` group chat).
 
         Pass any config field to change it, e.g. ``chats={...}`` or
-        ``listen_to_commands=True``.
+        ``listen_to_commands=True``. ``persist_session`` is off, so that a test never
+        writes a login into the user's data directory.
         """
         values: dict[str, Any] = {
             "api_id": 12345,
             "api_hash": "0123456789abcdef0123456789abcdef",
             "token": "123456:TEST-token_for-the-fake",
             "chats": {"default": {"chat_id": "-1001234567890"}},
+            "persist_session": False,
         }
         values.update(overrides)
         return TelegramCommunicatorConfig.model_validate(values)
@@ -262,6 +329,19 @@ class FakeTelegramClient(FileSending):
         with self._lock:
             for _ in range(count):
                 self._failures.append((exc, _chat_key(chat) if chat is not None else None))
+
+    def fail_next_login(self, exc: BaseException, *, count: int = 1) -> None:
+        """Make the next ``count`` bot logins raise ``exc`` (e.g. ``FloodWaitError``)."""
+        with self._lock:
+            self._login_failures.extend([exc] * count)
+
+    def session_string_for(self, user_id: int, *, bot: bool = True) -> str:
+        """A ``StringSession`` string already logged in as ``user_id`` (a bot or a user)."""
+        from telethon.sessions import StringSession
+
+        session = StringSession()
+        self._authorize(session, self._account(user_id, bot=bot))
+        return str(session.save())
 
     def fail_next_connect(self, exc: BaseException | None = None, *, count: int = 1) -> None:
         """Make the next ``count`` connection attempts raise ``exc`` (a ``ConnectionError``)."""
@@ -282,6 +362,8 @@ class FakeTelegramClient(FileSending):
             self.sent_files.clear()
             self.errors.clear()
             self._failures.clear()
+            self._login_failures.clear()
+            self._flood_waited_requests.clear()
             self.flood_waits = 0
             self.edits.clear()
             self.deleted.clear()
@@ -328,6 +410,16 @@ class FakeTelegramClient(FileSending):
                     f"expected {count} sent messages within {timeout}s, {self._describe_sent()}"
                 )
             return list(self.sent)
+
+    async def wait_for_errors_async(self, count: int, timeout: float = 5.0) -> list[FailedSend]:
+        """Wait until ``count`` sends have raised; return every ``FailedSend``."""
+        await self._wait_async(lambda: len(self.errors) >= count, timeout)
+        with self._lock:
+            if len(self.errors) < count:
+                raise TimeoutError(
+                    f"expected {count} failed sends within {timeout}s, got {len(self.errors)}"
+                )
+            return list(self.errors)
 
     def wait_for_connected(self, timeout: float = 5.0) -> None:
         """Block until the fake is connected (e.g. after a reconnect)."""
@@ -394,6 +486,13 @@ class FakeTelegramClient(FileSending):
         if self.connect_latency:
             await asyncio.sleep(self.connect_latency)
         loop = asyncio.get_running_loop()
+        if self.silent:
+            if getattr(self.session, "auth_key", None):
+                # telethon's sender is connected before InitConnection goes unanswered.
+                self._loop = loop
+                self._connected = True
+                self._notify()
+            await _hang()
         if self._loop is not None and self._loop is not loop and self._connected:
             # telethon refuses to change loops while connected, too
             raise RuntimeError("The asyncio event loop must not change after connection")
@@ -422,6 +521,8 @@ class FakeTelegramClient(FileSending):
 
     async def disconnect(self) -> None:
         """Disconnect; when several backends share this fake, the last one disconnects it."""
+        if not self._connected:
+            return  # nothing to close (the link dropped): no backend left it
         if self._users > 0:
             self._users -= 1
         if self._users == 0 and self._connected:
@@ -459,24 +560,125 @@ class FakeTelegramClient(FileSending):
             )
         if not self._connected:
             await self.connect()
-        if not _BOT_TOKEN.fullmatch(bot_token):
-            raise errors.AccessTokenInvalidError(request=None)
-        bot_id = int(bot_token.split(":", 1)[0])
-        self._me = types.User(
-            id=bot_id,
-            is_self=True,
-            bot=True,
-            first_name="Fake bot",
-            username="fake_bot",
-            access_hash=bot_id * 7 + 1,
-        )
-        self._mb_entity_cache.set_self_user(bot_id, True, self._me.access_hash)
+        if self.silent:
+            await _hang()
+        me: Any = self._authorized_as(self.session)
+        if me is not None:
+            if bot_token[: bot_token.find(":")] != str(me.id):
+                warnings.warn(  # telethon's own warning, and it keeps the session
+                    "the session already had an authorized user so it did not login to "
+                    "the bot account using the provided bot_token; if you were expecting "
+                    "a different user, check whether you are accidentally reusing an "
+                    "existing session",
+                    stacklevel=2,
+                )
+        else:
+            request = functions.auth.ImportBotAuthorizationRequest(
+                flags=0, api_id=self.api_id, api_hash=self._api_hash, bot_auth_token=bot_token
+            )
+            me = await self._call(request, lambda: self._log_bot_in(bot_token))
+        self._me = me
+        self._mb_entity_cache.set_self_user(me.id, bool(me.bot), me.access_hash)
         self._users += 1
         self.start_count += 1
         return self
 
+    async def _log_bot_in(self, bot_token: str) -> types.User:
+        with self._lock:
+            failure = self._login_failures.popleft() if self._login_failures else None
+        if failure is not None:
+            raise failure
+        if not _BOT_TOKEN.fullmatch(bot_token):
+            raise errors.AccessTokenInvalidError(request=None)
+        me = self._account(int(bot_token.split(":", 1)[0]), bot=True)
+        self._authorize(self.session, me)
+        with self._lock:
+            self.logins += 1
+        return me
+
+    @staticmethod
+    def _account(user_id: int, *, bot: bool) -> types.User:
+        return types.User(
+            id=user_id,
+            is_self=True,
+            bot=bot,
+            first_name="Fake bot" if bot else "Fake user",
+            username="fake_bot" if bot else "fake_user",
+            access_hash=user_id * 7 + 1,
+        )
+
+    def _authorize(self, session: Any, me: types.User) -> None:
+        """Give ``session`` a new auth key logged in as ``me``, as a login does."""
+        if not hasattr(session, "auth_key"):
+            return  # a file path: the fake does not write SQLite sessions
+        # telethon makes the auth key when connecting a session without one; a login
+        # binds the account to that key.
+        key = session.auth_key or AuthKey(os.urandom(256))
+        if not getattr(session, "server_address", None):
+            session.set_dc(2, "127.0.0.1", 443)  # loopback: never a real Telegram address
+        session.auth_key = key
+        with self._lock:
+            self._authorizations[key.key] = me
+
+    def _authorized_as(self, session: Any) -> types.User | None:
+        key = getattr(getattr(session, "auth_key", None), "key", None)
+        with self._lock:
+            return self._authorizations.get(key) if key is not None else None
+
+    async def _call(self, request: TLRequest, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """Run one request as telethon's ``_call`` does: flood memory, internal retries.
+
+        ``request`` names the request type (its ``CONSTRUCTOR_ID`` keys the flood
+        memory, and flood errors carry it as ``.request``); ``attempt`` answers it
+        once, as Telegram would, and may raise telethon's errors. Any instance of the
+        telethon request a method sends will do (its fields are not read): a new
+        method joins with ``await self._call(functions.messages.EditMessageRequest(
+        peer=types.InputPeerEmpty(), id=0), lambda: ...)``.
+        """
+        scale = self.rate_limits.time_scale
+        constructor = request.CONSTRUCTOR_ID
+        due = self._flood_waited_requests.get(constructor)
+        if due is not None:
+            diff = round((due - time.time()) / scale)
+            if diff <= 3:  # telethon: flood waits below 3 seconds are "ignored"
+                self._flood_waited_requests.pop(constructor, None)
+            elif diff <= self.flood_sleep_threshold:
+                await asyncio.sleep(diff * scale)
+                self._flood_waited_requests.pop(constructor, None)
+            else:
+                raise errors.FloodWaitError(request=request, capture=diff)
+        last_error: BaseException | None = None
+        tries = 0
+        while tries <= max(self.request_retries, 0):
+            tries += 1
+            if self.silent:
+                await _hang()
+            try:
+                return await attempt()
+            except _SERVER_ERRORS as exc:
+                last_error = exc
+                await asyncio.sleep(self.internal_retry_delay)
+            except _FLOOD_ERRORS as exc:
+                last_error = exc
+                if getattr(exc, "request", None) is None:
+                    exc.request = request  # type: ignore[attr-defined]
+                seconds = int(getattr(exc, "seconds", 0))
+                if not isinstance(exc, errors.SlowModeWaitError):
+                    self._flood_waited_requests[constructor] = time.time() + seconds * scale
+                if seconds == 0:
+                    seconds = exc.seconds = 1  # type: ignore[attr-defined]
+                if seconds <= self.flood_sleep_threshold:
+                    await asyncio.sleep(seconds * scale)
+                else:
+                    raise
+        if self.raise_last_call_error and last_error is not None:
+            raise last_error
+        raise ValueError(f"Request was unsuccessful {tries} time(s)")
+
     async def get_me(self, input_peer: bool = False) -> Any:
         """The bot's own ``User`` (``InputPeerUser`` with ``input_peer``), None before login."""
+        if self.silent:
+            await _hang()
         if self._me is None:
             return None
         if input_peer:
@@ -584,13 +786,27 @@ class FakeTelegramClient(FileSending):
         message_effect_id: int | None = None,
     ) -> Any:
         """Accept a text message as Telegram would, or raise telethon's error for it."""
+        request = functions.messages.SendMessageRequest(
+            peer=types.InputPeerEmpty(), message=str(message)
+        )
         try:
-            return await self._send(
-                entity, message, reply_to, parse_mode, formatting_entities, file, buttons=buttons
+            return await self._call(
+                request,
+                lambda: self._send(
+                    entity,
+                    message,
+                    reply_to,
+                    parse_mode,
+                    formatting_entities,
+                    file,
+                    link_preview,
+                    buttons=buttons,
+                ),
             )
         except Exception as exc:
             with self._lock:
                 self.errors.append(FailedSend(entity, exc, time.monotonic()))
+            self._notify()
             raise
 
     async def _send(
@@ -601,6 +817,7 @@ class FakeTelegramClient(FileSending):
         parse_mode: Any,
         formatting_entities: list[Any] | None,
         file: Any,
+        link_preview: bool = True,
         *,
         buttons: Any = None,
     ) -> Any:
@@ -628,6 +845,7 @@ class FakeTelegramClient(FileSending):
             entities=formatting_entities,
             message_id=message_id,
             buttons=_inline_rows(markup),
+            link_preview=link_preview,
         )
         with self._lock:
             self.sent.append(record)
@@ -754,18 +972,30 @@ class FakeTelegramClient(FileSending):
         reply_to: int | None = None,
         chat_username: str | None = None,
         timeout: float = 5.0,
+        date: datetime | None = None,
+        chat_attached: bool = True,
     ) -> Any:
         """Deliver an incoming message to the ``NewMessage`` handlers; return the message.
 
         ``chat_id`` is a marked id (``-100...`` supergroups, negative small groups,
         positive private chats); ``sender_id`` defaults to the chat in a private chat.
         ``topic_id`` posts into a forum topic, ``reply_to`` replies to a message (inside
-        the topic, when both are given). From another thread this returns once the
-        handlers ran; on the client's own loop they are scheduled (or use
-        ``inject_message_async``).
+        the topic, when both are given). ``date`` backdates the message (a command
+        caught up after a downtime); ``chat_attached=False`` leaves ``event.chat`` None
+        (the chat is not in telethon's cache), ``get_chat()`` still finds it. From
+        another thread this returns once the handlers ran; on the client's own loop
+        they are scheduled (or use ``inject_message_async``).
         """
         update = self._build_update(
-            chat_id, text, sender_id, sender_name, topic_id, reply_to, chat_username
+            chat_id,
+            text,
+            sender_id,
+            sender_name,
+            topic_id,
+            reply_to,
+            chat_username,
+            date=date,
+            chat_attached=chat_attached,
         )
         try:
             running = asyncio.get_running_loop()
@@ -791,10 +1021,20 @@ class FakeTelegramClient(FileSending):
         topic_id: int | None = None,
         reply_to: int | None = None,
         chat_username: str | None = None,
+        date: datetime | None = None,
+        chat_attached: bool = True,
     ) -> Any:
         """``inject_message`` that returns once every handler has run."""
         update = self._build_update(
-            chat_id, text, sender_id, sender_name, topic_id, reply_to, chat_username
+            chat_id,
+            text,
+            sender_id,
+            sender_name,
+            topic_id,
+            reply_to,
+            chat_username,
+            date=date,
+            chat_attached=chat_attached,
         )
         running = asyncio.get_running_loop()
         for loop, handlers in self._handlers_by_loop().items():
@@ -829,11 +1069,14 @@ class FakeTelegramClient(FileSending):
         topic_id: int | None,
         reply_to: int | None,
         chat_username: str | None,
+        *,
+        date: datetime | None = None,
+        chat_attached: bool = True,
     ) -> Any:
         if isinstance(chat_id, bool) or not isinstance(chat_id, int):
             raise TypeError(f"chat_id must be a marked integer id, got {chat_id!r}")
         peer_id, peer_type = utils.resolve_id(chat_id)
-        now = datetime.now(UTC).replace(microsecond=0)  # Telegram dates have seconds
+        now = (date or datetime.now(UTC)).replace(microsecond=0)  # Telegram dates: seconds
         private = peer_type is types.PeerUser
         if sender_id is None:
             sender_id = chat_id if private else _DEFAULT_MEMBER_ID
@@ -909,6 +1152,8 @@ class FakeTelegramClient(FileSending):
             )
         else:
             update = types.UpdateNewMessage(message=message, pts=next(self._pts), pts_count=1)
+        if not chat_attached:
+            entities = {k: v for k, v in entities.items() if v is not chat or v is sender}
         update._entities = entities
         return update
 
@@ -1171,6 +1416,11 @@ class FakeTelegramClient(FileSending):
         self._entities.update(entities)
         update._entities = entities
         return update
+
+
+async def _hang() -> None:
+    """Wait for ever (until cancelled), as a request to a silent server does."""
+    await asyncio.get_running_loop().create_future()
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

@@ -156,6 +156,7 @@ class TelegramInteractions:
                     chunk.text,
                     parse_mode=chunk.parse_mode,
                     formatting_entities=chunk.entities,
+                    link_preview=self._backend._tg_config.link_preview,
                     buttons=buttons,
                 )
             job.piece_ids[index] = message_id
@@ -163,9 +164,11 @@ class TelegramInteractions:
             sent = await client.send_message(
                 entity,
                 chunk.text,
-                reply_to=job.target.topic_id,
+                # The General topic (id 1) takes plain posts, not replies to message 1.
+                reply_to=job.target.topic_id if job.target.topic_id != 1 else None,
                 parse_mode=chunk.parse_mode,
                 formatting_entities=chunk.entities,
+                link_preview=self._backend._tg_config.link_preview,
                 buttons=buttons,
             )
             remember_piece(job, sent)

@@ -5,7 +5,10 @@ Each chat is a lane: its jobs go out in order, one chunk at a time, so one messa
 chunks are never interleaved with another's. A scheduler task starts the next chunk of
 every lane whose windows allow it (per chat, per group) while the bot-wide window has
 room, giving the slot to the lane with the most work left. A flood wait or a retry
-delay pauses only its lane. Every job carries its outcome (a ``DeliveryResult``).
+delay pauses only its lane; a flood wait that reaches a second chat while the first
+chat's wait runs is taken as bot-wide and pauses every lane. A flood wait longer than
+``max_flood_wait`` fails the messages it would hold. Every job carries its outcome (a
+``DeliveryResult``).
 """
 
 from __future__ import annotations
@@ -98,7 +101,16 @@ class Job:
 
 
 class _Lane:
-    __slots__ = ("busy", "grouped", "jobs", "key", "paused_until", "remaining", "windows")
+    __slots__ = (
+        "busy",
+        "flood_until",
+        "grouped",
+        "jobs",
+        "key",
+        "paused_until",
+        "remaining",
+        "windows",
+    )
 
     def __init__(self, key: int | str, grouped: bool, limits: TelegramRateLimits) -> None:
         self.key = key
@@ -106,11 +118,12 @@ class _Lane:
         self.jobs: deque[Job] = deque()
         self.windows: list[SlidingWindow] = limits.chat_windows(grouped)
         self.paused_until = -math.inf
+        self.flood_until = -math.inf  # the end of this chat's last flood wait
         self.busy = False
         self.remaining = 0
 
-    def ready_at(self) -> float:
-        return max(self.paused_until, *(w.ready_at() for w in self.windows))
+    def ready_at(self, bot_paused_until: float) -> float:
+        return max(self.paused_until, bot_paused_until, *(w.ready_at() for w in self.windows))
 
 
 ChunkSender = Callable[[Job, Chunk], Awaitable[None]]
@@ -130,8 +143,13 @@ class SendQueue:
         classify: FailureClassifier,
         max_attempts: int,
         retry_base_delay: float,
+        max_flood_wait: float = math.inf,
     ) -> None:
         self._name = name
+        # In the limits' clock, like the flood delays the classifier hands back.
+        self._max_flood_wait = max_flood_wait * limits.time_scale
+        self._max_flood_seconds = max_flood_wait
+        self._bot_paused_until = -math.inf  # a bot-wide flood wait pauses every lane
         self._limits = limits
         self._max_size = max_size
         self._send_chunk = send_chunk
@@ -326,7 +344,11 @@ class SendQueue:
         for lane in self._lanes.values():
             if lane.busy or not lane.jobs:
                 continue
-            at = lane.ready_at()
+            flood_left = max(lane.flood_until, self._bot_paused_until) - now
+            if flood_left > self._max_flood_wait:
+                self._fail_flooded(lane, flood_left)
+                continue
+            at = lane.ready_at(self._bot_paused_until)
             if at <= now:
                 ready.append(lane)
             else:
@@ -400,14 +422,7 @@ class SendQueue:
         part = f" (part {index + 1} of {len(job.chunks)})" if len(job.chunks) > 1 else ""
         if failure.kind == "flood":
             job.chunk_tries[index] -= 1  # a flood wait does not spend an attempt
-            lane.paused_until = max(lane.paused_until, now + failure.delay)
-            logger.warning(
-                "%s: Telegram asked to wait %.1fs before sending more to %s; that chat "
-                "pauses, the others go on",
-                self._name,
-                failure.delay,
-                where,
-            )
+            self._on_flood(lane, job, now, failure.delay)
             return
         tries = job.chunk_tries[index]
         if failure.kind == "retry" and tries < self._max_attempts:
@@ -434,6 +449,61 @@ class SendQueue:
             f"{failure.reason}",
             permanent=failure.kind == "fatal",
         )
+
+    def _seconds(self, delay: float) -> float:
+        """A delay of the limits' clock in Telegram's seconds."""
+        return delay / self._limits.time_scale
+
+    def _on_flood(self, lane: _Lane, job: Job, now: float, delay: float) -> None:
+        until = now + delay
+        where = job.target.describe()
+        # Chats under a flood wait of their own; one too long to wait out (failed, not
+        # held) says nothing about the bot as a whole and must not stretch its pause.
+        others = [
+            other
+            for other in self._lanes.values()
+            if other is not lane and now < other.flood_until <= now + self._max_flood_wait
+        ]
+        lane.flood_until = max(lane.flood_until, until)
+        lane.paused_until = max(lane.paused_until, until)
+        if delay > self._max_flood_wait:
+            return  # the dispatcher fails what this wait would hold (_fail_flooded)
+        if others:
+            # A second chat flooded inside the first one's window: the bot as a whole
+            # is over its limit. Pause every chat until both waits have ended.
+            self._bot_paused_until = max(
+                self._bot_paused_until, until, *(other.flood_until for other in others)
+            )
+            logger.warning(
+                "%s: Telegram asked to wait %.0f s before sending more to %s while another "
+                "chat's flood wait runs; taken as bot-wide: every chat pauses for %.0f s",
+                self._name,
+                self._seconds(delay),
+                where,
+                self._seconds(self._bot_paused_until - now),
+            )
+            return
+        logger.warning(
+            "%s: Telegram asked to wait %.0f s before sending more to %s; that chat "
+            "pauses, the others go on",
+            self._name,
+            self._seconds(delay),
+            where,
+        )
+
+    def _fail_flooded(self, lane: _Lane, left: float) -> None:
+        """Fail every message of ``lane``: its flood wait is longer than max_flood_wait."""
+        while lane.jobs:
+            job = lane.jobs.popleft()
+            sent = job.next_chunk
+            detail = f"; {sent} of {len(job.chunks)} parts were sent" if sent else ""
+            self._fail(
+                job,
+                f"not sent to {job.target.describe()}: Telegram asks to wait "
+                f"{self._seconds(left):.0f} s before sending more, longer than "
+                f"max_flood_wait={self._max_flood_seconds:g}s{detail}",
+            )
+        lane.remaining = 0
 
     def _fail(self, job: Job, reason: str, *, permanent: bool = False, log: bool = True) -> None:
         error = SendError(

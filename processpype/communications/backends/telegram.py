@@ -4,12 +4,22 @@ How a message travels: ``send``/``deliver`` route it by label to a chat (the lab
 chat, else the ``default`` chat; an inactive chat skips it), cut its text into pieces
 Telegram accepts (``_telegram_text``) and queue it (``_telegram_queue``). The queue's
 scheduler sends each chat's messages in order within Telegram's limits
-(``_telegram_limits``); a flood wait pauses only that chat, other failures are retried
-with exponential backoff. ``deliver`` waits for the message's outcome. Attachments
-become pieces sent with ``send_file`` (``_telegram_files``).
+(``_telegram_limits``); a flood wait pauses only that chat (or, reaching a second chat
+meanwhile, the bot), server and connection failures are retried with exponential
+backoff. ``deliver`` waits for the message's outcome.
+
+Where telethon's own behaviour differs from Telegram's, the backend corrects it: it
+bounds ``start()`` (telethon bounds only the TCP connect), clears telethon's flood
+memory per request type (Telegram's waits are per chat), closes a connection that
+stopped answering (telethon would keep it half-open), and keeps a send-only bot's
+login between runs (``_telegram_session``), since each login counts against a limit.
 
 With ``listen_to_commands``, a ``NewMessage`` handler turns messages from authorized
-chats (and topics, and senders) into ``IncomingMessage`` events for the dispatcher.
+chats (and topics, and senders) into ``IncomingMessage`` events for the dispatcher;
+missed updates are caught up on connecting, and commands older than
+``max_command_age`` dropped. Attachments become pieces sent with
+``send_file`` (``_telegram_files``).
+
 Edits of sent messages, and questions with inline buttons answered through callback
 queries, live in ``_telegram_interactive``; they travel through the same queue.
 
@@ -24,7 +34,9 @@ import logging
 import os
 import re
 import sys
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +62,7 @@ from processpype.communications.backends._telegram_queue import (
     SendFailure,
     SendQueue,
 )
+from processpype.communications.backends._telegram_session import SessionStore
 from processpype.communications.backends._telegram_text import Chunk, prepare_capped
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
@@ -68,23 +81,100 @@ __all__ = [
     "TelegramRateLimits",
     "default_session_dir",
     "set_default_client_factory",
+    "telethon_client",
 ]
 
 logger = logging.getLogger("processpype.communications.telegram")
 
-ClientFactory = Callable[[Any, int, str], Any]
-"""Builds a client: ``factory(session, api_id, api_hash)``, like ``TelegramClient``."""
+ClientFactory = Callable[..., Any]
+"""Builds a client: ``factory(session, api_id, api_hash, **options)``, like ``TelegramClient``.
+
+``options`` are the keyword arguments of ``TelegramClient`` the backend relies on
+(``TelegramCommunicator.client_options()``); ``telethon_client`` is the default.
+"""
 
 _SENDER_LOOKUP_TIMEOUT = 5.0
+_MAX_OTHER_CHATS = 10_000
 _DISCONNECT_TIMEOUT = 10.0
 _RECONNECT_FIRST_DELAY = 0.1
 _RECONNECT_MAX_DELAY = 60.0
+# telethon repeats a request itself after a server error (sleeping 2 s) and after a
+# DC migration; one repeat follows a migration, and leaves lasting server errors to
+# the backend's own retries (backoff, max_attempts), which a user can tune.
+_REQUEST_RETRIES = 1
+# telethon's errors that its _call repeats internally: Telegram's servers failing, not
+# the request being wrong.
+_SERVER_ERRORS: tuple[type[BaseException], ...] = (
+    errors.ServerError,
+    errors.TimedOutError,
+    errors.RpcCallFailError,
+    errors.RpcMcgetFailError,
+    errors.InterdcCallErrorError,
+    errors.InterdcCallRichErrorError,
+)
+_UNSUCCESSFUL = "Request was unsuccessful"
+_CLIENT_DEFAULTS: dict[str, Any] = {
+    # telethon would otherwise sleep through flood waits inside send_message and block
+    # the caller; the backend schedules around them itself.
+    "flood_sleep_threshold": 0,
+    "request_retries": _REQUEST_RETRIES,
+    # Surface the real RPC error (ServerError, ...) rather than telethon's
+    # ValueError("Request was unsuccessful N time(s)").
+    "raise_last_call_error": True,
+}
 
 
-def _telethon_client(session: Any, api_id: int, api_hash: str) -> Any:
-    # flood_sleep_threshold=0: telethon would otherwise sleep through flood waits
-    # inside send_message and block the caller; we schedule around them ourselves.
-    return TelegramClient(session, api_id, api_hash, flood_sleep_threshold=0)
+def telethon_client(session: Any, api_id: int, api_hash: str, **options: Any) -> Any:
+    """Build telethon's ``TelegramClient`` exactly as the backend does (``options`` on top).
+
+    Tests reach the real client's code through this: wrap it in a ``client_factory``
+    that points ``client.session.set_dc(...)`` at a local server, or stubs
+    ``client._sender``.
+    """
+    return TelegramClient(session, api_id, api_hash, **{**_CLIENT_DEFAULTS, **options})
+
+
+def _is_server_error(exc: BaseException) -> bool:
+    """A failure of Telegram's servers, as telethon raises it with either flag."""
+    if isinstance(exc, _SERVER_ERRORS):
+        return True
+    return isinstance(exc, ValueError) and str(exc).startswith(_UNSUCCESSFUL)
+
+
+def _forget_flood_memory(client: Any, exc: BaseException) -> None:
+    """Make telethon forget the flood wait it just stored for this request type.
+
+    telethon keeps ``_flood_waited_requests[request.CONSTRUCTOR_ID]`` and refuses every
+    later request of that type (``send_message`` to *any* chat) until the wait ends.
+    Telegram's flood waits concern one chat (or the bot, which the queue sees when a
+    second chat gets one): the queue schedules around them, so the memory must go.
+    """
+    memory = getattr(client, "_flood_waited_requests", None)
+    request = getattr(exc, "request", None)
+    constructor = getattr(request, "CONSTRUCTOR_ID", None)
+    if isinstance(memory, dict) and constructor is not None:
+        memory.pop(constructor, None)
+
+
+def _server_of(client: Any) -> str:
+    """The host:port the client talks to (the session's data centre), for errors."""
+    session = getattr(client, "session", None)
+    address = getattr(session, "server_address", None)
+    port = getattr(session, "port", None)
+    if address:
+        return f"{address}:{port}" if port else str(address)
+    return "Telegram"
+
+
+def _connect_stage(client: Any, had_auth_key: bool) -> str:
+    """How far a ``connect()`` that did not finish came (read from telethon's sender)."""
+    sender = getattr(client, "_sender", None)
+    connection = getattr(sender, "_connection", None)
+    if sender is None or connection is None or not getattr(connection, "_connected", False):
+        return "connecting"
+    if not had_auth_key and not getattr(sender, "auth_key", None):
+        return "the auth-key exchange"
+    return "the first request after connecting (InitConnection)"
 
 
 _default_factory: ClientFactory | None = None
@@ -154,7 +244,7 @@ class TelegramCommunicator(Communicator):
             )
         super().__init__(name, config)
         self._tg_config = config
-        self._client_factory: ClientFactory = client_factory or _default_factory or _telethon_client
+        self._client_factory: ClientFactory = client_factory or _default_factory or telethon_client
         self._limits = rate_limits or TelegramRateLimits.from_config(config)
         self._secrets = [
             secret
@@ -173,6 +263,11 @@ class TelegramCommunicator(Communicator):
         self._connect_lock: asyncio.Lock | None = None
         self._stopping = False
         self._handler_registered = False
+        self._store: SessionStore | None = None
+        self._username_ids: dict[str, Any] = {}  # @username chats seen, by their chat id
+        self._other_chat_ids: set[Any] = set()  # chats known not to be @username chats
+        self._stored_session = ""
+        self._login_allowed_at = 0.0  # Unix time; Telegram's last login flood wait
         self.undelivered_on_stop = 0
         """How many queued messages the last ``stop()`` could not deliver."""
         self._interactions = TelegramInteractions(self)  # edits and questions
@@ -266,7 +361,7 @@ class TelegramCommunicator(Communicator):
                     key=f"backends.{self.name}.session_string",
                 ) from None
         if not self._tg_config.listen_to_commands:
-            return StringSession()  # send-only: nothing worth keeping on disk
+            return self._send_only_session()
         path = self.session_file()
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -283,6 +378,102 @@ class TelegramCommunicator(Communicator):
             ) from exc
         return str(path)
 
+    def _session_store(self) -> SessionStore | None:
+        """The bot's login files (by bot id), or None when nothing may be kept on disk."""
+        config = self._tg_config
+        if config.session_string.get_secret_value().strip():
+            return None
+        if not config.listen_to_commands and not config.persist_session:
+            return None
+        bot_id = config.token.get_secret_value().strip().split(":", 1)[0]
+        return SessionStore(self.session_file().parent, bot_id)
+
+    def _send_only_session(self) -> Any:
+        """A string session: the bot's stored login, or a fresh one (log in again)."""
+        store = self._store
+        self._stored_session = ""
+        if store is None:
+            return StringSession()  # persist_session: false, the reference's behaviour
+        stored = store.load()
+        if stored:
+            try:
+                session = StringSession(stored)
+            except Exception:
+                logger.warning(
+                    "%s: the stored session %s is not readable; logging in again",
+                    self.name,
+                    store.session_path,
+                )
+                store.discard()
+            else:
+                self._stored_session = stored
+                return session
+        return StringSession()
+
+    def _save_session(self, client: Any) -> None:
+        """Keep a send-only client's login for the next run (owner-only file)."""
+        store = self._store
+        if store is None or self._tg_config.listen_to_commands:
+            return
+        session = getattr(client, "session", None)
+        if not isinstance(session, StringSession):
+            return
+        try:
+            current = session.save()
+        except Exception as exc:
+            logger.debug("%s: the session could not be saved: %s", self.name, exc)
+            return
+        if current and current != self._stored_session:
+            try:
+                store.save(current)
+            except OSError as exc:
+                logger.warning(
+                    "%s: cannot keep the login in %s (%s): the next start logs in again",
+                    self.name,
+                    store.session_path,
+                    exc.strerror or exc,
+                )
+                return
+            self._stored_session = current
+
+    def _check_login_wait(self) -> None:
+        """Refuse to start while Telegram's last login flood wait has not ended."""
+        allowed_at = self._login_allowed_at
+        if self._store is not None:
+            allowed_at = max(allowed_at, self._store.login_allowed_at())
+        left = allowed_at - time.time()
+        if left > 0:
+            until = datetime.fromtimestamp(allowed_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            raise BackendStartError(
+                f"{self.name}: Telegram asks to wait {left:.0f} s before logging in again "
+                f"(until {until}); not trying before then",
+                backend=self.name,
+            )
+
+    def _login_flood(self, exc: errors.FloodError) -> BackendStartError:
+        seconds = float(getattr(exc, "seconds", 0) or 0)
+        self._login_allowed_at = time.time() + seconds
+        if self._store is not None:
+            self._login_allowed_at = self._store.remember_login_wait(seconds)
+        return BackendStartError(
+            f"{self.name}: Telegram asks to wait {seconds:.0f} s before logging in again "
+            "(too many logins of this bot); a later start() waits until then",
+            backend=self.name,
+        )
+
+    def client_options(self) -> dict[str, Any]:
+        """The ``TelegramClient`` keyword arguments this backend builds its client with."""
+        listening = self._tg_config.listen_to_commands
+        return {
+            **_CLIENT_DEFAULTS,
+            # telethon's own timeout bounds only the TCP connect: start() bounds the rest.
+            "timeout": self._tg_config.connect_timeout,
+            # A send-only client has no use for updates; a listening one fetches those
+            # it missed while down (catch_up) on start and after reconnecting.
+            "receive_updates": listening,
+            "catch_up": listening,
+        }
+
     def _check_token(self) -> str:
         token = self._tg_config.token.get_secret_value().strip()
         key = f"backends.{self.name}.token"
@@ -296,15 +487,21 @@ class TelegramCommunicator(Communicator):
         return token
 
     async def start(self) -> None:
-        """Log the bot in, register the incoming handler if listening, start sending."""
+        """Log the bot in (within ``connect_timeout``), listen if asked, start sending.
+
+        Raises ``BackendStartError`` naming the server and the step that failed or ran
+        out of time (never the token), and ``ConfigError`` for a config telethon refuses.
+        """
         if self._started:
             return
         token = self._check_token()
+        self._store = self._session_store()
+        self._check_login_wait()
         session = self._session()
         config = self._tg_config
         try:
             client = self._client_factory(
-                session, config.api_id, config.api_hash.get_secret_value()
+                session, config.api_id, config.api_hash.get_secret_value(), **self.client_options()
             )
         except ValueError as exc:
             raise ConfigError(
@@ -315,29 +512,26 @@ class TelegramCommunicator(Communicator):
             client.flood_sleep_threshold = 0
         self._stopping = False
         self._connect_lock = asyncio.Lock()
-        try:
-            await client.start(bot_token=token)
-            me = await client.get_me()
-        except asyncio.CancelledError:
-            await self._disconnect_quietly(client)
-            raise
-        except Exception as exc:
-            await self._disconnect_quietly(client)
-            if isinstance(exc, errors.RPCError):
-                what = "Telegram refused the bot login (check token, api_id and api_hash)"
-            elif isinstance(exc, (OSError, TimeoutError)):
-                what = "could not connect to Telegram"
-            else:
-                what = "could not start the Telegram client"
-            raise BackendStartError(
-                f"{self.name}: {what}: {self._scrubbed(exc)}", backend=self.name
-            ) from exc
-        if isinstance(session, str):
-            _restrict_permissions(session)
-        self._client = client
         if config.listen_to_commands:
+            # Before connecting: telethon fetches the missed updates (catch_up) as soon
+            # as connect() ends, and hands them only to handlers registered by then.
             client.add_event_handler(self._on_new_message, events.NewMessage(incoming=True))
             self._interactions.listen(client)
+        try:
+            me = await self._log_in(client, token, session)
+        except BaseException:
+            if config.listen_to_commands:
+                with contextlib.suppress(Exception):
+                    client.remove_event_handler(self._on_new_message)
+                self._interactions.stop(client)
+            raise
+        if isinstance(session, str):
+            _restrict_permissions(session)
+        self._save_session(client)
+        if self._store is not None:
+            self._store.forget_login_wait()
+        self._client = client
+        if config.listen_to_commands:
             self._handler_registered = True
             self._watchdog = asyncio.get_running_loop().create_task(
                 self._watch_connection(), name=f"processpype-telegram-{self.name}-watchdog"
@@ -350,6 +544,7 @@ class TelegramCommunicator(Communicator):
             classify=self._classify,
             max_attempts=config.max_attempts,
             retry_base_delay=config.retry_base_delay,
+            max_flood_wait=config.max_flood_wait,
         )
         self._queue.start()
         self._started = True
@@ -360,6 +555,111 @@ class TelegramCommunicator(Communicator):
             f"@{username}" if username else "the bot",
             " (listening for commands)" if config.listen_to_commands else "",
         )
+
+    async def _log_in(self, client: Any, token: str, session: Any) -> Any:
+        """Connect, log in and fetch the bot's user, all within ``connect_timeout``."""
+        limit = self._tg_config.connect_timeout
+        had_auth_key = bool(getattr(session, "auth_key", None))
+        step = "connecting"
+        try:
+            async with asyncio.timeout(limit) as deadline:
+                await client.connect()
+                step = "the bot login"
+                await client.start(bot_token=token)
+                step = "get_me"
+                me = await client.get_me()
+        except asyncio.CancelledError:
+            await self._disconnect_quietly(client)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # Not our cancellation: telethon cancels its pending requests when the
+            # connection closes under them.
+            raise BackendStartError(
+                f"{self.name}: the connection to Telegram at {_server_of(client)} closed "
+                f"during {step}",
+                backend=self.name,
+            ) from None
+        except Exception as exc:
+            server = _server_of(client)
+            if step == "connecting":
+                step = _connect_stage(client, had_auth_key)
+            # The client may be half-open (link up, no update or keepalive loop):
+            # disconnect, so nothing lingers and a later start() begins clean.
+            await self._disconnect_quietly(client)
+            self._discard_refused_session(exc)
+            if isinstance(exc, TimeoutError) and deadline.expired():
+                raise BackendStartError(
+                    f"{self.name}: Telegram at {server} did not answer within "
+                    f"connect_timeout={limit:g}s (stuck in: {step}); a firewall, a proxy or "
+                    "a dead route may be swallowing the connection",
+                    backend=self.name,
+                ) from None
+            if isinstance(exc, errors.FloodError) and step == "the bot login":
+                raise self._login_flood(exc) from exc
+            if isinstance(exc, errors.RPCError) and step == "the bot login":
+                what = "Telegram refused the bot login (check token, api_id and api_hash)"
+            elif isinstance(exc, (OSError, TimeoutError)):
+                what = f"could not connect to Telegram at {server} (step: {step})"
+            elif isinstance(exc, BufferError | EOFError):
+                what = (
+                    f"the server at {server} does not answer in Telegram's protocol "
+                    f"(step: {step}); a proxy or a captive portal may be in the way"
+                )
+            else:
+                what = f"the Telegram client failed at {server} (step: {step})"
+            raise BackendStartError(
+                f"{self.name}: {what}: {self._scrubbed(exc)}", backend=self.name
+            ) from exc
+        try:
+            self._check_identity(me, token)
+        except BackendStartError:
+            await self._disconnect_quietly(client)
+            if self._store is not None and self._stored_session:
+                self._store.discard()  # not this bot's login: never reuse it
+            raise
+        return me
+
+    def _discard_refused_session(self, exc: BaseException) -> None:
+        """Forget a kept login that Telegram no longer knows: the next start logs in anew."""
+        store = self._store
+        refused = (errors.AuthKeyNotFound, errors.UnauthorizedError, errors.AuthKeyError)
+        if store is None or not self._stored_session or not isinstance(exc, refused):
+            return
+        store.discard()
+        self._stored_session = ""
+        logger.warning(
+            "%s: Telegram refused the kept login (%s): it is discarded, the next start logs "
+            "the bot in again",
+            self.name,
+            type(exc).__name__,
+        )
+
+    def _check_identity(self, me: Any, token: str) -> None:
+        """Refuse a session that is not a bot's, or not the token's bot."""
+        where = (
+            f"backends.{self.name}.session_string"
+            if self._tg_config.session_string.get_secret_value().strip()
+            else "the stored session"
+        )
+        if me is None:
+            raise BackendStartError(
+                f"{self.name}: Telegram did not authorize the bot (get_me returned nothing)",
+                backend=self.name,
+            )
+        if not getattr(me, "bot", False):
+            raise BackendStartError(
+                f"{self.name}: {where} is logged in as a user account (id {me.id}), not a "
+                "bot: the backend posts as a bot only; use a bot's session or none",
+                backend=self.name,
+            )
+        bot_id = token.split(":", 1)[0]
+        if str(me.id) != bot_id:
+            raise BackendStartError(
+                f"{self.name}: {where} belongs to bot {me.id}, not to the token's bot "
+                f"{bot_id}: use that bot's session, or none",
+                backend=self.name,
+            )
 
     async def stop(self) -> None:
         """Deliver what is queued (up to ``stop_timeout``), then disconnect.
@@ -414,15 +714,27 @@ class TelegramCommunicator(Communicator):
             raise ConnectionError("the backend is not started")
         async with lock:
             if not client.is_connected():
+                limit = self._tg_config.connect_timeout
+                # A clean disconnect first, even though the link is gone: telethon then
+                # saves where the updates stopped, and connect() (catch_up) resumes
+                # from there, not from its last periodic save a minute earlier, which
+                # would hand the same commands over again.
+                await self._disconnect_quietly(client)
                 try:
-                    async with asyncio.timeout(self._tg_config.send_timeout):
+                    async with asyncio.timeout(limit):
                         await client.connect()
                 except TimeoutError:
+                    # telethon may be half-open now (is_connected() True, no keepalive):
+                    # disconnect, so the next try starts from a clean connection.
+                    await self._disconnect_quietly(client)
                     # Nothing was sent yet: a connection error, retried like one.
                     raise ConnectionError(
-                        f"reconnecting to Telegram took longer than send_timeout "
-                        f"({self._tg_config.send_timeout:g}s)"
+                        f"reconnecting to Telegram at {_server_of(client)} took longer "
+                        f"than connect_timeout ({limit:g}s)"
                     ) from None
+                except asyncio.CancelledError:
+                    await self._disconnect_quietly(client)
+                    raise
                 logger.info("%s: reconnected to Telegram", self.name)
 
     def _is_stopping(self) -> bool:
@@ -566,24 +878,50 @@ class TelegramCommunicator(Communicator):
             raise ConnectionError("the backend is stopping")
         if not client.is_connected():
             await self._reconnect()
+        # The General topic (id 1) takes plain posts: reply_to=1 would make the message a
+        # reply to message 1.
+        topic = job.target.topic_id if job.target.topic_id != 1 else None
         if isinstance(chunk, FileChunk):
-            target = job.target
-            await send_file_chunk(
-                client, target.entity, target.topic_id, chunk, self._tg_config.send_timeout
-            )
+            try:
+                await send_file_chunk(
+                    client, job.target.entity, topic, chunk, self._tg_config.send_timeout
+                )
+            except errors.FloodError as exc:
+                _forget_flood_memory(client, exc)
+                raise
+            except TimeoutError:
+                await self._disconnect_quietly(client)
+                raise
             return
-        async with asyncio.timeout(self._tg_config.send_timeout):
-            if isinstance(job, TrackedJob) and job.custom:  # an edit, or buttons
-                await self._interactions.send_piece(client, job, chunk)
-                return
-            sent = await client.send_message(
-                job.target.entity,
-                chunk.text,
-                reply_to=job.target.topic_id,
-                parse_mode=chunk.parse_mode,
-                formatting_entities=chunk.entities,
-            )
-            remember_piece(job, sent)
+        try:
+            async with asyncio.timeout(self._tg_config.send_timeout):
+                if isinstance(job, TrackedJob) and job.custom:  # an edit, or buttons
+                    await self._interactions.send_piece(client, job, chunk)
+                    return
+                sent = await client.send_message(
+                    job.target.entity,
+                    chunk.text,
+                    reply_to=topic,
+                    parse_mode=chunk.parse_mode,
+                    formatting_entities=chunk.entities,
+                    link_preview=self._tg_config.link_preview,
+                )
+                remember_piece(job, sent)
+        except errors.FloodError as exc:
+            _forget_flood_memory(client, exc)
+            raise
+        except TimeoutError:
+            # No answer: the link may be dead while telethon thinks it is up. Start the
+            # next attempt from a fresh connection.
+            await self._disconnect_quietly(client)
+            raise
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            # Not our cancellation: telethon cancels pending requests when the
+            # connection is closed (another send timed out, a reconnect began).
+            raise ConnectionError("the connection closed while the message was sent") from None
 
     def _classify(self, exc: BaseException) -> SendFailure:
         reason = self._scrubbed(exc)
@@ -599,8 +937,8 @@ class TelegramCommunicator(Communicator):
                 f"no answer within send_timeout={self._tg_config.send_timeout}s; not retried "
                 "because Telegram may have received it",
             )
-        if isinstance(exc, errors.ServerError | errors.TimedOutError):
-            return SendFailure("retry", reason)
+        if _is_server_error(exc):
+            return SendFailure("retry", reason)  # 500, -503, "unsuccessful N time(s)"
         if isinstance(exc, errors.RPCError):
             return SendFailure("fatal", reason)  # 400, 401, 403, 404, 406: retrying cannot help
         if isinstance(exc, OSError):
@@ -611,11 +949,62 @@ class TelegramCommunicator(Communicator):
 
     # -- receiving ------------------------------------------------------------------
 
-    def _chat_matches(self, target: ChatTarget, event: Any) -> bool:
+    def _chat_matches(self, target: ChatTarget, chat_id: Any, username: str | None) -> bool:
         if isinstance(target.entity, int):
-            return bool(target.entity == event.chat_id)
-        username = getattr(getattr(event, "chat", None), "username", None)
-        return bool(username) and target.entity.lstrip("@").lower() == str(username).lower()
+            return bool(target.entity == chat_id)
+        wanted = target.entity.lstrip("@").lower()
+        if chat_id is not None and self._username_ids.get(wanted) == chat_id:
+            return True
+        if username and wanted == username.lower():
+            if chat_id is not None:
+                self._username_ids[wanted] = chat_id  # later messages match by id
+            return True
+        return False
+
+    async def _chat_username(self, event: Any) -> str | None:
+        """The username of the event's chat, looked up when telethon did not attach it."""
+        chat = getattr(event, "chat", None)
+        chat_id = event.chat_id
+        if chat is None:
+            wanted = any(isinstance(t.entity, str) for t in self._targets.values())
+            if (
+                not wanted
+                or chat_id in self._username_ids.values()
+                or chat_id in self._other_chat_ids
+            ):
+                return None
+            # The event's own client: caught-up updates can arrive while start() runs.
+            client = getattr(event, "client", None) or self._client
+            if client is None:
+                return None
+            # A message can arrive without its chat (not in telethon's cache): an
+            # @username chat would then never match. Look the chat up by id once
+            # (event.get_chat() would list dialogs, which bots may not); later
+            # messages match by id.
+            try:
+                async with asyncio.timeout(_SENDER_LOOKUP_TIMEOUT):
+                    chat = await client.get_entity(chat_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.debug("%s: could not look the chat up: %s", self.name, self._scrubbed(exc))
+                return None
+        username = getattr(chat, "username", None)
+        if not username:
+            self._remember_other_chat(chat_id)
+            return None
+        if not any(
+            isinstance(t.entity, str) and t.entity.lstrip("@").lower() == str(username).lower()
+            for t in self._targets.values()
+        ):
+            self._remember_other_chat(chat_id)
+        return str(username)
+
+    def _remember_other_chat(self, chat_id: Any) -> None:
+        """A chat that is none of the @username chats: not looked up again."""
+        if len(self._other_chat_ids) >= _MAX_OTHER_CHATS:
+            self._other_chat_ids.clear()  # bounded memory; a lookup again is harmless
+        self._other_chat_ids.add(chat_id)
 
     @staticmethod
     def _topic_matches(chat: TelegramChatConfig, topic: int | None) -> bool:
@@ -624,11 +1013,15 @@ class TelegramCommunicator(Communicator):
         # The General topic (id 1) carries no topic header.
         return chat.topic_id == topic or (chat.topic_id == 1 and topic is None)
 
-    def _authorize(self, event: Any, topic: int | None) -> tuple[str | None, str]:
+    def _authorize(
+        self, event: Any, topic: int | None, username: str | None = None
+    ) -> tuple[str | None, str]:
         """The label of the chat config that accepts this message, or None and why not."""
         chats = self._tg_config.chats
         candidates = [
-            label for label, target in self._targets.items() if self._chat_matches(target, event)
+            label
+            for label, target in self._targets.items()
+            if self._chat_matches(target, event.chat_id, username)
         ]
         if not candidates:
             return None, "not a configured chat"
@@ -655,7 +1048,7 @@ class TelegramCommunicator(Communicator):
         try:
             message = event.message
             topic = _topic_of(message)
-            label, reason = self._authorize(event, topic)
+            label, reason = self._authorize(event, topic, await self._chat_username(event))
             if label is None:
                 # Never the text: it comes from someone we do not know.
                 logger.debug(
@@ -670,6 +1063,19 @@ class TelegramCommunicator(Communicator):
             text = event.raw_text or ""
             if not text:
                 logger.debug("%s: ignored message %s without text", self.name, event.id)
+                return
+            age = _age_of(message)
+            if age is not None and age > self._tg_config.max_command_age:
+                # Caught up after a downtime: a /restart sent hours ago must not fire now.
+                logger.info(
+                    "%s: dropped message %s in chat %s: sent %.0f s ago, older than "
+                    "max_command_age=%gs",
+                    self.name,
+                    event.id,
+                    event.chat_id,
+                    age,
+                    self._tg_config.max_command_age,
+                )
                 return
             incoming = IncomingMessage(
                 text=text,
@@ -702,6 +1108,16 @@ class TelegramCommunicator(Communicator):
         if sender is None:
             return None
         return utils.get_display_name(sender) or None
+
+
+def _age_of(message: Any) -> float | None:
+    """Seconds since ``message`` was sent (None when it carries no date)."""
+    date = getattr(message, "date", None)
+    if not isinstance(date, datetime):
+        return None
+    if date.tzinfo is None:
+        date = date.replace(tzinfo=UTC)  # telethon's dates are UTC
+    return (datetime.now(UTC) - date).total_seconds()
 
 
 def _restrict_permissions(session: str) -> None:
