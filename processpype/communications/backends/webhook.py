@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import hashlib
 import json
 import logging
 import math
@@ -35,7 +36,7 @@ from pydantic_core import to_jsonable_python
 from processpype import __version__
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
-from processpype.communications.delivery import DeliveryResult
+from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryResult
 from processpype.communications.errors import ConfigError, SendError, describe_error
 from processpype.communications.models import MessageSeverity, OutgoingMessage
 from processpype.config.models import (
@@ -412,6 +413,16 @@ def _format(placeholder: _Placeholder, path: str, value: Any) -> str:
         raise _template_error(placeholder, path, f"cannot format a {kind}: {exc}") from None
 
 
+def _idempotency_key(message: OutgoingMessage) -> str | None:
+    """The message's stable id as a header value (hashed when it is not plain ASCII)."""
+    key = message.metadata.get(IDEMPOTENCY_KEY)
+    if not isinstance(key, str) or not key:
+        return None
+    if key.isascii() and key.isprintable() and len(key) <= 200:
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def _message_fields(message: OutgoingMessage) -> dict[str, Any]:
     """The message as JSON-ready data (metadata values of unknown types become text)."""
     data: dict[str, Any] = to_jsonable_python(message, fallback=str)
@@ -499,13 +510,19 @@ class _HttpCommunicator(Communicator):
         if not self._started or self._client is None or lock is None or idle is None:
             raise SendError(f"{self._kind} backend is not started", backend=self.name, attempts=0)
         payloads = self._payloads(message)
+        key = _idempotency_key(message)
         self._pending += 1
         idle.clear()
         try:
             async with lock:  # the first await: the message's place in the order is fixed
                 attempts = 0
                 for index, payload in enumerate(payloads):
-                    tries = await self._post(payload, index + 1, len(payloads))
+                    # The same key on every resend lets the receiver drop a duplicate.
+                    headers = None
+                    if key is not None:
+                        part_key = key if len(payloads) == 1 else f"{key}-{index + 1}"
+                        headers = {"Idempotency-Key": part_key}
+                    tries = await self._post(payload, index + 1, len(payloads), headers=headers)
                     attempts = max(attempts, tries)
                 return DeliveryResult.delivered(self.name, attempts=attempts)
         finally:
@@ -532,7 +549,9 @@ class _HttpCommunicator(Communicator):
             problem = f"part {part} of {parts}: {problem}" + (f" ({done})" if part > 1 else "")
         return SendError(problem, backend=self.name, attempts=attempts, permanent=permanent)
 
-    async def _post(self, payload: Any, part: int, parts: int) -> int:
+    async def _post(
+        self, payload: Any, part: int, parts: int, *, headers: dict[str, str] | None = None
+    ) -> int:
         """Post one body; return the number of tries it took."""
         config = self._http_config
         url = self._url
@@ -550,7 +569,7 @@ class _HttpCommunicator(Communicator):
                     permanent=False,
                 )
             try:
-                response = await client.request(self._method, url, json=payload)
+                response = await client.request(self._method, url, json=payload, headers=headers)
             except httpx.ReadTimeout as exc:
                 # The server has the request and did not answer in time: it may have
                 # acted on it, and a retry could post the message twice.
