@@ -7,6 +7,8 @@ Commands::
     processpype-notify check [CONFIG] [--connect]
     processpype-notify listen [-c CONFIG] [--count N] [--json]
     processpype-notify smtpd [--port N] [--tls starttls|implicit] [--auth USER:PASSWORD]
+    processpype-notify worker [-c CONFIG] [--concurrency N]
+    processpype-notify outbox status|retry-dead [-c CONFIG]
 
 The config comes from ``-c``, else ``$PROCESSPYPE_CONFIG``, else the embedded default
 (a ``console`` backend on label ``default``), so ``processpype-notify send "hello"`` works
@@ -294,6 +296,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
         "--auth", type=_auth, metavar="USER:PASSWORD", help="require AUTH with these credentials"
     )
     smtpd.set_defaults(handler=_cmd_smtpd)
+
+    from processpype._cli_outbox import add_outbox_commands
+
+    add_outbox_commands(commands, debug=debug, config=config)
     return parser
 
 
@@ -315,7 +321,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     args.prog = name
     if args.command is None:
         return _report(
-            CLIError("choose a command: send, check, listen or smtpd"),
+            CLIError("choose a command: send, check, listen, smtpd, worker or outbox"),
             EXIT_USAGE,
             debug=False,
             prog=name,

@@ -73,7 +73,9 @@ class OutboxWorker:
     ``concurrency``: entries delivered at once. ``consumer``: this worker's name in the
     consumer group (default ``host-pid``). ``factory`` builds each backend (default
     ``create_communicator``); a Telegram backend never listens for commands here (the
-    update lease decides who does) and takes the shared limiter when it accepts one.
+    update lease decides who does) and takes the limiter shared through Redis, unless
+    ``shared_limits=False`` (each worker then paces Telegram on its own, as separate
+    processes do without an outbox: together they exceed the bot's limits).
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class OutboxWorker:
         concurrency: int = 1,
         consumer: str | None = None,
         factory: BackendFactory = create_communicator,
+        shared_limits: bool = True,
     ) -> None:
         if config.outbox is None:
             raise ValueError(
@@ -97,6 +100,7 @@ class OutboxWorker:
         self._concurrency = concurrency
         self._consumer = consumer or _consumer_name()
         self._factory = factory
+        self._shared_limits = shared_limits
         self._dispatcher = CommunicationDispatcher()
         self._client: Redis | None = None
         self._stop = asyncio.Event()
@@ -142,7 +146,8 @@ class OutboxWorker:
                 # One process per bot holds the update connection (the lease); not this one.
                 backend = backend.model_copy(update={"listen_to_commands": False})
             communicator = self._factory(name, backend)
-            attach_shared_limiter(communicator, self._outbox, self._connect)
+            if self._shared_limits:
+                attach_shared_limiter(communicator, self._outbox, self._connect)
             self._dispatcher.register(communicator, list(backend.labels))
 
     def _connect(self) -> Redis:

@@ -1,0 +1,158 @@
+"""Outbox proofs with real worker processes and a real redis-server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from outbox_helpers import wait_until
+
+from processpype.communications.notifier import Notifier
+from processpype.testing.redis import RedisTestServer
+
+WORKER_MAIN = Path(__file__).with_name("outbox_worker_main.py")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Workers:
+    """Worker processes of one test; every one still running is killed at the end."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def start(self, spec: dict[str, Any]) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, str(WORKER_MAIN), json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        self.processes.append(process)
+        assert process.stdout is not None
+        line = process.stdout.readline()  # "ready": the worker is about to read
+        assert line.strip() == "ready", process.stderr.read() if process.stderr else line
+        return process
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    group = Workers(tmp_path)
+    yield group
+    group.close()
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def pending(db: Any) -> dict[str, int]:
+    """Entries pending per consumer ({} before any worker created the group)."""
+    try:
+        summary = db.xpending("processpype:outbox", "workers")
+    except redis.ResponseError:
+        return {}
+    return {c["name"]: int(c["pending"]) for c in summary["consumers"] or ()}
+
+
+def config(url: str, **outbox: Any) -> dict[str, Any]:
+    return {
+        "enabled": True,
+        "backends": {"rec": {"type": "recording", "receiving": False}},
+        "outbox": {"url": url, **outbox},
+    }
+
+
+def test_sigkilled_worker_leaves_its_entries_to_another_and_none_stay_pending(
+    processpype_redis: RedisTestServer, workers: Workers, tmp_path: Path
+) -> None:
+    settings = config(processpype_redis.url, claim_after=0.5)
+    db = redis.Redis.from_url(processpype_redis.url, decode_responses=True)
+    with Notifier(settings) as notifier:
+        for number in range(20):
+            assert notifier.send(f"alert {number}").ok
+    slow_out = tmp_path / "slow.jsonl"
+    slow = workers.start(
+        {
+            "config": settings,
+            "out": str(slow_out),
+            "delay": 30,
+            "concurrency": 5,
+            "consumer": "slow",
+        }
+    )
+    # The slow worker holds five entries mid-send.
+    wait_until(lambda: pending(db).get("slow") == 5, what="five entries pending at the slow one")
+    slow.send_signal(signal.SIGKILL)
+    slow.wait(5)
+    fast_out = tmp_path / "fast.jsonl"
+    workers.start({"config": settings, "out": str(fast_out), "concurrency": 4, "consumer": "fast"})
+    wait_until(lambda: len(read_lines(fast_out)) >= 20, timeout=10, what="all 20 delivered")
+    wait_until(lambda: sum(pending(db).values()) == 0, what="nothing pending")
+    texts = sorted(line["text"] for line in read_lines(fast_out))
+    assert texts == sorted(f"alert {n}" for n in range(20))
+    assert read_lines(slow_out) == []
+    db.close()
+
+
+def test_cli_worker_delivers_and_stops_on_sigterm(
+    processpype_redis: RedisTestServer, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.jsonl"
+    settings = {
+        "enabled": True,
+        "backends": {"file": {"type": "console", "path": str(out)}},
+        "outbox": {"url": processpype_redis.url},
+    }
+    config_path = tmp_path / "notify.yaml"
+    config_path.write_text(json.dumps(settings))  # JSON is YAML
+    with Notifier(settings) as notifier:
+        assert notifier.send("via the cli worker").ok
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "processpype",
+            "worker",
+            "-c",
+            str(config_path),
+            "--concurrency",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        wait_until(
+            lambda: out.exists() and "via the cli worker" in out.read_text(),
+            timeout=10,
+            what="delivery",
+        )
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=15)
+    assert process.returncode == 143
+    assert "delivering from redis://127.0.0.1" in stderr
+    assert "delivered 1" in stderr
