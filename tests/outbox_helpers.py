@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+
+import redis
 
 from processpype.communications.base import Communicator
 from processpype.communications.outbox.worker import OutboxWorker
@@ -105,3 +111,53 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.01)
+
+
+WORKER_MAIN = Path(__file__).with_name("outbox_worker_main.py")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Workers:
+    """Worker processes of one test; every one still running is killed at the end."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.processes: list[subprocess.Popen[str]] = []
+
+    def start(self, spec: dict[str, Any]) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, str(WORKER_MAIN), json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        self.processes.append(process)
+        assert process.stdout is not None
+        line = process.stdout.readline()  # "ready": the worker is about to read
+        assert line.strip() == "ready", process.stderr.read() if process.stderr else line
+        return process
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+def pending(db: Any) -> dict[str, int]:
+    """Entries pending per consumer ({} before any worker created the group)."""
+    try:
+        summary = db.xpending("processpype:outbox", "workers")
+    except redis.ResponseError:
+        return {}
+    return {c["name"]: int(c["pending"]) for c in summary["consumers"] or ()}

@@ -28,7 +28,11 @@ from typing import Any
 from telethon import TelegramClient, errors, events, utils
 from telethon.sessions import StringSession
 
-from processpype.communications.backends._telegram_limits import TelegramRateLimits, is_grouped
+from processpype.communications.backends._telegram_limits import (
+    SendLimiter,
+    TelegramRateLimits,
+    is_grouped,
+)
 from processpype.communications.backends._telegram_queue import (
     ChatTarget,
     Job,
@@ -159,6 +163,8 @@ class TelegramCommunicator(Communicator):
         self._handler_registered = False
         self.undelivered_on_stop = 0
         """How many queued messages the last ``stop()`` could not deliver."""
+        self.send_limiter: SendLimiter | None = None
+        """Limits shared with other processes (an outbox worker sets it); None: in-process only."""
 
     @staticmethod
     def _build_targets(config: TelegramCommunicatorConfig) -> dict[str, ChatTarget]:
@@ -509,6 +515,9 @@ class TelegramCommunicator(Communicator):
             raise ConnectionError("the backend is stopping")
         if not client.is_connected():
             await self._reconnect()
+        limiter = self.send_limiter
+        if limiter is not None:  # wait for room in the bot's windows shared by every process
+            await limiter.acquire(job.target.key, job.target.grouped)
         async with asyncio.timeout(self._tg_config.send_timeout):
             await client.send_message(
                 job.target.entity,

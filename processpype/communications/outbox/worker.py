@@ -102,6 +102,7 @@ class OutboxWorker:
         self._factory = factory
         self._shared_limits = shared_limits
         self._dispatcher = CommunicationDispatcher()
+        self._limiters: list[Any] = []
         self._client: Redis | None = None
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -147,7 +148,9 @@ class OutboxWorker:
                 backend = backend.model_copy(update={"listen_to_commands": False})
             communicator = self._factory(name, backend)
             if self._shared_limits:
-                attach_shared_limiter(communicator, self._outbox, self._connect)
+                limiter = attach_shared_limiter(communicator, self._outbox, self._connect)
+                if limiter is not None:
+                    self._limiters.append(limiter)
             self._dispatcher.register(communicator, list(backend.labels))
 
     def _connect(self) -> Redis:
@@ -195,6 +198,10 @@ class OutboxWorker:
             await asyncio.wait(tasks, timeout=30.0)
         await self._dispatcher.flush_all(10.0)
         await self._dispatcher.stop_all()
+        for limiter in self._limiters:
+            with contextlib.suppress(Exception):
+                await limiter.aclose()
+        self._limiters.clear()
         await self._drop_client()
 
     async def _drop_client(self) -> None:
