@@ -33,6 +33,7 @@ from processpype.communications.outbox._redis import (
     is_unavailable,
     unavailable_error,
 )
+from processpype.communications.outbox.lease import IncomingReader, UpdateLease
 from processpype.config.models import CommunicatorBackendConfig
 from processpype.config.outbox import OutboxConfig
 
@@ -81,7 +82,7 @@ class OutboxProducer:
         return QueuedCommunicator(name, config, self)
 
     def create_direct(self, name: str, config: CommunicatorBackendConfig) -> Communicator:
-        """The real backend ``name``, to deliver in-process (``fallback: direct``)."""
+        """The real backend ``name``, built in this process (not started)."""
         return self._factory(name, config)
 
     # -- ids and waiting ------------------------------------------------------------
@@ -256,7 +257,9 @@ class QueuedCommunicator(Communicator):
 
     ``deliver`` reports ``queued`` once Redis has the entry. The backend itself runs in
     the workers; with ``fallback: direct`` it is also built here, on first need, to send
-    in-process while Redis cannot be reached.
+    in-process while Redis cannot be reached. A receiving backend (Telegram with
+    ``listen_to_commands``) runs in whichever process holds its update lease, and every
+    Notifier gets its incoming messages from Redis (see ``lease``).
     """
 
     def __init__(
@@ -265,6 +268,20 @@ class QueuedCommunicator(Communicator):
         super().__init__(name, config)
         self._producer = producer
         self._direct: Communicator | None = None
+        receiver = producer.create_direct(name, config)
+        self._receiver = receiver if receiver.supports_receiving else None
+        self._lease: UpdateLease | None = None
+        self._reader: IncomingReader | None = None
+
+    @property
+    def supports_receiving(self) -> bool:
+        """True when the configured backend receives messages."""
+        return self._receiver is not None
+
+    @property
+    def lease(self) -> UpdateLease | None:
+        """The update lease of a receiving backend (None for the others, or before start)."""
+        return self._lease
 
     def __repr__(self) -> str:
         return (
@@ -278,16 +295,36 @@ class QueuedCommunicator(Communicator):
         return self._producer
 
     async def start(self) -> None:
-        """Nothing connects here: Redis is reached on the first message."""
+        """Nothing connects here for sending: Redis is reached on the first message.
+
+        A receiving backend starts reading incoming messages and competing for its lease.
+        """
         if not self._started:
             self._producer.acquire()
+            receiver = self._receiver
+            if receiver is not None:
+                config = self._producer.config
+
+                def client() -> Any:
+                    return connect(config, socket_timeout=config.connect_timeout + 5.0)
+
+                self._reader = IncomingReader(self._name, config, client, self._publish_incoming)
+                await self._reader.start()
+                self._lease = UpdateLease(receiver, config, client)
+                await self._lease.start()
         self._started = True
 
     async def stop(self) -> None:
         """Stop the in-process fallback backend, if one was started; release the producer."""
         was_started, self._started = self._started, False
         direct, self._direct = self._direct, None
+        lease, self._lease = self._lease, None
+        reader, self._reader = self._reader, None
         try:
+            if lease is not None:
+                await lease.stop()
+            if reader is not None:
+                await reader.stop()
             if direct is not None and direct.is_started:
                 await direct.stop()
         finally:
@@ -315,7 +352,11 @@ class QueuedCommunicator(Communicator):
     ) -> DeliveryResult:
         direct = self._direct
         if direct is None:
-            direct = self._direct = self._producer.create_direct(self._name, self._config)
+            config = self._config
+            if getattr(config, "listen_to_commands", False):
+                # Sending only: the update connection belongs to the lease holder.
+                config = config.model_copy(update={"listen_to_commands": False})
+            direct = self._direct = self._producer.create_direct(self._name, config)
         note = f"sent in-process (fallback: direct): the outbox at {why.url} is unreachable"
         try:
             if not direct.is_started:

@@ -1,0 +1,104 @@
+"""One process holds a bot's update connection; a takeover loses and doubles nothing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from outbox_helpers import read_lines, wait_until
+
+from processpype.testing.redis import RedisTestServer
+
+LISTENER_MAIN = Path(__file__).with_name("outbox_listener_main.py")
+ROOT = Path(__file__).resolve().parents[1]
+LEASE = "processpype:lease:room"
+
+
+class Listeners:
+    """Notifier processes of one test, killed at the end."""
+
+    def __init__(self) -> None:
+        self.processes: dict[int, subprocess.Popen[str]] = {}
+
+    def start(self, spec: dict[str, Any]) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, str(LISTENER_MAIN), json.dumps(spec)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        self.processes[process.pid] = process
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.strip() == "ready", process.stderr.read() if process.stderr else line
+        return process
+
+    def close(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()
+            process.wait(10)
+            for stream in (process.stdout, process.stderr):
+                if stream is not None:
+                    stream.close()
+
+
+@pytest.fixture
+def listeners() -> Iterator[Listeners]:
+    group = Listeners()
+    yield group
+    group.close()
+
+
+def holder_pid(db: Any) -> int | None:
+    value = db.get(LEASE)
+    return int(value.rsplit("-", 1)[1]) if value else None
+
+
+def test_lease_holder_killed_another_takes_over_nothing_lost_or_doubled(
+    processpype_redis: RedisTestServer, listeners: Listeners, tmp_path: Path
+) -> None:
+    url = processpype_redis.url
+    config = {
+        "enabled": True,
+        "backends": {"room": {"type": "chatroom", "url": url}},
+        "outbox": {"url": url, "lease_time": 1.0},
+    }
+    outs = {name: tmp_path / f"{name}.jsonl" for name in ("a", "b")}
+    first = listeners.start({"config": config, "out": str(outs["a"])})
+    second = listeners.start({"config": config, "out": str(outs["b"])})
+    db = redis.Redis.from_url(url, decode_responses=True)
+    wait_until(lambda: holder_pid(db) in (first.pid, second.pid), what="a lease holder")
+    holder = listeners.processes[holder_pid(db) or 0]
+    survivor_out = outs["b"] if holder is first else outs["a"]
+
+    def command(number: int) -> None:
+        db.xadd("chatroom:updates", {"text": f"/status {number}", "number": str(number)})
+
+    for number in range(10):
+        command(number)
+    # Both notifiers get every command, whichever process holds the connection.
+    wait_until(lambda: all(len(read_lines(out)) == 10 for out in outs.values()), what="10 each")
+
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(5)
+    for number in range(10, 20):  # sent while nobody holds the connection
+        command(number)
+    wait_until(lambda: holder_pid(db) not in (None, holder.pid), timeout=5, what="the takeover")
+    wait_until(
+        lambda: len(read_lines(survivor_out)) >= 20, timeout=5, what="all 20 at the survivor"
+    )
+
+    counts = Counter(line["text"] for line in read_lines(survivor_out))
+    assert counts == Counter(f"/status {n}" for n in range(20))
+    assert db.xlen("processpype:incoming:room") == 20
+    db.close()
