@@ -107,3 +107,31 @@ def test_cli_worker_delivers_and_stops_on_sigterm(
     assert process.returncode == 143
     assert "delivering from redis://127.0.0.1" in stderr
     assert "delivered 1" in stderr
+
+
+def test_redis_restarted_mid_run_producers_and_workers_recover(
+    processpype_redis: RedisTestServer, workers: Workers, tmp_path: Path
+) -> None:
+    settings = config(processpype_redis.url, claim_after=1)
+    out = tmp_path / "out.jsonl"
+    workers.start({"config": settings, "out": str(out), "concurrency": 2})
+    with Notifier(settings) as notifier:
+        for number in range(5):
+            assert notifier.send(f"before {number}").ok
+        wait_until(lambda: len(read_lines(out)) == 5, what="the first five")
+
+        processpype_redis.kill()
+        down = notifier.send("while down")
+        assert not down.ok
+        assert down.results[0].error is not None
+        assert f"127.0.0.1:{processpype_redis.port}/0 is unreachable" in down.results[0].error
+
+        processpype_redis.start()  # same port, no data: the stream and group are gone
+        for number in range(5):
+            report = notifier.send(f"after {number}")
+            assert report.results[0].status == "queued", report
+        wait_until(
+            lambda: len(read_lines(out)) == 10, timeout=15, what="the five after the restart"
+        )
+    texts = sorted(line["text"] for line in read_lines(out))
+    assert texts == sorted([f"before {n}" for n in range(5)] + [f"after {n}" for n in range(5)])
