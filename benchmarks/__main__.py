@@ -27,6 +27,7 @@ MODULES = [
     "bench_email",
     "bench_telegram",
     "bench_peers",
+    "bench_outbox",
 ]
 
 

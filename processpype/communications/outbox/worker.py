@@ -103,6 +103,8 @@ class OutboxWorker:
         self._shared_limits = shared_limits
         self._dispatcher = CommunicationDispatcher()
         self._limiters: list[Any] = []
+        self._acks: list[tuple[str, Mapping[str, str], DeliveryResult, asyncio.Future[None]]] = []
+        self._ack_task: asyncio.Task[None] | None = None
         self._client: Redis | None = None
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -354,12 +356,42 @@ class OutboxWorker:
                 error,
             )
             return
-        pipe = client.pipeline(transaction=True)
-        pipe.xack(self._keys.stream, GROUP, entry_id)
-        pipe.hdel(self._keys.errors, entry_id)
-        self._queue_outcome(pipe, fields, result)
-        await pipe.execute()
+        await self._acknowledge(entry_id, fields, result)
         self.delivered += 1
+
+    async def _acknowledge(
+        self, entry_id: str, fields: Mapping[str, str], result: DeliveryResult
+    ) -> None:
+        """Acknowledge a final outcome; entries finishing together share one transaction."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._acks.append((entry_id, fields, result, future))
+        if self._ack_task is None or self._ack_task.done():
+            self._ack_task = asyncio.get_running_loop().create_task(self._flush_acks())
+        await future
+
+    async def _flush_acks(self) -> None:
+        await asyncio.sleep(0)  # let the other deliveries of this loop turn join in
+        while self._acks:
+            batch, self._acks = self._acks, []
+            try:
+                client = self._client
+                if client is None:
+                    raise ConnectionError("the outbox connection is closed")
+                ids = [entry_id for entry_id, _, _, _ in batch]
+                pipe = client.pipeline(transaction=True)
+                pipe.xack(self._keys.stream, GROUP, *ids)
+                pipe.hdel(self._keys.errors, *ids)
+                for _, fields, result, _ in batch:
+                    self._queue_outcome(pipe, fields, result)
+                await pipe.execute()
+            except Exception as exc:
+                for *_, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            for *_, future in batch:
+                if not future.done():
+                    future.set_result(None)
 
     async def _deliver(self, fields: Mapping[str, str]) -> tuple[DeliveryResult, bool]:
         """The backend's outcome, and whether a failure is permanent."""
