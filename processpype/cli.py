@@ -911,6 +911,8 @@ def masked_config(config: CommunicationsConfig) -> dict[str, Any]:
                 dumped[field] = _masked_url(value.get_secret_value())
         for key in backend.model_extra or {}:
             dumped[key] = _masked_extra(key, dumped.get(key))
+    if config.outbox is not None:  # host and database shown, the password masked
+        data["outbox"]["url"] = config.outbox.display_url
     return data
 
 

@@ -115,3 +115,18 @@ def test_status_with_redis_down_names_the_url_without_password(
     assert code == 1
     assert f"redis://:***@127.0.0.1:{server.port}/0 is unreachable" in err
     assert "pa55-word" not in err
+
+
+def test_check_shows_the_outbox_url_with_the_password_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = {
+        "enabled": True,
+        "backends": {"c": {"type": "console"}},
+        "outbox": {"url": "redis://:hunter2-pw@redis.internal:6379/2"},
+    }
+    code = main(["check", write_config(tmp_path, settings)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "redis://:***@redis.internal:6379/2" in out
+    assert "hunter2-pw" not in out

@@ -134,7 +134,8 @@ class UpdateLease:
         self._task = self._relay_task = None
         if tasks:
             # The run task stops the backend and releases the lease on its way out.
-            await asyncio.wait(tasks, timeout=self._config.lease_time)
+            # Bounded well inside a Notifier's close allowance, whatever lease_time is.
+            await asyncio.wait(tasks, timeout=min(self._config.lease_time, 3.0))
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
