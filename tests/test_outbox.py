@@ -270,3 +270,23 @@ def test_without_an_outbox_the_notifier_sends_in_process(
         notifier.add_communicator(processpype_recorder)
         report = notifier.send("direct", wait_for_delivery=True)
     assert report.results == (DeliveryResult.delivered("recorder"),)
+
+
+def test_a_send_longer_than_claim_after_is_not_taken_over_by_another_worker(
+    processpype_redis: RedisTestServer, db: Any
+) -> None:
+    # The send takes 1.2 s, over twice claim_after: the worker holding the entry keeps
+    # it fresh, so the other worker never claims it and it goes out once.
+    config = outbox_config(
+        processpype_redis.url,
+        {"rec": {"type": "recording", "receiving": False, "delay": 1.2}},
+        claim_after=0.5,
+    )
+    with running_worker(config) as first, running_worker(config) as second:
+        recorders = [recorder_of(first), recorder_of(second)]
+        with Notifier(config) as notifier:
+            report = notifier.send("slow one", wait_for_delivery=True, timeout=10)
+    # Both workers stopped: whatever either had started has finished.
+    assert report.results[0].status == "delivered"
+    assert db.xpending("processpype:outbox", "workers")["pending"] == 0
+    assert sum(len(recorder.messages) for recorder in recorders) == 1

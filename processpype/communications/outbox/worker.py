@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
@@ -58,6 +59,17 @@ _RECONNECT_BASE = 0.2
 _RECONNECT_CAP = 10.0
 _TRIM_EVERY = 2.0
 """Seconds between two trims of acknowledged entries."""
+# KEYS: the stream. ARGV: group, consumer, entry ids. Resets the idle time of the
+# entries this consumer still owns.
+_TOUCH = """
+for i = 3, #ARGV do
+  local entry = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if entry[1] and entry[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+  end
+end
+return 0
+"""
 _CRASHED = "a delivery was interrupted (the worker stopped or crashed mid-send)"
 
 BackendFactory = Callable[[str, CommunicatorBackendConfig], Communicator]
@@ -108,6 +120,9 @@ class OutboxWorker:
         self._client: Redis | None = None
         self._stop = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held: set[str] = set()  # ids of the entries being delivered here
+        # Read blocks short enough to claim and stop in time, even with a small claim_after.
+        self._block_ms = max(10, min(_READ_BLOCK_MS, int(self._outbox.claim_after * 1000 / 3)))
         self._slots: asyncio.Semaphore | None = None
         self._last_trim = 0.0
         self._last_claim = -float("inf")
@@ -166,6 +181,7 @@ class OutboxWorker:
         self._slots = asyncio.Semaphore(self._concurrency)
         self._build_backends()
         await self._dispatcher.start_all()
+        heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
         failures = 0
         try:
             while not self._stop.is_set():
@@ -192,7 +208,33 @@ class OutboxWorker:
                         async with asyncio.timeout(delay):
                             await self._stop.wait()
         finally:
-            await self._finish()
+            try:
+                await self._finish()
+            finally:
+                heartbeat.cancel()
+                await asyncio.gather(heartbeat, return_exceptions=True)
+
+    async def _heartbeat(self) -> None:
+        """Keep the entries delivered here from looking abandoned (a long send, a backlog).
+
+        ``XCLAIM ... JUSTID`` to ourselves resets an entry's idle time without counting a
+        delivery (only for entries still ours: one another worker claimed stays his); a
+        worker that dies stops doing it, and its entries are claimed after ``claim_after``.
+        """
+        interval = self._outbox.claim_after / 3
+        while True:
+            await asyncio.sleep(interval)
+            client, held = self._client, list(self._held)
+            if client is None or not held:
+                continue
+            try:
+                await client.register_script(_TOUCH)(
+                    keys=[self._keys.stream], args=[GROUP, self._consumer, *held]
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the run loop deals with the connection
+                logger.debug("outbox worker %s: heartbeat failed: %s", self._consumer, exc)
 
     async def _finish(self) -> None:
         tasks = list(self._tasks)
@@ -236,13 +278,14 @@ class OutboxWorker:
                     self._consumer,
                     {self._keys.stream: ">"},
                     count=free,
-                    block=_READ_BLOCK_MS,
+                    block=self._block_ms,
                 )
                 entries = [
                     (entry_id, fields, 1) for _, items in answer or () for entry_id, fields in items
                 ]
             for entry_id, fields, deliveries in entries:
                 await slots.acquire()
+                self._held.add(entry_id)
                 task = asyncio.get_running_loop().create_task(
                     self._handle(entry_id, fields, deliveries)
                 )
@@ -314,13 +357,23 @@ class OutboxWorker:
             await self._handle_entry(entry_id, fields, deliveries)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             # Redis went away between delivering and acknowledging: the entry stays
             # pending and is delivered again after claim_after (at least once).
-            logger.exception(
-                "outbox worker %s: entry %s: bookkeeping failed", self._consumer, entry_id
-            )
+            if is_unavailable(exc):
+                logger.warning(
+                    "outbox worker %s: entry %s could not be acknowledged (%s); it will be "
+                    "delivered again after claim_after",
+                    self._consumer,
+                    entry_id,
+                    describe_error(exc),
+                )
+            else:
+                logger.exception(
+                    "outbox worker %s: entry %s: bookkeeping failed", self._consumer, entry_id
+                )
         finally:
+            self._held.discard(entry_id)
             slots.release()
 
     async def _handle_entry(
@@ -433,7 +486,7 @@ class OutboxWorker:
                 "attempts": str(result.attempts),
             },
         )
-        pipe.expire(stream, int(self._outbox.outcome_ttl))
+        pipe.expire(stream, max(1, math.ceil(self._outbox.outcome_ttl)))
 
     async def _record_outcome(
         self, client: Redis, fields: Mapping[str, str], result: DeliveryResult
