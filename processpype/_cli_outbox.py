@@ -163,8 +163,10 @@ def _cmd_status(args: argparse.Namespace) -> int:
         f"  pending:      {status.pending_total}"
         + "".join(f"\n    {name}: {count}" for name, count in sorted(status.pending.items())),
         f"  oldest entry: {age} old",
-        f"  dead letters: {status.dead}",
     ]
+    for backend, holder in sorted(status.leases.items()):
+        lines.append(f"  updates of {backend}: held by {holder}")
+    lines.append(f"  dead letters: {status.dead}")
     for letter in status.dead_letters:
         lines.append(
             f"    {letter.id} {letter.backend} after {letter.deliveries} deliveries: "

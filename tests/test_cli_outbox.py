@@ -60,6 +60,7 @@ def test_status_json_lists_pending_per_consumer(
     db.xgroup_create("processpype:outbox", "workers", id="0", mkstream=True)
     db.xadd("processpype:outbox", {"backend": "f", "key": "k", "message": '{"message":"x"}'})
     db.xreadgroup("workers", "host-1", {"processpype:outbox": ">"}, count=1)
+    db.set("processpype:lease:tg", "host-2-77")
     code = main(
         [
             "outbox",
@@ -76,6 +77,7 @@ def test_status_json_lists_pending_per_consumer(
     assert status["length"] == 1
     assert status["unread"] == 0
     assert status["oldest_age_seconds"] >= 0
+    assert status["leases"] == {"tg": "host-2-77"}
 
 
 def test_retry_dead_puts_dead_letters_back_for_the_workers(

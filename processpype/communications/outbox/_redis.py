@@ -17,15 +17,25 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-import redis.asyncio as aioredis
 from pydantic_core import to_jsonable_python
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from processpype.communications.errors import OutboxUnavailableError, describe_error
+from processpype.communications.errors import (
+    BackendUnavailableError,
+    OutboxUnavailableError,
+    describe_error,
+)
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment tests it
+    if exc.name is None or exc.name.split(".")[0] != "redis":
+        raise
+    raise BackendUnavailableError("outbox", "redis", "redis") from None
 from processpype.communications.models import OutgoingMessage
 from processpype.config.outbox import OutboxConfig
 

@@ -52,6 +52,8 @@ class OutboxStatus:
     """Dead letters."""
     dead_letters: tuple[DeadLetter, ...] = ()
     """The most recent dead letters (up to 20)."""
+    leases: dict[str, str] = field(default_factory=dict)
+    """Receiving backends and the process (``host-pid``) holding each one's updates."""
 
     @property
     def pending_total(self) -> int:
@@ -69,6 +71,7 @@ class OutboxStatus:
             "oldest_age_seconds": self.oldest_age,
             "dead": self.dead,
             "dead_letters": [letter.__dict__ for letter in self.dead_letters],
+            "leases": dict(self.leases),
         }
 
 
@@ -108,6 +111,12 @@ async def outbox_status(config: OutboxConfig) -> OutboxStatus:
                     oldest is None or _millis(first_unread[0][0]) < _millis(oldest)
                 ):
                     oldest = first_unread[0][0]
+        leases: dict[str, str] = {}
+        prefix = keys.lease("")
+        async for key in client.scan_iter(match=f"{prefix}*", count=100):
+            holder = await client.get(key)
+            if holder:
+                leases[str(key)[len(prefix) :]] = str(holder)
         dead_count = int(await client.xlen(keys.dead))
         letters = []
         for entry_id, fields in await client.xrevrange(keys.dead, count=_SHOWN_DEAD):
@@ -139,6 +148,7 @@ async def outbox_status(config: OutboxConfig) -> OutboxStatus:
         oldest_age=age,
         dead=dead_count,
         dead_letters=tuple(letters),
+        leases=leases,
     )
 
 
