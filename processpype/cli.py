@@ -534,7 +534,7 @@ async def _send(
         return EXIT_OK
 
     dispatcher = CommunicationDispatcher()
-    communicators, failed_early = _create_communicators(config, names, dispatcher)
+    communicators, failed_early = _create_communicators(config, names, dispatcher, receive=False)
     for name, reason in failed_early.items():
         _print_outcome(name, "failed", reason, args)
     tasks: dict[asyncio.Task[DeliveryResult], str] = {
@@ -629,17 +629,30 @@ def _print_outcome(name: str, status: str, detail: str | None, args: argparse.Na
 
 
 def _create_communicators(
-    config: CommunicationsConfig, names: Sequence[str], dispatcher: CommunicationDispatcher
+    config: CommunicationsConfig,
+    names: Sequence[str],
+    dispatcher: CommunicationDispatcher,
+    *,
+    receive: bool = True,
 ) -> tuple[list[Communicator], dict[str, str]]:
-    """Create and register the named backends; return them and the ones that failed."""
+    """Create and register the named backends; return them and the ones that failed.
+
+    With an outbox in the config they are its stand-ins (messages go to Redis);
+    ``receive=False`` keeps those from competing for a bot's update connection.
+    """
     from processpype.communications.backends import create_communicator
 
+    factory: Callable[..., Communicator] = create_communicator
+    if config.outbox is not None and config.enabled:
+        from processpype.communications.outbox.producer import OutboxProducer
+
+        factory = OutboxProducer(config.outbox, receive=receive).communicator_factory
     created: list[Communicator] = []
     failed: dict[str, str] = {}
     for name in names:
         backend = config.backends[name]
         try:
-            communicator = create_communicator(name, backend)
+            communicator = factory(name, backend)
         except ConfigError:
             raise
         except Exception as exc:

@@ -132,3 +132,40 @@ def test_check_shows_the_outbox_url_with_the_password_masked(
     assert code == 0
     assert "redis://:***@redis.internal:6379/2" in out
     assert "hunter2-pw" not in out
+
+
+def test_cli_send_with_an_outbox_queues_the_message(
+    processpype_redis: RedisTestServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = {
+        "enabled": True,
+        "backends": {"c": {"type": "console"}},
+        "outbox": {"url": processpype_redis.url},
+    }
+    code = main(["send", "-c", write_config(tmp_path, settings), "backup done"])
+    assert code == 0
+    assert capsys.readouterr().out == "c: queued\n"
+    db: Any = redis.Redis.from_url(processpype_redis.url, decode_responses=True)
+    ((_, fields),) = db.xrange("processpype:outbox")
+    db.close()
+    assert fields["backend"] == "c"
+    assert "backup done" in fields["message"]
+
+
+def test_cli_send_with_redis_down_fails_naming_the_url_without_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = RedisTestServer(password="pa55-word")
+    server.start()
+    server.stop()
+    settings = {
+        "enabled": True,
+        "backends": {"c": {"type": "console"}},
+        "outbox": {"url": server.url},
+    }
+    code = main(["send", "-c", write_config(tmp_path, settings), "anyone?"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert out.startswith("c: failed: OutboxUnavailableError: the outbox at ")
+    assert f"redis://:***@127.0.0.1:{server.port}/0 is unreachable" in out
+    assert "pa55-word" not in out

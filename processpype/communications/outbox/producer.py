@@ -51,10 +51,19 @@ class OutboxProducer:
     """Puts messages in one outbox; shared by every ``QueuedCommunicator`` of a Notifier.
 
     ``prepare`` may be called from any thread; the rest runs on the Notifier's loop.
+    ``receive=False``: its receiving backends neither read incoming messages nor compete
+    for the update lease (a one-shot sender such as ``processpype-notify send``).
     """
 
-    def __init__(self, config: OutboxConfig, *, factory: BackendFactory = create_communicator):
+    def __init__(
+        self,
+        config: OutboxConfig,
+        *,
+        factory: BackendFactory = create_communicator,
+        receive: bool = True,
+    ) -> None:
         self._config = config
+        self._receive = receive
         self._keys = OutboxKeys(config.name)
         self._factory = factory
         self._client: Redis | None = None
@@ -71,6 +80,11 @@ class OutboxProducer:
     def config(self) -> OutboxConfig:
         """The outbox configuration."""
         return self._config
+
+    @property
+    def receives(self) -> bool:
+        """Whether its receiving backends take part in incoming messages."""
+        return self._receive
 
     @property
     def keys(self) -> OutboxKeys:
@@ -268,8 +282,8 @@ class QueuedCommunicator(Communicator):
         super().__init__(name, config)
         self._producer = producer
         self._direct: Communicator | None = None
-        receiver = producer.create_direct(name, config)
-        self._receiver = receiver if receiver.supports_receiving else None
+        receiver = producer.create_direct(name, config) if producer.receives else None
+        self._receiver = receiver if receiver is not None and receiver.supports_receiving else None
         self._lease: UpdateLease | None = None
         self._reader: IncomingReader | None = None
 
