@@ -169,3 +169,33 @@ def test_cli_send_with_redis_down_fails_naming_the_url_without_password(
     assert out.startswith("c: failed: OutboxUnavailableError: the outbox at ")
     assert f"redis://:***@127.0.0.1:{server.port}/0 is unreachable" in out
     assert "pa55-word" not in out
+
+
+def test_cli_listen_with_an_outbox_prints_what_the_lease_holder_publishes(
+    processpype_redis: RedisTestServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    from processpype.communications.models import IncomingMessage
+
+    settings = {
+        "enabled": True,
+        "backends": {"rec": {"type": "recording"}},  # a receiving backend
+        "outbox": {"url": processpype_redis.url, "lease_time": 1.0},
+    }
+    path = write_config(tmp_path, settings)
+    db: Any = redis.Redis.from_url(processpype_redis.url, decode_responses=True)
+
+    def publish_when_listening() -> None:
+        wait_until(lambda: db.exists("processpype:lease:rec"), what="the lease holder")
+        incoming = IncomingMessage(text="/status", backend_name="rec", chat_label="ops")
+        db.xadd("processpype:incoming:rec", {"message": incoming.model_dump_json()})
+
+    publisher = threading.Thread(target=publish_when_listening)
+    publisher.start()
+    code = main(["listen", "-c", path, "--count", "1", "--timeout", "10", "--json"])
+    publisher.join(10)
+    db.close()
+    assert code == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["text"] == "/status"
