@@ -102,3 +102,76 @@ def test_lease_holder_killed_another_takes_over_nothing_lost_or_doubled(
     assert counts == Counter(f"/status {n}" for n in range(20))
     assert db.xlen("processpype:incoming:room") == 20
     db.close()
+
+
+def lease_pair(url: str) -> tuple[Any, Any, Any, Any]:
+    from processpype.communications.outbox._redis import connect
+    from processpype.communications.outbox.lease import UpdateLease
+    from processpype.config.outbox import OutboxConfig
+    from processpype.testing.recording import RecordingCommunicator
+
+    config = OutboxConfig.model_validate({"url": url, "lease_time": 0.5})
+
+    def client() -> Any:
+        return connect(config, socket_timeout=5)
+
+    first, second = RecordingCommunicator("room"), RecordingCommunicator("room")
+    return (
+        first,
+        second,
+        UpdateLease(first, config, client, holder="first"),
+        UpdateLease(second, config, client, holder="second"),
+    )
+
+
+def test_only_the_holder_runs_the_backend_and_a_clean_stop_hands_over_at_once(
+    processpype_redis: RedisTestServer,
+) -> None:
+    import asyncio
+
+    first, second, lease_one, lease_two = lease_pair(processpype_redis.url)
+
+    async def scenario() -> None:
+        await lease_one.start()
+        await asyncio.wait_for(_until(lambda: lease_one.holding), 5)
+        await lease_two.start()
+        await asyncio.sleep(0.2)  # two of second's polls: it must not start its backend
+        assert not second.is_started
+        assert first.is_started
+        await lease_one.stop()
+        assert not first.is_started
+        await asyncio.wait_for(_until(lambda: lease_two.holding), 0.4)  # before the lease ran out
+        assert second.is_started
+        await lease_two.stop()
+
+    asyncio.run(scenario())
+
+
+def test_an_update_received_twice_is_published_once(processpype_redis: RedisTestServer) -> None:
+    import asyncio
+
+    first, _, lease_one, _ = lease_pair(processpype_redis.url)
+    db: Any = redis.Redis.from_url(processpype_redis.url, decode_responses=True)
+
+    async def scenario() -> None:
+        await lease_one.start()
+        await asyncio.wait_for(_until(lambda: lease_one.holding), 5)
+        first.inject("/status", metadata={"chat_id": 7, "message_id": 1})
+        first.inject("/status", metadata={"chat_id": 7, "message_id": 1})  # a catch-up resend
+        first.inject("/status", metadata={"chat_id": 7, "message_id": 2})
+        await asyncio.wait_for(_until(lambda: db.xlen("processpype:incoming:room") >= 2), 5)
+        await lease_one.stop()
+
+    asyncio.run(scenario())
+    entries = db.xrange("processpype:incoming:room")
+    db.close()
+    ids = [json.loads(fields["message"])["metadata"]["message_id"] for _, fields in entries]
+    assert ids == [1, 2]
+
+
+async def _until(predicate: Any) -> None:
+    """Poll ``predicate`` (state in another task or in Redis) until it holds."""
+    import asyncio
+
+    while not predicate():  # noqa: ASYNC110 - what is awaited has no event to wait on
+        await asyncio.sleep(0.005)
