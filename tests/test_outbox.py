@@ -290,3 +290,13 @@ def test_a_send_longer_than_claim_after_is_not_taken_over_by_another_worker(
     assert report.results[0].status == "delivered"
     assert db.xpending("processpype:outbox", "workers")["pending"] == 0
     assert sum(len(recorder.messages) for recorder in recorders) == 1
+
+
+def test_metadata_that_is_not_json_reaches_the_worker_as_text(
+    processpype_redis: RedisTestServer,
+) -> None:
+    config = outbox_config(processpype_redis.url)
+    with running_worker(config) as worker, Notifier(config) as notifier:
+        notifier.send("odd metadata", metadata={"when": object()}, wait_for_delivery=True)
+        (message,) = recorder_of(worker).messages
+    assert message.metadata["when"].startswith("<object object at")

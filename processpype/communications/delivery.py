@@ -61,10 +61,19 @@ class DeliveryResult(BaseModel):
     @classmethod
     def queued(cls, backend: str) -> DeliveryResult:
         """A result for a message put in the outbox, for a worker to deliver."""
-        return cls(backend=backend, status="queued", attempts=0)
+        if cls is not DeliveryResult or type(backend) is not str:
+            return cls(backend=backend, status="queued", attempts=0)
+        result = _queued.get(backend)  # frozen and alike for every message of a backend
+        if result is None:
+            result = cls(backend=backend, status="queued", attempts=0)
+            if len(_queued) >= _DELIVERED_LIMIT:
+                _queued.clear()
+            _queued[backend] = result
+        return result
 
 
 _delivered: dict[tuple[str, int], DeliveryResult] = {}
+_queued: dict[str, DeliveryResult] = {}
 _DELIVERED_LIMIT = 1024
 """Distinct (backend, attempts) "delivered" results kept; the cache is cleared beyond."""
 

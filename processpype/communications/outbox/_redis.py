@@ -17,7 +17,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic_core import to_jsonable_python
+from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from processpype.communications.errors import (
     BackendUnavailableError,
@@ -142,7 +142,10 @@ def _password(config: OutboxConfig) -> str | None:
 
 def encode_message(message: OutgoingMessage) -> str:
     """``message`` as JSON (metadata values of unknown types become text)."""
-    return json.dumps(to_jsonable_python(message, fallback=str), separators=(",", ":"))
+    try:
+        return message.model_dump_json()
+    except PydanticSerializationError:  # a metadata value pydantic cannot serialise
+        return json.dumps(to_jsonable_python(message, fallback=str), separators=(",", ":"))
 
 
 def decode_message(text: str) -> OutgoingMessage:
