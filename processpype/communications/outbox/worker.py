@@ -115,6 +115,7 @@ class OutboxWorker:
         self._shared_limits = shared_limits
         self._dispatcher = CommunicationDispatcher()
         self._limiters: list[Any] = []
+        self._owed: list[tuple[str, Mapping[str, str], DeliveryResult]] = []
         self._acks: list[tuple[str, Mapping[str, str], DeliveryResult, asyncio.Future[None]]] = []
         self._ack_task: asyncio.Task[None] | None = None
         self._client: Redis | None = None
@@ -259,6 +260,7 @@ class OutboxWorker:
         if client is None:
             client = self._client = self._connect()
         await self._ensure_group(client)
+        await self._pay_owed_acks(client)
         logger.info(
             "outbox worker %s reading %s at %s",
             self._consumer,
@@ -293,6 +295,27 @@ class OutboxWorker:
                 task.add_done_callback(self._tasks.discard)
             if time.monotonic() - self._last_trim >= _TRIM_EVERY:
                 await self._trim(client)
+
+    async def _pay_owed_acks(self, client: Redis) -> None:
+        """Acknowledge what was delivered while Redis was away (unknown ids are ignored)."""
+        owed, self._owed = self._owed, []
+        if not owed:
+            return
+        try:
+            pipe = client.pipeline(transaction=True)
+            pipe.xack(self._keys.stream, GROUP, *(entry_id for entry_id, _, _ in owed))
+            pipe.hdel(self._keys.errors, *(entry_id for entry_id, _, _ in owed))
+            for _, fields, result in owed:
+                self._queue_outcome(pipe, fields, result)
+            await pipe.execute()
+        except BaseException:
+            self._owed = owed + self._owed
+            raise
+        logger.info(
+            "outbox worker %s: acknowledged %d entries delivered while Redis was away",
+            self._consumer,
+            len(owed),
+        )
 
     def _free_slots(self) -> int:
         slots = self._slots
@@ -409,7 +432,21 @@ class OutboxWorker:
                 error,
             )
             return
-        await self._acknowledge(entry_id, fields, result)
+        try:
+            await self._acknowledge(entry_id, fields, result)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            # Delivered, but Redis is away: acknowledge once reconnected, so the entry
+            # is not delivered a second time after claim_after.
+            self._owed.append((entry_id, fields, result))
+            logger.warning(
+                "outbox worker %s: entry %s was delivered; Redis is unavailable (%s), it "
+                "is acknowledged once Redis is back",
+                self._consumer,
+                entry_id,
+                describe_error(exc),
+            )
         self.delivered += 1
 
     async def _acknowledge(
