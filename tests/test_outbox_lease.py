@@ -61,7 +61,7 @@ def listeners() -> Iterator[Listeners]:
 
 def holder_pid(db: Any) -> int | None:
     value = db.get(LEASE)
-    return int(value.rsplit("-", 1)[1]) if value else None
+    return int(value.rsplit("-", 2)[1]) if value else None  # host-pid-tag
 
 
 def test_lease_holder_killed_another_takes_over_nothing_lost_or_doubled(

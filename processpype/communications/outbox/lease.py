@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import socket
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -81,8 +82,8 @@ def update_key(message: IncomingMessage) -> str:
 
 
 def holder_name() -> str:
-    """This process as a lease holder: ``host-pid``."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+    """A lease holder's name: ``host-pid-tag``, the tag telling two Notifiers of a process apart."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
 class UpdateLease:
