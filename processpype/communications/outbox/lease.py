@@ -105,6 +105,7 @@ class UpdateLease:
         self._connect = connect
         self._holder = holder or holder_name()
         self._client: Redis | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._relay_task: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[IncomingMessage] = asyncio.Queue()
@@ -124,7 +125,7 @@ class UpdateLease:
         """Start competing for the lease (returns at once)."""
         if self._task is None:
             self._stopping.clear()
-            loop = asyncio.get_running_loop()
+            loop = self._loop = asyncio.get_running_loop()
             self._task = loop.create_task(self._run(), name=f"lease {self._backend.name}")
             self._relay_task = loop.create_task(self._relay(), name=f"relay {self._backend.name}")
 
@@ -184,7 +185,7 @@ class UpdateLease:
             "%s: this process (%s) holds the update connection", self._backend.name, self._holder
         )
         self.holding = True
-        self._backend.set_incoming_handler(self._queue.put_nowait)
+        self._backend.set_incoming_handler(self._accept)
         renew = client.register_script(_RENEW)
         try:
             await self._backend.start()
@@ -205,6 +206,20 @@ class UpdateLease:
                 await self._backend.stop()
             with contextlib.suppress(Exception):
                 await client.register_script(_RELEASE)(keys=[self._lease_key], args=[self._holder])
+
+    def _accept(self, message: IncomingMessage) -> None:
+        """The backend's incoming handler: queue ``message`` for the relay (any thread)."""
+        loop = self._loop
+        if loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._queue.put_nowait(message)
+        else:
+            loop.call_soon_threadsafe(self._queue.put_nowait, message)
 
     async def _relay(self) -> None:
         """Append what the backend received to the incoming stream, in order, once each."""
