@@ -175,3 +175,34 @@ async def _until(predicate: Any) -> None:
 
     while not predicate():  # noqa: ASYNC110 - what is awaited has no event to wait on
         await asyncio.sleep(0.005)
+
+
+def test_notifier_keeps_receiving_after_redis_restarts(processpype_redis: RedisTestServer) -> None:
+    import queue
+
+    from processpype.communications.models import IncomingMessage
+    from processpype.communications.notifier import Notifier
+
+    config = {
+        "enabled": True,
+        "backends": {"room": {"type": "recording"}},  # a receiving backend
+        "outbox": {"url": processpype_redis.url, "lease_time": 0.5},
+    }
+    received: queue.SimpleQueue[str] = queue.SimpleQueue()
+
+    def publish(text: str) -> None:
+        db: Any = redis.Redis.from_url(processpype_redis.url, decode_responses=True)
+        wait_until(lambda: db.exists(LEASE), what="a lease holder")
+        message = IncomingMessage(text=text, backend_name="room")
+        db.xadd("processpype:incoming:room", {"message": message.model_dump_json()})
+        db.close()
+
+    with Notifier(config) as notifier:
+        notifier.on_message(lambda message: received.put(message.text))
+        publish("/before")
+        assert received.get(timeout=5) == "/before"
+        processpype_redis.kill()
+        processpype_redis.start()  # empty: the stream starts over
+        publish("/after")
+        assert received.get(timeout=10) == "/after"
+    assert received.empty()

@@ -180,3 +180,45 @@ def test_group_window_applies_only_to_groups(
         assert group_window
     else:
         assert not group_window
+
+
+def test_telegram_backend_asks_the_shared_limiter_before_each_request(
+    processpype_redis: RedisTestServer,
+) -> None:
+    from processpype.communications.backends.telegram import TelegramCommunicator
+    from processpype.communications.models import OutgoingMessage
+    from processpype.testing.telegram import FakeTelegramClient
+
+    fake = FakeTelegramClient()
+    config = fake.telegram_config(
+        chats={"default": {"chat_id": "-1001234567890"}, "dm": {"chat_id": "42"}},
+        labels=["default", "dm"],
+        per_chat_per_second=1000.0,
+        global_per_second=1000.0,
+    )
+    outbox = OutboxConfig.model_validate({"url": processpype_redis.url})
+
+    async def scenario() -> None:
+        backend = TelegramCommunicator("tg", config, client_factory=fake.as_client_factory())
+        limiter = SharedTelegramLimiter(
+            connect(outbox), outbox, bot="123456", limits=backend.rate_limits
+        )
+        backend.send_limiter = limiter
+        await backend.start()
+        try:
+            await backend.deliver(OutgoingMessage(message="to the group"))
+            await backend.deliver(OutgoingMessage(message="to a person", label="dm"))
+        finally:
+            await backend.stop()
+            await limiter.aclose()
+
+    asyncio.run(scenario())
+    db: Any = redis.Redis.from_url(processpype_redis.url, decode_responses=True)
+    prefix = "processpype:limit:123456:"
+    assert db.zcard(prefix + "bot") == 2
+    assert db.zcard(prefix + "chat:-1001234567890") == 1
+    assert db.zcard(prefix + "group:-1001234567890") == 1  # a group: its window counts
+    assert db.zcard(prefix + "chat:42") == 1
+    assert not db.exists(prefix + "group:42")  # a private chat has no group window
+    db.close()
+    assert fake.texts == ["to the group", "to a person"]
