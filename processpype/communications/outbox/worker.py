@@ -177,8 +177,12 @@ class OutboxWorker:
     # -- the run loop ---------------------------------------------------------------
 
     async def run(self) -> None:
-        """Deliver entries until ``stop()``; reconnects to Redis with backoff when it goes away."""
-        self._stop.clear()
+        """Deliver entries until ``stop()``; reconnects to Redis with backoff when it goes away.
+
+        A worker runs once: make a new one to run again.
+        """
+        if self._slots is not None:
+            raise RuntimeError(f"{self!r} has already run: create a new OutboxWorker")
         self._slots = asyncio.Semaphore(self._concurrency)
         self._build_backends()
         await self._dispatcher.start_all()
