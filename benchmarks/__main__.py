@@ -29,6 +29,7 @@ MODULES = [
     "bench_telegram",
     "bench_peers",
     "bench_progress",
+    "bench_outbox",
 ]
 
 

@@ -8,6 +8,8 @@ Commands::
     processpype-notify listen [-c CONFIG] [--count N] [--json]
     processpype-notify smtpd [--port N] [--tls starttls|implicit] [--auth USER:PASSWORD]
     processpype-notify run [-c CONFIG] [-l LABEL] [--name NAME] -- COMMAND [ARGS...]
+    processpype-notify worker [-c CONFIG] [--concurrency N]
+    processpype-notify outbox status|retry-dead [-c CONFIG]
 
 The config comes from ``-c``, else ``$PROCESSPYPE_CONFIG``, else the embedded default
 (a ``console`` backend on label ``default``), so ``processpype-notify send "hello"`` works
@@ -314,6 +316,10 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     from processpype._cli_run import add_run_command  # run: its own module
 
     add_run_command(commands, parents=[debug, config])
+
+    from processpype._cli_outbox import add_outbox_commands
+
+    add_outbox_commands(commands, debug=debug, config=config)
     return parser
 
 
@@ -335,7 +341,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str | None = None) -> int:
     args.prog = name
     if args.command is None:
         return _report(
-            CLIError("choose a command: send, check, listen, smtpd or run"),
+            CLIError("choose a command: send, check, listen, smtpd, run, worker or outbox"),
             EXIT_USAGE,
             debug=False,
             prog=name,
@@ -583,7 +589,7 @@ async def _send(
         return EXIT_OK
 
     dispatcher = CommunicationDispatcher()
-    communicators, failed_early = _create_communicators(config, names, dispatcher)
+    communicators, failed_early = _create_communicators(config, names, dispatcher, receive=False)
     for name, reason in failed_early.items():
         _print_outcome(name, "failed", reason, args)
     tasks: dict[asyncio.Task[DeliveryResult], str] = {
@@ -719,17 +725,30 @@ def _print_outcome(name: str, status: str, detail: str | None, args: argparse.Na
 
 
 def _create_communicators(
-    config: CommunicationsConfig, names: Sequence[str], dispatcher: CommunicationDispatcher
+    config: CommunicationsConfig,
+    names: Sequence[str],
+    dispatcher: CommunicationDispatcher,
+    *,
+    receive: bool = True,
 ) -> tuple[list[Communicator], dict[str, str]]:
-    """Create and register the named backends; return them and the ones that failed."""
+    """Create and register the named backends; return them and the ones that failed.
+
+    With an outbox in the config they are its stand-ins (messages go to Redis);
+    ``receive=False`` keeps those from competing for a bot's update connection.
+    """
     from processpype.communications.backends import create_communicator
 
+    factory: Callable[..., Communicator] = create_communicator
+    if config.outbox is not None and config.enabled:
+        from processpype.communications.outbox.producer import OutboxProducer
+
+        factory = OutboxProducer(config.outbox, receive=receive).communicator_factory
     created: list[Communicator] = []
     failed: dict[str, str] = {}
     for name in names:
         backend = config.backends[name]
         try:
-            communicator = create_communicator(name, backend)
+            communicator = factory(name, backend)
         except ConfigError:
             raise
         except Exception as exc:
@@ -1001,6 +1020,8 @@ def masked_config(config: CommunicationsConfig) -> dict[str, Any]:
                 dumped[field] = _masked_url(value.get_secret_value())
         for key in backend.model_extra or {}:
             dumped[key] = _masked_extra(key, dumped.get(key))
+    if config.outbox is not None:  # host and database shown, the password masked
+        data["outbox"]["url"] = config.outbox.display_url
     return data
 
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-OPTIONAL = ("telethon", "aiosmtplib", "httpx", "aiosmtpd", "respx", "trustme")
+OPTIONAL = ("telethon", "aiosmtplib", "httpx", "aiosmtpd", "respx", "trustme", "redis")
 
 
 @pytest.mark.parametrize(
@@ -21,6 +21,8 @@ OPTIONAL = ("telethon", "aiosmtplib", "httpx", "aiosmtpd", "respx", "trustme")
         "from processpype.communications.backends import create_communicator",
         "import processpype.testing",
         "import processpype.testing.plugin",
+        "import processpype.communications.outbox",
+        "from processpype.config.models import OutboxConfig",
     ],
 )
 def test_import_loads_no_optional_backend_package(statement: str) -> None:
@@ -38,7 +40,13 @@ def test_import_loads_no_optional_backend_package(statement: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["processpype", "processpype.communications", "processpype.testing"]
+    "module",
+    [
+        "processpype",
+        "processpype.communications",
+        "processpype.communications.outbox",
+        "processpype.testing",
+    ],
 )
 def test_public_names_are_sorted_and_resolve(module: str) -> None:
     package = importlib.import_module(module)

@@ -26,6 +26,7 @@ from processpype.config.models import (
     TelegramCommunicatorConfig,
     WebhookCommunicatorConfig,
 )
+from processpype.config.outbox import OutboxConfig
 
 TARGET = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 SECRETS = {"token", "api_hash", "session_string", "password", "url", "headers"}
@@ -49,6 +50,12 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
     ("`type: webhook`", WebhookCommunicatorConfig, "Extra `webhook` (httpx)."),
     ("`type: slack`", SlackCommunicatorConfig, "Extra `webhook` (httpx)."),
     ("`type: discord`", DiscordCommunicatorConfig, "Extra `webhook` (httpx)."),
+    (
+        "`outbox`",
+        OutboxConfig,
+        "Extra `redis` (redis-py). A Redis outbox shared by processes: see "
+        "[scale-out.md](scale-out.md).",
+    ),
 ]
 
 BASE_FIELDS = set(CommunicatorBackendConfig.model_fields)
@@ -72,7 +79,11 @@ def _type_name(annotation: Any) -> str:
     name = getattr(annotation, "__name__", str(annotation))
     if name.endswith("CommunicatorConfig") or name == "CommunicatorBackendConfig":
         return "backend"
-    return {"TelegramChatConfig": "chat", "MessageSeverity": "severity"}.get(name, name)
+    return {
+        "TelegramChatConfig": "chat",
+        "MessageSeverity": "severity",
+        "OutboxConfig": "outbox",
+    }.get(name, name)
 
 
 def _default(field: FieldInfo) -> str:

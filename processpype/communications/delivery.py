@@ -9,9 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from processpype.communications.errors import DeliveryError, describe_error
 from processpype.communications.models import OutgoingMessage
 
-__all__ = ["DeliveryReport", "DeliveryResult", "DeliveryStatus"]
+__all__ = ["IDEMPOTENCY_KEY", "DeliveryReport", "DeliveryResult", "DeliveryStatus"]
 
-DeliveryStatus = Literal["delivered", "failed", "skipped"]
+DeliveryStatus = Literal["delivered", "failed", "skipped", "queued"]
+"""``queued``: a Redis outbox has the message and a worker will deliver it (counted as ok)."""
+
+IDEMPOTENCY_KEY = "idempotency_key"
+"""Metadata key of a message's stable id: the email ``Message-ID`` and the webhook
+``Idempotency-Key`` header are made from it, so a resent message can be recognised."""
 
 
 class DeliveryResult(BaseModel):
@@ -20,7 +25,7 @@ class DeliveryResult(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     backend: str = Field(description="Name of the communicator")
-    status: DeliveryStatus = Field(description="delivered, failed or skipped")
+    status: DeliveryStatus = Field(description="delivered, failed, skipped or queued")
     error: str | None = Field(default=None, description="Why it failed or was skipped")
     attempts: int = Field(default=0, ge=0, description="How many times it was tried")
     warnings: tuple[str, ...] = ()
@@ -68,8 +73,22 @@ class DeliveryResult(BaseModel):
         """A result for a message the backend chose not to send (and why)."""
         return cls(backend=backend, status="skipped", error=reason, attempts=0)
 
+    @classmethod
+    def queued(cls, backend: str) -> DeliveryResult:
+        """A result for a message put in the outbox, for a worker to deliver."""
+        if cls is not DeliveryResult or type(backend) is not str:
+            return cls(backend=backend, status="queued", attempts=0)
+        result = _queued.get(backend)  # frozen and alike for every message of a backend
+        if result is None:
+            result = cls(backend=backend, status="queued", attempts=0)
+            if len(_queued) >= _DELIVERED_LIMIT:
+                _queued.clear()
+            _queued[backend] = result
+        return result
+
 
 _delivered: dict[tuple[str, int], DeliveryResult] = {}
+_queued: dict[str, DeliveryResult] = {}
 _DELIVERED_LIMIT = 1024
 """Distinct (backend, attempts) "delivered" results kept; the cache is cleared beyond."""
 
@@ -96,6 +115,11 @@ class DeliveryReport(BaseModel):
     def delivered(self) -> tuple[DeliveryResult, ...]:
         """The results whose status is ``delivered``."""
         return tuple(r for r in self.results if r.status == "delivered")
+
+    @property
+    def queued(self) -> tuple[DeliveryResult, ...]:
+        """The results whose status is ``queued`` (in the outbox, not delivered yet)."""
+        return tuple(r for r in self.results if r.status == "queued")
 
     def result_for(self, backend: str) -> DeliveryResult | None:
         """The result of the backend named ``backend``, or None."""

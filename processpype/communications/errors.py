@@ -9,6 +9,7 @@ The tree::
     │   ├── BackendStartError (also ConnectionError)  start() failed (connect, login, TLS)
     │   └── SendError                           a message did not go out through a backend
     │       └── QueueFullError                  a queueing backend stayed full past its timeout
+    ├── OutboxUnavailableError (also ConnectionError)  the Redis outbox cannot be reached
     ├── DeliveryError                           a DeliveryReport holds failed results
     ├── DeliveryTimeoutError (also TimeoutError)  a blocking send ran out of time
     └── NotifierClosedError (also RuntimeError)   the Notifier was used after close()
@@ -35,6 +36,7 @@ __all__ = [
     "DeliveryError",
     "DeliveryTimeoutError",
     "NotifierClosedError",
+    "OutboxUnavailableError",
     "ProcesspypeError",
     "QueueFullError",
     "SendError",
@@ -107,6 +109,14 @@ class SendError(CommunicatorError):
 
 class QueueFullError(SendError):
     """A queueing backend's queue stayed full for longer than the send timeout."""
+
+
+class OutboxUnavailableError(ProcesspypeError, ConnectionError):
+    """The Redis outbox could not be reached; ``url`` is its URL with the password masked."""
+
+    def __init__(self, message: str, *, url: str = "") -> None:
+        super().__init__(message)
+        self.url = url
 
 
 class DeliveryError(ProcesspypeError):

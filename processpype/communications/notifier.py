@@ -71,6 +71,7 @@ from processpype.config.loader import config_from_mapping, load_config
 from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
 
 if TYPE_CHECKING:
+    from processpype.communications.outbox.producer import OutboxProducer
     from processpype.communications.progress import Progress
     from processpype.communications.watch import Watch
 
@@ -238,6 +239,7 @@ class Notifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waker: LoopWaker | None = None  # wakes the loop to drain; set by start()
         self._handlers = IncomingHandlers(self._name, self._loop_thread)
+        self._outbox: OutboxProducer | None = None  # set with communications.outbox
 
         # Shared between threads, guarded by _lock. _cond (on the same lock) is only for
         # the rare waits (room under max_in_flight, flush); _waiters counts them so the
@@ -322,6 +324,12 @@ class Notifier:
     def _register_configured_backends(self) -> None:
         # With communications disabled, every backend is a no-op that says why.
         factory = create_communicator if self._enabled else _disabled_backend
+        if self._enabled and self._config.outbox is not None:
+            # Every backend becomes a stand-in that puts its messages in the Redis outbox.
+            from processpype.communications.outbox.producer import OutboxProducer
+
+            self._outbox = OutboxProducer(self._config.outbox)
+            factory = self._outbox.communicator_factory
         register_backends(self._config, self._dispatcher, factory=factory)
 
     def __repr__(self) -> str:
@@ -498,6 +506,7 @@ class Notifier:
         metadata: Mapping[str, Any] | None = None,
         timeout: float | None = 30.0,
         attachments: Iterable[Any] | None = None,
+        wait_for_delivery: bool = False,
     ) -> DeliveryReport:
         """Send and wait until every backend of ``label`` reached an outcome.
 
@@ -505,6 +514,8 @@ class Notifier:
         images, read (or drawn) now; a path that cannot be read raises here and nothing
         is sent. Raises ``DeliveryTimeoutError`` (a ``TimeoutError``) naming the backends
         still pending after ``timeout`` seconds; the message stays queued and is still sent.
+        With an outbox the outcome is ``queued`` once Redis has the message;
+        ``wait_for_delivery=True`` waits for the workers' real outcomes instead.
         """
         self._refuse_on_loop_thread("send()")
         if timeout is not None:
@@ -512,6 +523,8 @@ class Notifier:
         if self._started:
             self._wake_early()
         outgoing = _outgoing(message, label, severity, subject, source, metadata, attachments)
+        if self._outbox is not None:
+            outgoing = self._outbox.prepare(outgoing, wait=wait_for_delivery)
         deadline = None if timeout is None else time.monotonic() + timeout
         delivery = _Delivery(outgoing)
         delivery.lock = done = threading.Lock()
@@ -519,7 +532,13 @@ class Notifier:
         done.acquire()
         picked.acquire()
         self._submit(delivery, block=True, deadline=deadline)
-        return self._wait(delivery, (picked, done), deadline, timeout)
+        report = self._wait(delivery, (picked, done), deadline, timeout)
+        if wait_for_delivery and self._outbox is not None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            limit = None if left is None else left + _LOOP_RESPONSE
+            waiting = self._outbox.wait_for_outcomes(report, left, shown_timeout=timeout)
+            return self._loop_thread.call(waiting, timeout=limit)
+        return report
 
     def _wait(
         self,
@@ -567,6 +586,8 @@ class Notifier:
         withdraws it.
         """
         outgoing = _outgoing(message, label, severity, subject, source, metadata, attachments)
+        if self._outbox is not None:
+            outgoing = self._outbox.prepare(outgoing)
         delivery = _Delivery(outgoing)
         future: concurrent.futures.Future[DeliveryReport] = concurrent.futures.Future()
         delivery.future = future
@@ -584,6 +605,7 @@ class Notifier:
         metadata: Mapping[str, Any] | None = None,
         timeout: float | None = 30.0,
         attachments: Iterable[Any] | None = None,
+        wait_for_delivery: bool = False,
     ) -> DeliveryReport:
         """``send`` for async code: awaitable from any event loop, this notifier's included.
 
@@ -594,6 +616,8 @@ class Notifier:
         if attachments is not None and not _all_ready(attachments):
             attachments = await asyncio.to_thread(coerce_attachments, attachments)
         outgoing = _outgoing(message, label, severity, subject, source, metadata, attachments)
+        if self._outbox is not None:
+            outgoing = self._outbox.prepare(outgoing, wait=wait_for_delivery)
         deadline = None if timeout is None else time.monotonic() + timeout
         loop = asyncio.get_running_loop()
         delivery = _Delivery(outgoing)
@@ -609,9 +633,16 @@ class Notifier:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             async with asyncio.timeout(remaining):
-                return await asyncio.shield(delivery.afuture)
+                report = await asyncio.shield(delivery.afuture)
         except TimeoutError:
             raise self._timeout_error(delivery, timeout) from None
+        if wait_for_delivery and self._outbox is not None:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            waiting = self._outbox.wait_for_outcomes(report, left, shown_timeout=timeout)
+            if self._loop_thread.in_loop_thread():
+                return await waiting
+            return await asyncio.wrap_future(self._loop_thread.submit(waiting))
+        return report
 
     # -- editing, watching, progress, questions (watch.py, progress.py, ask.py) -------
 

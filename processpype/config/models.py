@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from processpype.communications.models import MessageSeverity
+from processpype.config.outbox import OutboxConfig
 
 __all__ = [
     "BUILTIN_BACKEND_TYPES",
@@ -33,6 +34,7 @@ __all__ = [
     "ConsoleCommunicatorConfig",
     "DiscordCommunicatorConfig",
     "EmailCommunicatorConfig",
+    "OutboxConfig",
     "SlackCommunicatorConfig",
     "TelegramChatConfig",
     "TelegramCommunicatorConfig",
@@ -439,6 +441,11 @@ class CommunicationsConfig(ConfigurationModel):
     enabled: bool = Field(default=False, description="Enable the communication system")
     backends: dict[str, BackendConfig] = Field(
         default_factory=dict, description="Named communicator backends (discriminated by type)"
+    )
+    outbox: OutboxConfig | None = Field(
+        default=None,
+        description="A Redis outbox shared by processes (see docs/scale-out.md); "
+        "None sends in-process",
     )
 
     @field_validator("backends", mode="before")

@@ -7,6 +7,7 @@
 - ``FakeTelegramClient``: stands in for telethon's ``TelegramClient`` and raises
   telethon's own errors.
 - ``WebhookCapture``: captures what webhook backends post (respx).
+- ``RedisTestServer``: a real ``redis-server`` on a free loopback port, persistence off.
 
 Install with ``pip install 'processpype[testing]'``. The pytest plugin (fixtures
 prefixed ``processpype_``) is registered automatically. Names load on first use, so
@@ -22,15 +23,23 @@ TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     from processpype.testing.recording import RecordingCommunicator
+    from processpype.testing.redis import RedisTestServer
     from processpype.testing.smtp import SMTPTestServer
     from processpype.testing.telegram import FakeTelegramClient
     from processpype.testing.webhooks import WebhookCapture
 
-__all__ = ["FakeTelegramClient", "RecordingCommunicator", "SMTPTestServer", "WebhookCapture"]
+__all__ = [
+    "FakeTelegramClient",
+    "RecordingCommunicator",
+    "RedisTestServer",
+    "SMTPTestServer",
+    "WebhookCapture",
+]
 
 _LOCATIONS = {
     "FakeTelegramClient": "processpype.testing.telegram",
     "RecordingCommunicator": "processpype.testing.recording",
+    "RedisTestServer": "processpype.testing.redis",
     "SMTPTestServer": "processpype.testing.smtp",
     "WebhookCapture": "processpype.testing.webhooks",
 }

@@ -13,6 +13,9 @@ tests under pytest-asyncio's strict and auto modes alike):
   notifier it made is closed after the test.
 - ``processpype_webhooks``: a started ``WebhookCapture`` that answers every request httpx
   makes, stopped after the test.
+- ``processpype_redis``: a started ``RedisTestServer`` (a real ``redis-server`` on a free
+  loopback port, persistence off), stopped after the test; the test is skipped, with
+  the reason, where ``redis-server`` cannot be found.
 
 At teardown the notifiers are closed first, before any server or capture goes away, so
 messages still queued at the end of a test reach the test doubles and never the network.
@@ -37,6 +40,7 @@ if TYPE_CHECKING:
     from processpype.communications.notifier import Notifier
     from processpype.config.models import CommunicationsConfig
     from processpype.testing.recording import RecordingCommunicator
+    from processpype.testing.redis import RedisTestServer
     from processpype.testing.smtp import SMTPTestServer
     from processpype.testing.telegram import FakeTelegramClient
     from processpype.testing.webhooks import WebhookCapture
@@ -46,6 +50,7 @@ __all__ = [
     "SMTPServerFactory",
     "processpype_notifier",
     "processpype_recorder",
+    "processpype_redis",
     "processpype_smtp_server",
     "processpype_smtp_server_factory",
     "processpype_telegram",
@@ -259,3 +264,25 @@ def processpype_notifier(
         return notifier
 
     return make_notifier
+
+
+@pytest.fixture
+def processpype_redis(
+    _processpype_notifier_registry: _NotifierRegistry,
+) -> Iterator[RedisTestServer]:
+    """A started ``RedisTestServer`` on 127.0.0.1, stopped after the test.
+
+    Skips the test, saying why, where the ``redis-server`` program cannot be found.
+    """
+    from processpype.testing.redis import RedisTestServer, find_redis_server
+
+    if find_redis_server() is None:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisTestServer().start()
+    try:
+        yield server
+    finally:
+        try:
+            _processpype_notifier_registry.close_all()
+        finally:
+            server.stop()

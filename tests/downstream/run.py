@@ -39,6 +39,7 @@ FIXTURES = (
     "processpype_telegram",
     "processpype_notifier",
     "processpype_webhooks",
+    "processpype_redis",
 )
 OPTIONAL_PACKAGES = ("aiosmtpd", "aiosmtplib", "httpx", "respx", "telethon", "trustme")
 INSTALL_HINT = "pip install 'processpype[testing]'"

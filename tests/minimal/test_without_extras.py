@@ -62,3 +62,13 @@ def test_missing_backend_becomes_a_noop_with_a_helpful_warning(
 def test_console_backend_works_without_extras() -> None:
     assert available_backends()["console"] is None
     assert "processpype[email]" in (available_backends()["email"] or "")
+
+
+def test_an_outbox_without_redis_installed_says_which_extra_to_install() -> None:
+    from processpype.communications.errors import BackendUnavailableError
+    from processpype.communications.notifier import Notifier
+
+    assert importlib.util.find_spec("redis") is None
+    config = {"enabled": True, "outbox": {"url": "redis://localhost:6379/0"}}
+    with pytest.raises(BackendUnavailableError, match=r"processpype\[redis\]"):
+        Notifier(config, start=False)

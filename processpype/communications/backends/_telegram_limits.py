@@ -11,12 +11,12 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
     from processpype.config.models import TelegramCommunicatorConfig
 
-__all__ = ["SlidingWindow", "TelegramRateLimits", "is_grouped"]
+__all__ = ["SendLimiter", "SlidingWindow", "TelegramRateLimits", "is_grouped"]
 
 ChatKind = Literal["private", "group", "channel"]
 
@@ -98,6 +98,14 @@ class TelegramRateLimits:
             times.append(at)
             last = at
         return last
+
+
+class SendLimiter(Protocol):
+    """Windows kept outside the process (e.g. in Redis), checked before each request."""
+
+    async def acquire(self, chat: int | str, grouped: bool) -> None:
+        """Wait until one more send to ``chat`` fits, and count it."""
+        ...
 
 
 class SlidingWindow:

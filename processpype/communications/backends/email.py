@@ -26,7 +26,9 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import logging
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ from processpype.communications.backends._smtp_transaction import (
     send_prepared,
 )
 from processpype.communications.base import Communicator
-from processpype.communications.delivery import DeliveryResult
+from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryResult
 from processpype.communications.errors import BackendStartError, ConfigError, SendError
 from processpype.communications.models import OutgoingMessage
 from processpype.config.models import EmailCommunicatorConfig
@@ -275,7 +277,8 @@ class EmailCommunicator(Communicator):
             subject=subject,
             body=message.message,
             date=formatdate(localtime=True),
-            message_id=make_msgid(domain=self._message_id_domain),
+            message_id=_stable_message_id(message, self._message_id_domain)
+            or make_msgid(domain=self._message_id_domain),
             attachments=message.attachments,
         )
         addresses = tuple(dict.fromkeys(envelope))
@@ -616,3 +619,15 @@ def _temporary(reply: aiosmtplib.SMTPResponse) -> bool:
 def _reply_text(code: int, message: str) -> str:
     text = " ".join(message.split())
     return f"{code} {text}" if text else str(code)
+
+
+_MESSAGE_ID_SAFE = re.compile(r"[A-Za-z0-9._+-]{1,64}")
+
+
+def _stable_message_id(message: OutgoingMessage, domain: str) -> str | None:
+    """``<key@domain>`` from the message's idempotency key, so a resend keeps its Message-ID."""
+    key = message.metadata.get(IDEMPOTENCY_KEY)
+    if not isinstance(key, str) or not key:
+        return None
+    local = key if _MESSAGE_ID_SAFE.fullmatch(key) else hashlib.sha256(key.encode()).hexdigest()
+    return f"<{local}@{domain}>"

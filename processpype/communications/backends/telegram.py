@@ -55,7 +55,11 @@ from processpype.communications.backends._telegram_interactive import (
     remember_piece,
     with_reference,
 )
-from processpype.communications.backends._telegram_limits import TelegramRateLimits, is_grouped
+from processpype.communications.backends._telegram_limits import (
+    SendLimiter,
+    TelegramRateLimits,
+    is_grouped,
+)
 from processpype.communications.backends._telegram_queue import (
     ChatTarget,
     Job,
@@ -271,6 +275,8 @@ class TelegramCommunicator(Communicator):
         self.undelivered_on_stop = 0
         """How many queued messages the last ``stop()`` could not deliver."""
         self._interactions = TelegramInteractions(self)  # edits and questions
+        self.send_limiter: SendLimiter | None = None
+        """Limits shared with other processes (an outbox worker sets it); None: in-process only."""
 
     @staticmethod
     def _build_targets(config: TelegramCommunicatorConfig) -> dict[str, ChatTarget]:
@@ -878,6 +884,9 @@ class TelegramCommunicator(Communicator):
             raise ConnectionError("the backend is stopping")
         if not client.is_connected():
             await self._reconnect()
+        limiter = self.send_limiter
+        if limiter is not None:  # wait for room in the bot's windows shared by every process
+            await limiter.acquire(job.target.key, job.target.grouped)
         # The General topic (id 1) takes plain posts: reply_to=1 would make the message a
         # reply to message 1.
         topic = job.target.topic_id if job.target.topic_id != 1 else None

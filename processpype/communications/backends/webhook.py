@@ -25,6 +25,7 @@ import asyncio
 import base64
 import contextlib
 import email.utils
+import hashlib
 import json
 import logging
 import math
@@ -45,7 +46,7 @@ from processpype.communications.backends._attachment_limits import count_problem
 from processpype.communications.backends._parts import cut_notice, cut_warning, prefix_to_split
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
-from processpype.communications.delivery import DeliveryResult
+from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryResult
 from processpype.communications.errors import ConfigError, SendError, describe_error
 from processpype.communications.models import Attachment, MessageSeverity, OutgoingMessage
 from processpype.config.models import (
@@ -462,6 +463,16 @@ def _format(placeholder: _Placeholder, path: str, value: Any) -> str:
         raise _template_error(placeholder, path, f"cannot format a {kind}: {exc}") from None
 
 
+def _idempotency_key(message: OutgoingMessage) -> str | None:
+    """The message's stable id as a header value (hashed when it is not plain ASCII)."""
+    key = message.metadata.get(IDEMPOTENCY_KEY)
+    if not isinstance(key, str) or not key:
+        return None
+    if key.isascii() and key.isprintable() and len(key) <= 200:
+        return key
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
 def _message_fields(message: OutgoingMessage) -> dict[str, Any]:
     """The message as JSON-ready data (metadata values of unknown types become text).
 
@@ -624,13 +635,19 @@ class _HttpCommunicator(Communicator):
         if warning is not None:
             logger.warning("%s: %s", self.name, warning)
         warnings = self._warnings(message) if message.attachments else ()
+        key = _idempotency_key(message)
         self._pending += 1
         idle.clear()
         try:
             async with lock:  # the first await: the message's place in the order is fixed
                 attempts = 0
                 for index, payload in enumerate(payloads):
-                    tries = await self._post(payload, index + 1, len(payloads))
+                    # The same key on every resend lets the receiver drop a duplicate.
+                    headers = None
+                    if key is not None:
+                        part_key = key if len(payloads) == 1 else f"{key}-{index + 1}"
+                        headers = {"Idempotency-Key": part_key}
+                    tries = await self._post(payload, index + 1, len(payloads), headers=headers)
                     attempts = max(attempts, tries)
                 warnings = (*warnings, *(() if warning is None else (warning,)))
                 if warnings:
@@ -673,6 +690,7 @@ class _HttpCommunicator(Communicator):
         *,
         method: str | None = None,
         url: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> int:
         """Post one body (to ``url`` with ``method``, default the backend's); return the tries.
 
@@ -697,7 +715,7 @@ class _HttpCommunicator(Communicator):
             deadline = config.attempt_deadline()
             try:
                 async with asyncio.timeout(deadline):
-                    response = await self._request(client, method, url, payload)
+                    response = await self._request(client, method, url, payload, headers)
             except TimeoutError as exc:  # ours: httpx's own timeouts are httpx errors
                 # Headers came, then the body trickled (or nothing came) past the whole
                 # attempt's deadline: the server may have acted on the request.
@@ -786,14 +804,21 @@ class _HttpCommunicator(Communicator):
             raise self._fail(self._refusal(response), part, parts, attempts=attempt, permanent=True)
 
     async def _request(
-        self, client: httpx.AsyncClient, method: str, url: str, payload: Any
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        payload: Any,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """Send one request; the reply with at most ``_BODY_LIMIT`` bytes of its body.
 
         The body is streamed: past the limit the response is closed unread, which drops
         the connection instead of reading a huge page to the end.
         """
-        async with client.stream(method, url, **_request_content(payload)) as streamed:
+        async with client.stream(
+            method, url, headers=headers, **_request_content(payload)
+        ) as streamed:
             chunks: list[bytes] = []
             size = 0
             async for chunk in streamed.aiter_bytes():
@@ -801,14 +826,14 @@ class _HttpCommunicator(Communicator):
                 size += len(chunk)
                 if size >= _BODY_LIMIT:
                     break
-        headers = [
+        kept = [
             (key, value)
             for key, value in streamed.headers.multi_items()
             if key.lower() not in ("content-encoding", "content-length", "transfer-encoding")
         ]
         return httpx.Response(
             streamed.status_code,
-            headers=headers,
+            headers=kept,
             content=b"".join(chunks)[:_BODY_LIMIT],
             request=streamed.request,
         )

@@ -1,0 +1,107 @@
+"""``OutboxConfig``: the ``communications.outbox`` section (a Redis outbox shared by processes).
+
+With an outbox, ``Notifier.send`` puts each message in a Redis stream and returns once
+Redis has it; ``processpype-notify worker`` processes deliver it with the configured
+backends. The URL's password is masked in every repr, dump, log line and error
+(``OutboxConfig.display_url``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+
+__all__ = ["OutboxConfig", "mask_url_password"]
+
+_SCHEMES = ("redis", "rediss", "unix")
+
+
+def mask_url_password(url: str) -> str:
+    """``url`` with its password (and a user's name, if any, kept) replaced by ``***``."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        port = parts.port
+    except ValueError:
+        return "<invalid URL>"
+    if parts.password is None and "@" not in parts.netloc:
+        return url
+    user = parts.username or ""
+    where = host or ""
+    if port is not None:
+        where = f"{where}:{port}"
+    netloc = f"{user}:***@{where}" if user or parts.password is not None else f"***@{where}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class OutboxConfig(BaseModel):
+    """A Redis outbox: producers enqueue, ``processpype-notify worker`` processes deliver.
+
+    Delivery is at least once: an entry is acknowledged only once its outcome is final,
+    an entry left by a crashed worker is claimed by another after ``claim_after``
+    seconds, and after ``max_deliveries`` tries it moves to the dead-letter stream.
+    """
+
+    # As ConfigurationModel (config.models imports this module, so it cannot import it).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
+
+    url: SecretStr = Field(
+        description="Redis URL, e.g. redis://:password@host:6379/0 (masked: it may hold a password)"
+    )
+    name: str = Field(
+        default="processpype",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.:-]+$",
+        description="Prefix of every Redis key of this outbox (one outbox per name)",
+    )
+    claim_after: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds an entry may stay unacknowledged before another worker claims "
+        "it (also the wait before a failed delivery is tried again)",
+    )
+    max_deliveries: int = Field(
+        default=5, ge=1, description="Tries per entry before it moves to the dead letters"
+    )
+    fallback: Literal["error", "direct"] = Field(
+        default="error",
+        description="When Redis is unreachable: error fails the send at once, direct "
+        "delivers in this process (the report says so)",
+    )
+    connect_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds a producer waits for Redis before failing"
+    )
+    outcome_ttl: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds the outcome of a message sent with wait_for_delivery is kept",
+    )
+    lease_time: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds the update-connection lease of a receiving bot lasts unless "
+        "renewed (a crashed holder is replaced within this time)",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, value: SecretStr) -> SecretStr:
+        text = value.get_secret_value().strip()
+        try:
+            scheme = urlsplit(text).scheme
+        except ValueError:
+            scheme = ""
+        if scheme not in _SCHEMES:
+            # The value is not echoed: it may hold a password.
+            raise ValueError(
+                "must be a Redis URL starting with redis://, rediss:// or unix:// "
+                "(e.g. redis://localhost:6379/0)"
+            )
+        return SecretStr(text)
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its password masked: safe in logs, errors and CLI output."""
+        return mask_url_password(self.url.get_secret_value())
