@@ -72,7 +72,15 @@ def test_a_notifier_made_in_a_forked_multiprocessing_child_is_flushed_when_the_c
 
     assert completed.stdout.strip() == "exit code 0", completed.stderr
     assert out.read_text(encoding="utf-8").splitlines() == [f"child {i}" for i in range(10)]
-    assert completed.stderr == ""
+    # Nothing reported as undelivered. The notifier may be collected when child() returns,
+    # before multiprocessing's exit: then it warns that it was not closed (shown where
+    # ResourceWarning is enabled), as any dropped Notifier does.
+    problems = [
+        line
+        for line in completed.stderr.splitlines()
+        if "ResourceWarning" not in line and "return info.func(" not in line
+    ]
+    assert problems == []
 
 
 def test_what_a_forked_child_could_not_deliver_is_reported_on_its_stderr(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from processpype.communications.notifier import Notifier
 from processpype.testing.smtp import SMTPTestServer
 
 SCRIPT_HEAD = """
-import signal, sys, time
+import os, signal, sys, time
 from processpype import Notifier
 
 config = {
@@ -103,7 +103,8 @@ def test_sigterm_is_passed_on_to_the_handler_the_application_installed(
     process = start_script(
         """
         def application_handler(signum, frame):
-            print("application handler ran", flush=True)
+            # os.write: print() inside a signal handler may re-enter stdout's buffer.
+            os.write(1, b"application handler ran\\n")
             sys.exit(0)
 
         signal.signal(signal.SIGTERM, application_handler)
