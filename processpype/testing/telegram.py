@@ -637,6 +637,13 @@ class FakeTelegramClient(FileSending):
         """
         scale = self.rate_limits.time_scale
         constructor = request.CONSTRUCTOR_ID
+        # A client built with receive_updates=False wraps each request in
+        # InvokeWithoutUpdatesRequest: telethon then files a flood wait under the
+        # wrapper's id (and the error names the wrapper), which its check before a
+        # request never looks up. Quirk reproduced: such a client has no flood memory.
+        sent: TLRequest = request
+        if self.client_options.get("receive_updates") is False:
+            sent = functions.InvokeWithoutUpdatesRequest(query=request)
         due = self._flood_waited_requests.get(constructor)
         if due is not None:
             diff = round((due - time.time()) / scale)
@@ -661,10 +668,10 @@ class FakeTelegramClient(FileSending):
             except _FLOOD_ERRORS as exc:
                 last_error = exc
                 if getattr(exc, "request", None) is None:
-                    exc.request = request  # type: ignore[attr-defined]
+                    exc.request = sent  # type: ignore[attr-defined]
                 seconds = int(getattr(exc, "seconds", 0))
                 if not isinstance(exc, errors.SlowModeWaitError):
-                    self._flood_waited_requests[constructor] = time.time() + seconds * scale
+                    self._flood_waited_requests[sent.CONSTRUCTOR_ID] = time.time() + seconds * scale
                 if seconds == 0:
                     seconds = exc.seconds = 1  # type: ignore[attr-defined]
                 if seconds <= self.flood_sleep_threshold:
@@ -1222,13 +1229,19 @@ class FakeTelegramClient(FileSending):
         ``buttons`` removes the message's inline keyboard. Edits count against the
         same rate limits as sends.
         """
+        request = functions.messages.EditMessageRequest(peer=types.InputPeerEmpty(), id=0)
         try:
-            return await self._edit(
-                entity, message, text, parse_mode, formatting_entities, file, buttons
+            if file is not None:
+                raise NotImplementedError("FakeTelegramClient edits text messages only")
+            self._check_entity(entity)
+            return await self._call(
+                request,
+                lambda: self._edit(entity, message, text, parse_mode, formatting_entities, buttons),
             )
         except Exception as exc:
             with self._lock:
                 self.errors.append(FailedSend(entity, exc, time.monotonic()))
+            self._notify()
             raise
 
     async def _edit(
@@ -1238,15 +1251,11 @@ class FakeTelegramClient(FileSending):
         text: str | None,
         parse_mode: Any,
         formatting_entities: list[Any] | None,
-        file: Any,
         buttons: Any,
     ) -> Any:
         now = time.monotonic()
-        if file is not None:
-            raise NotImplementedError("FakeTelegramClient edits text messages only")
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
-        self._check_entity(entity)
         key = _chat_key(entity if isinstance(entity, int | str) else utils.get_peer_id(entity))
         message_id = utils.get_message_id(message)
         failure = self._take_failure(key)
@@ -1288,12 +1297,35 @@ class FakeTelegramClient(FileSending):
     async def delete_messages(
         self, entity: Any, message_ids: Any, *, revoke: bool = True
     ) -> list[Any]:
-        """Delete messages this fake sent (unknown ids are ignored, as Telegram does)."""
+        """Delete messages this fake sent (unknown ids are ignored, as Telegram does).
+
+        Runs as telethon's ``DeleteMessagesRequest`` (``channels.`` for a channel or
+        supergroup, ``messages.`` otherwise): flood memory, retries, silent mode apply.
+        """
+        try:
+            self._check_entity(entity)
+            key = _chat_key(entity if isinstance(entity, int | str) else utils.get_peer_id(entity))
+            ids = message_ids if utils.is_list_like(message_ids) else [message_ids]
+            request: TLRequest
+            if isinstance(key, int) and utils.resolve_id(key)[1] is types.PeerChannel:
+                request = functions.channels.DeleteMessagesRequest(
+                    channel=types.InputChannelEmpty(), id=[]
+                )
+            else:
+                request = functions.messages.DeleteMessagesRequest(id=[], revoke=revoke)
+            return await self._call(request, lambda: self._delete(key, ids))
+        except Exception as exc:
+            with self._lock:
+                self.errors.append(FailedSend(entity, exc, time.monotonic()))
+            self._notify()
+            raise
+
+    async def _delete(self, key: int | str, ids: Any) -> list[Any]:
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
-        self._check_entity(entity)
-        key = _chat_key(entity if isinstance(entity, int | str) else utils.get_peer_id(entity))
-        ids = message_ids if utils.is_list_like(message_ids) else [message_ids]
+        failure = self._take_failure(key)
+        if failure is not None:
+            raise failure
         count = 0
         with self._lock:
             for message_id in ids:

@@ -178,6 +178,14 @@ class TelegramInteractions:
             try:
                 await client.delete_messages(entity, list(surplus))
             except errors.RPCError as exc:
+                if isinstance(exc, errors.FloodError):
+                    # Imported here: the backend module imports this one. telethon would
+                    # otherwise refuse every later deletion, in any chat, until it ends.
+                    from processpype.communications.backends.telegram import (
+                        _forget_flood_memory,
+                    )
+
+                    _forget_flood_memory(client, exc)
                 logger.warning(
                     "%s: could not delete %d piece(s) an edit made superfluous: %s",
                     self._backend.name,
