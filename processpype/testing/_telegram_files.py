@@ -7,12 +7,17 @@ to 10 (telethon slices longer lists the same way); a file given as bytes (named
 ``.png``/``.jpg``/``.jpeg`` name and no ``force_document``); Telegram's answers with
 telethon's error classes: ``PhotoSaveFileInvalidError`` for a photo over 10 MB,
 ``MediaCaptionTooLongError`` for a caption over 1,024 UTF-16 units (after parsing),
-``FilePartsInvalidError`` for a file over what a bot may upload. Scripted failures
-(``fail_next``), rate limits and ``latency`` apply as for ``send_message``; one call
-counts as one send (telethon makes one request per album of 10).
+``FilePartsInvalidError`` for a file over what a bot may upload. Each media request
+runs through the fake's ``_call`` as telethon's does (``SendMediaRequest`` for one
+file, ``SendMultiMediaRequest`` per album of up to 10): flood memory, internal retries
+of server errors, silent mode. Scripted failures (``fail_next``), rate limits and
+``latency`` apply per media request, as for ``send_message``: an album counts as one
+send, a list of 12 files as two.
 
-What it does not reproduce: photo recompression and resizing (the bytes are kept as
-given), thumbnails, voice and video notes, ``file_id`` reuse, URLs, upload progress.
+What it does not reproduce: the upload requests (telethon's ``SaveFilePartRequest``
+parts and ``UploadMediaRequest``; the file is read at once), photo recompression and
+resizing (the bytes are kept as given), thumbnails, voice and video notes, ``file_id``
+reuse, URLs, upload progress.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ Sent messages keep their inline buttons; ``edit_message`` and ``delete_messages`
 work on them as on Telegram, and ``press_button`` delivers a press as telethon's own
 ``CallbackQuery`` event (the bot's ``event.answer`` lands in ``callback_answers``).
 Not reproduced: the 64-byte limit on button data, the deadline for answering a press,
-the limit on how old a message may be to be edited, and media.
+the limit on how old a message may be to be edited, and editing media.
 
 Point every ``TelegramCommunicator`` at one fake with ``set_default_client_factory(
 fake.as_client_factory())``, or pass ``client_factory=fake.as_client_factory()``. The
@@ -23,13 +23,19 @@ fake is safe to read and drive from a test thread while a Notifier's loop sends.
 
 Where the backend depends on telethon's own logic, the fake runs the same logic
 (``_call``, as telethon's ``UserMethods._call`` does, keyed by the telethon request type
-of each method, so other methods can join it):
+of each method: ``SendMessageRequest``, ``SendMediaRequest`` for one file,
+``SendMultiMediaRequest`` per album of up to 10, ``EditMessageRequest``,
+``DeleteMessagesRequest`` (``channels.`` for supergroups), ``ImportBotAuthorization``):
 
 - **Flood memory.** A ``FloodWaitError`` (not ``SlowModeWaitError``) is remembered per
   request type in ``_flood_waited_requests[Request.CONSTRUCTOR_ID]``; every later
   request of that type, to any chat, fails locally with ``FloodWaitError`` until the
   wait ends, except that a wait with 3 s or less left is forgotten. Waits up to
-  ``flood_sleep_threshold`` are slept through, as telethon does.
+  ``flood_sleep_threshold`` are slept through, as telethon does. A client built with
+  ``receive_updates=False`` wraps each request in ``InvokeWithoutUpdatesRequest``:
+  telethon files the wait under the wrapper's id (the error's ``.request`` is the
+  wrapper), which it never checks, so such a client has no flood memory; nor has the
+  fake then.
 - **Server errors** (``ServerError``, ``TimedOutError``, ``RpcCallFailError``, ...) are
   repeated ``request_retries`` times after ``internal_retry_delay`` (telethon: 2 s), each
   repeat taking the next scripted failure; then the last error is raised with
@@ -47,6 +53,11 @@ of each method, so other methods can join it):
 Differences that remain: no network, no MTProto, no update gaps, no DC migrations, no
 entity cache beyond injected messages (usernames are accepted without resolving),
 file sessions (paths) are not written to, and ``catch_up`` is recorded, not acted on.
+Uploads are not requests of their own: telethon sends each file in 512 KiB
+``SaveFilePartRequest`` parts (and ``UploadMediaRequest`` per album photo) before the
+media request, each with its own flood memory and retries; the fake reads the file at
+once and runs only the media request. A scripted failure (``fail_next``) is taken by
+the next request to that chat of any kind: a message, a file, an edit or a deletion.
 """
 
 from __future__ import annotations
