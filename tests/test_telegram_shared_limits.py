@@ -79,3 +79,33 @@ def test_an_infinite_or_nan_telegram_timeout_is_refused_naming_the_key(
     )
     with pytest.raises(ValueError, match=key):
         TelegramCommunicatorConfig.model_validate(values)
+
+
+@pytest.mark.timeout(20)
+def test_a_silent_redis_fails_the_send_instead_of_holding_it() -> None:
+    from telegram_helpers import LoopbackServer
+
+    fake = FakeTelegramClient()
+    config = fake.telegram_config(max_attempts=1)
+
+    async def scenario() -> str:
+        async with LoopbackServer("silent") as silent:  # accepts, never answers
+            outbox = OutboxConfig.model_validate(
+                {"url": f"redis://127.0.0.1:{silent.port}/0", "connect_timeout": 0.2}
+            )
+            backend = TelegramCommunicator("tg", config, client_factory=fake.as_client_factory())
+            limiter = SharedTelegramLimiter(
+                connect(outbox), outbox, bot="123456", limits=backend.rate_limits
+            )
+            backend.send_limiter = limiter
+            await backend.start()
+            try:
+                result = await backend.deliver(OutgoingMessage(message="held?"))
+            finally:
+                await backend.stop()
+                await limiter.aclose()
+        return result.error or ""
+
+    error = asyncio.run(scenario())
+    assert "is unreachable" in error
+    assert fake.texts == []

@@ -173,7 +173,8 @@ class CallbackAnswer(NamedTuple):
 
 
 class FailedSend(NamedTuple):
-    """One ``send_message`` call that raised: the chat, the error, and when."""
+    """One call that raised (``send_message``, ``send_file``, ``edit_message``,
+    ``delete_messages``): the chat, the error, and when."""
 
     chat: Any
     error: BaseException
