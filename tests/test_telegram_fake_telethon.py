@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from telethon import errors
 from telethon.sessions import StringSession
+from telethon.tl import functions
 
 from processpype.testing.telegram import FakeTelegramClient
 
@@ -205,7 +206,7 @@ async def test_deletions_run_as_telethons_delete_request() -> None:
         await fake.delete_messages(GROUP, [message_id])
 
     # A supergroup's messages are deleted with the channels' request, as telethon does.
-    assert type(caught.value.request).__name__ == "DeleteMessagesRequest"
+    assert isinstance(caught.value.request, functions.channels.DeleteMessagesRequest)
     assert caught.value.request.CONSTRUCTOR_ID in fake._flood_waited_requests
     assert fake.deleted == []
 

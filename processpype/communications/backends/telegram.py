@@ -918,6 +918,13 @@ class TelegramCommunicator(Communicator):
         return await queue.join(timeout)
 
     async def _send_chunk(self, job: Job, chunk: Chunk) -> None:
+        """Send one piece of ``job``: one try, every network step of it bounded.
+
+        A reconnect within ``connect_timeout``; each round trip of a shared limiter
+        within its own deadline; the piece's requests (a text, an edit and its
+        deletions, or a file's upload and media) within one ``send_timeout`` (plus the
+        upload time of a file's bytes).
+        """
         client = self._client
         if client is None:
             raise ConnectionError("the backend is stopping")
