@@ -184,8 +184,8 @@ class TelegramCommunicatorConfig(_StrictBackendConfig):
         default=30.0,
         gt=0,
         allow_inf_nan=False,
-        description="How long send() waits for room in a full queue, and one request "
-        "to Telegram may take",
+        description="How long send() waits for room in a full queue, and the requests "
+        "of one message piece may take (a file: plus its upload time)",
     )
     stop_timeout: float = Field(
         default=10.0,
