@@ -228,3 +228,39 @@ async def test_a_flood_wait_on_deleting_superfluous_pieces_is_forgotten(tmp_path
 
     assert edited.status == "delivered"  # the edit itself went through
     assert functions.messages.DeleteMessagesRequest.CONSTRUCTOR_ID not in memory
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(20)
+async def test_answering_a_press_over_a_silent_link_gives_up_instead_of_hanging(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from telethon import events
+    from telethon.sessions import StringSession
+    from telethon.tl import types
+
+    from processpype.communications.backends import _telegram_interactive
+
+    monkeypatch.setattr(_telegram_interactive, "_ANSWER_TIMEOUT", 0.1)
+    server = StubTelegram()
+    server.silent = True  # the answer request never gets a reply
+    client = TelegramClient(StringSession(), 12345, "0123456789abcdef0123456789abcdef")
+    client._sender = StubSender(server, None)
+    await client._sender.connect(None)
+    backend = backend_on(FakeTelegramClient().as_client_factory())
+    update = types.UpdateBotCallbackQuery(
+        query_id=994,
+        user_id=42,
+        peer=types.PeerChat(111),
+        msg_id=5,
+        chat_instance=1,
+        data=b"pp:x:0",
+    )
+    event = events.CallbackQuery.build(update)
+    event._entities = {}
+    event._set_client(client)
+    caplog.set_level(logging.ERROR, logger="processpype.communications.telegram")
+
+    await backend._interactions._on_callback(event)  # returns: the answer gave up
+
+    assert "handling a button press failed: TimeoutError" in caplog.text

@@ -25,7 +25,8 @@ Where the backend depends on telethon's own logic, the fake runs the same logic
 (``_call``, as telethon's ``UserMethods._call`` does, keyed by the telethon request type
 of each method: ``SendMessageRequest``, ``SendMediaRequest`` for one file,
 ``SendMultiMediaRequest`` per album of up to 10, ``EditMessageRequest``,
-``DeleteMessagesRequest`` (``channels.`` for supergroups), ``ImportBotAuthorization``):
+``DeleteMessagesRequest`` (``channels.`` for supergroups), ``SetBotCallbackAnswerRequest``,
+``ImportBotAuthorization``):
 
 - **Flood memory.** A ``FloodWaitError`` (not ``SlowModeWaitError``) is remembered per
   request type in ``_flood_waited_requests[Request.CONSTRUCTOR_ID]``; every later
@@ -1350,14 +1351,18 @@ class FakeTelegramClient(FileSending):
     async def __call__(self, request: Any, ordered: bool = False) -> Any:
         """Invoke a raw request; the fake answers ``SetBotCallbackAnswerRequest`` only."""
         if isinstance(request, functions.messages.SetBotCallbackAnswerRequest):
-            if not self._connected:
-                raise ConnectionError("Cannot send requests while disconnected")
-            with self._lock:
-                self.callback_answers.append(
-                    CallbackAnswer(request.query_id, request.message, bool(request.alert))
-                )
-            self._notify()
-            return True
+
+            async def answer() -> bool:
+                if not self._connected:
+                    raise ConnectionError("Cannot send requests while disconnected")
+                with self._lock:
+                    self.callback_answers.append(
+                        CallbackAnswer(request.query_id, request.message, bool(request.alert))
+                    )
+                self._notify()
+                return True
+
+            return await self._call(request, answer)
         raise NotImplementedError(
             f"FakeTelegramClient does not answer {type(request).__name__} requests"
         )
