@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shutil
 import signal
 import sys
@@ -32,7 +31,6 @@ import time
 import traceback
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
-from urllib.parse import urlsplit
 
 from processpype.communications.errors import ConfigError, describe_error
 from processpype.communications.models import MessageSeverity
@@ -80,11 +78,6 @@ DEFAULT_SOURCE = "embedded default"
 _STATUS_AFTER = 1.0  # seconds before a pending send shows a status line (terminal only)
 _TICK = 0.25  # how often the status line is refreshed
 _STOP_TIMEOUT = 10.0  # bound on stopping the backends at exit
-_MASK = "**********"
-_SECRET_KEY = re.compile(
-    r"token|secret|passw|api[_-]?key|api[_-]?hash|auth|credential|session|private|signature",
-    re.IGNORECASE,
-)
 # The CLI reports outcomes and start failures itself; these loggers would say it twice.
 _QUIET_LOGGERS = frozenset(
     {"processpype.communications.dispatcher", "processpype.communications.backends"}
@@ -364,7 +357,9 @@ def _report(
     """Print ``exc`` as one message on stderr (with its traceback under --debug)."""
     if debug:
         traceback.print_exception(exc, file=sys.stderr)
-    text = describe_error(exc) if describe else str(exc)
+    from processpype.communications._masking import redact
+
+    text = describe_error(exc) if describe else redact(str(exc))
     if hint:
         text += f" ({hint})"
     print(f"{prog}: {kind}: {text}", file=sys.stderr, flush=True)
@@ -539,6 +534,7 @@ async def _send(
     started = time.monotonic()
     deadline = None if args.timeout is None else started + args.timeout
     any_failed = bool(failed_early)
+    any_delivered = False
     try:
         pending = set(tasks)
         while pending:
@@ -553,6 +549,7 @@ async def _send(
             for task in done:
                 result = task.result()
                 any_failed |= result.status == "failed"
+                any_delivered |= result.status == "delivered"
                 status.clear()
                 _print_result(result, args)
             elapsed = time.monotonic() - started
@@ -568,6 +565,14 @@ async def _send(
                     f"no outcome within {args.timeout:g} s (--timeout)",
                     args,
                 )
+            return EXIT_FAILED
+        if not any_failed and not any_delivered:
+            print(
+                f"{args.prog}: nothing was delivered: every backend of label "
+                f"{message.label!r} skipped the message (see the reasons above)",
+                file=sys.stderr,
+                flush=True,
+            )
             return EXIT_FAILED
         return EXIT_FAILED if any_failed else EXIT_OK
     except asyncio.CancelledError:
@@ -896,40 +901,20 @@ def masked_config(config: CommunicationsConfig) -> dict[str, Any]:
     """``config`` as plain data with every secret masked (webhook URLs keep their host)."""
     from pydantic import SecretStr
 
+    from processpype.communications._masking import mask_url, mask_value
+
     data: dict[str, Any] = config.model_dump(mode="json")
     for name, backend in config.backends.items():
         dumped = data["backends"][name]
-        for field in type(backend).model_fields:
+        for field, info in type(backend).model_fields.items():
             value = getattr(backend, field)
             if isinstance(value, SecretStr) and "url" in field:
-                dumped[field] = _masked_url(value.get_secret_value())
+                dumped[field] = mask_url(value.get_secret_value())
+            elif info.annotation is Any:  # free-form data, such as a webhook body
+                dumped[field] = mask_value(dumped.get(field), field)
         for key in backend.model_extra or {}:
-            dumped[key] = _masked_extra(key, dumped.get(key))
+            dumped[key] = mask_value(dumped.get(key), key)
     return data
-
-
-def _masked_extra(key: str, value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _masked_extra(k, v) for k, v in value.items()}
-    if _SECRET_KEY.search(key) and value not in (None, ""):
-        return _MASK
-    if isinstance(value, str) and ("url" in key.lower() or "webhook" in key.lower()):
-        return _masked_url(value)
-    return value
-
-
-def _masked_url(url: str) -> str:
-    """``scheme://host[:port]/**********``: the path and query often carry a token."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port
-    except ValueError:
-        return _MASK
-    if not parts.scheme or not host:
-        return _MASK
-    where = f"{host}:{port}" if port else host
-    return f"{parts.scheme}://{where}/{_MASK}"
 
 
 def _indent(text: str, prefix: str = "  ") -> str:

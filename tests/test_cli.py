@@ -473,13 +473,25 @@ backends:
 
 def test_check_exits_1_for_an_unknown_backend_type(tmp_path: Path) -> None:
     config = write(
-        tmp_path / "notify.yaml", "enabled: true\nbackends:\n  tg:\n    type: telegarm\n"
+        tmp_path / "notify.yaml", "enabled: true\nbackends:\n  tg:\n    type: pagerduty\n"
     )
 
     result = run_cli("check", str(config))
 
     assert result.returncode == 1
-    assert "unknown backend type 'telegarm'" in result.stdout
+    assert "unknown backend type 'pagerduty'" in result.stdout
+
+
+def test_check_refuses_a_typo_of_a_built_in_type_with_a_suggestion(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "notify.yaml", "enabled: true\nbackends:\n  tg:\n    type: telegarm\n"
+    )
+
+    result = run_cli("check", str(config))
+
+    assert result.returncode == 2
+    assert f"{config}: backends.tg.type: unknown backend type 'telegarm'" in result.stderr
+    assert "did you mean 'telegram'?" in result.stderr
 
 
 def _email_config(tmp_path: Path, port: int) -> Path:

@@ -6,12 +6,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from processpype.communications._masking import redact
 from processpype.communications.errors import DeliveryError, describe_error
 from processpype.communications.models import OutgoingMessage
 
-__all__ = ["DeliveryReport", "DeliveryResult", "DeliveryStatus"]
+__all__ = ["COMMUNICATIONS_DISABLED", "DeliveryReport", "DeliveryResult", "DeliveryStatus"]
 
 DeliveryStatus = Literal["delivered", "failed", "skipped"]
+
+COMMUNICATIONS_DISABLED = "communications are disabled (communications.enabled is false)"
+"""The skip reason of every result while communications are switched off on purpose."""
 
 
 class DeliveryResult(BaseModel):
@@ -45,13 +49,13 @@ class DeliveryResult(BaseModel):
         cls, backend: str, error: BaseException | str, *, attempts: int = 1
     ) -> DeliveryResult:
         """A result for a message that did not go out."""
-        text = error if isinstance(error, str) else describe_error(error)
+        text = redact(error) if isinstance(error, str) else describe_error(error)
         return cls(backend=backend, status="failed", error=text, attempts=attempts)
 
     @classmethod
     def skipped(cls, backend: str, reason: str) -> DeliveryResult:
         """A result for a message the backend chose not to send (and why)."""
-        return cls(backend=backend, status="skipped", error=reason, attempts=0)
+        return cls(backend=backend, status="skipped", error=redact(reason), attempts=0)
 
 
 _delivered: dict[tuple[str, int], DeliveryResult] = {}
@@ -69,8 +73,23 @@ class DeliveryReport(BaseModel):
 
     @property
     def ok(self) -> bool:
-        """True when the label reached at least one backend and no result failed."""
-        return bool(self.results) and not any(r.status == "failed" for r in self.results)
+        """True when at least one backend delivered and none failed.
+
+        Also True when every result was skipped because communications are disabled
+        (the deliberate off switch). A message that no backend handles, or that every
+        backend skipped (an unknown type, a missing package, no recipient), is not ok.
+        """
+        results = self.results
+        if any(r.status == "failed" for r in results):
+            return False
+        if any(r.status == "delivered" for r in results):
+            return True
+        return bool(results) and all(r.error == COMMUNICATIONS_DISABLED for r in results)
+
+    @property
+    def skipped(self) -> tuple[DeliveryResult, ...]:
+        """The results whose status is ``skipped``."""
+        return tuple(r for r in self.results if r.status == "skipped")
 
     @property
     def failed(self) -> tuple[DeliveryResult, ...]:
@@ -95,6 +114,13 @@ class DeliveryReport(BaseModel):
                 f"no backend handles label {self.message.label!r}; the message went nowhere",
                 report=self,
             )
+        if not self.failed:
+            details = "; ".join(f"{r.backend}: {r.error}" for r in self.results)
+            raise DeliveryError(
+                f"nothing was delivered for label {self.message.label!r}: every backend "
+                f"skipped it ({details})",
+                report=self,
+            )
         details = "; ".join(f"{r.backend}: {r.error}" for r in self.failed)
         raise DeliveryError(f"delivery failed at {details}", report=self)
 
@@ -102,6 +128,8 @@ class DeliveryReport(BaseModel):
         if not self.results:
             return f"label {self.message.label!r}: no backend"
         parts = []
+        if not self.ok and not self.failed:
+            parts.append("nothing delivered")
         for r in self.results:
             part = f"{r.backend}: {r.status}"
             if r.error:

@@ -45,7 +45,11 @@ from processpype.communications._handlers import IncomingHandler, IncomingHandle
 from processpype.communications._loop_thread import LoopThread, LoopWaker
 from processpype.communications.backends import create_communicator
 from processpype.communications.base import Communicator, NoOpCommunicator
-from processpype.communications.delivery import DeliveryReport, DeliveryResult
+from processpype.communications.delivery import (
+    COMMUNICATIONS_DISABLED,
+    DeliveryReport,
+    DeliveryResult,
+)
 from processpype.communications.dispatcher import CommunicationDispatcher
 from processpype.communications.errors import (
     DeliveryTimeoutError,
@@ -61,7 +65,7 @@ __all__ = ["Notifier"]
 
 logger = logging.getLogger("processpype.communications.notifier")
 
-_DISABLED_REASON = "communications are disabled (communications.enabled is false)"
+_DISABLED_REASON = COMMUNICATIONS_DISABLED
 _DRAIN_BATCH = 512
 """Messages dispatched per loop callback, so a flood never starves the loop's I/O."""
 _CLOSE_GRACE = 5.0
