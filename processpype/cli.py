@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from processpype.communications.delivery import DeliveryResult
     from processpype.communications.dispatcher import CommunicationDispatcher
     from processpype.communications.models import IncomingMessage, OutgoingMessage
-    from processpype.config.models import CommunicationsConfig
+    from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
     from processpype.testing.smtp import SMTPEnvelope
 
 __all__ = [
@@ -523,7 +523,7 @@ async def _send(
         return EXIT_OK
 
     dispatcher = CommunicationDispatcher()
-    communicators, failed_early = _create_communicators(config, names, dispatcher)
+    communicators, failed_early = _create_communicators(config, names, dispatcher, source=source)
     for name, reason in failed_early.items():
         _print_outcome(name, "failed", reason, args)
     tasks: dict[asyncio.Task[DeliveryResult], str] = {
@@ -628,9 +628,16 @@ def _print_outcome(name: str, status: str, detail: str | None, args: argparse.Na
 
 
 def _create_communicators(
-    config: CommunicationsConfig, names: Sequence[str], dispatcher: CommunicationDispatcher
+    config: CommunicationsConfig,
+    names: Sequence[str],
+    dispatcher: CommunicationDispatcher,
+    *,
+    source: str | None = None,
 ) -> tuple[list[Communicator], dict[str, str]]:
-    """Create and register the named backends; return them and the ones that failed."""
+    """Create and register the named backends; return them and the ones that failed.
+
+    A ``ConfigError`` of a backend is raised naming ``source``, the config's file.
+    """
     from processpype.communications.backends import create_communicator
 
     created: list[Communicator] = []
@@ -639,8 +646,8 @@ def _create_communicators(
         backend = config.backends[name]
         try:
             communicator = create_communicator(name, backend)
-        except ConfigError:
-            raise
+        except ConfigError as exc:
+            raise exc if source is None else exc.with_source(source) from exc.__cause__
         except Exception as exc:
             failed[name] = f"cannot be created: {describe_error(exc)}"
             continue
@@ -776,6 +783,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     path = args.config_file if args.config_file is not None else args.config
     config, source = resolve_config(path)
+    config_source = source
     out = sys.stdout
     if source == DEFAULT_SOURCE:
         source += f" (no CONFIG argument, no -c, and ${CONFIG_ENV_VAR} is not set)"
@@ -794,15 +802,20 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     rows: list[tuple[str, str, str, str]] = []
     problems = 0
+    invalid: list[ConfigError] = []
     for name, backend in config.backends.items():
         labels = ", ".join(backend.labels)
         if not backend.enabled:
             rows.append((name, backend.type, labels, "disabled (enabled: false)"))
             continue
         reason = backend_unavailable_reason(backend.type)
+        error = None if reason is not None else _construction_error(name, backend, config_source)
         if reason is not None:
             problems += 1
             rows.append((name, backend.type, labels, f"unavailable: {reason}"))
+        elif error is not None:
+            invalid.append(error)
+            rows.append((name, backend.type, labels, f"invalid: {error.problem}"))
         else:
             rows.append((name, backend.type, labels, "available"))
     print("\nBackends:", file=out)
@@ -820,6 +833,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print("  (none: no enabled backend)", file=out)
     out.flush()
 
+    for error in invalid:
+        print(f"{args.prog}: config error: {error}", file=sys.stderr)
+    if invalid:
+        return EXIT_USAGE
     if problems:
         print(
             f"{args.prog}: {problems} enabled backend(s) cannot be created here (see STATUS)",
@@ -830,6 +847,19 @@ def _cmd_check(args: argparse.Namespace) -> int:
         connect_code = _run(lambda interrupt: _connect(config, args, interrupt))
         code = max(code, connect_code) if connect_code < EXIT_USAGE else connect_code
     return code
+
+
+def _construction_error(
+    name: str, backend: CommunicatorBackendConfig, source: str
+) -> ConfigError | None:
+    """Build ``backend`` as ``send`` would (no network): its ConfigError, naming ``source``."""
+    from processpype.communications.backends import create_communicator
+
+    try:
+        create_communicator(name, backend)
+    except ConfigError as exc:
+        return exc.with_source(source)
+    return None
 
 
 async def _connect(
@@ -950,7 +980,7 @@ async def _listen(
 
     names = [name for name, backend in config.backends.items() if backend.enabled]
     dispatcher = CommunicationDispatcher()
-    created, failed_early = _create_communicators(config, names, dispatcher)
+    created, failed_early = _create_communicators(config, names, dispatcher, source=source)
     for name, reason in failed_early.items():
         print(f"{args.prog}: {name}: {reason}", file=sys.stderr)
     receivers = [c for c in created if c.supports_receiving]
@@ -1122,7 +1152,8 @@ def _print_smtpd_banner(server: Any, args: argparse.Namespace) -> None:
     lines = [
         f"{args.prog}: SMTP test server listening on {server.host}:{server.port} "
         f"({mode}{auth}); Ctrl-C to stop",
-        "Point an email backend at it:",
+        "Point an email backend at it (a whole config file, ready to paste):",
+        "  enabled: true",
         "  backends:",
         "    local-mail:",
         "      type: email",

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -558,6 +559,20 @@ def test_smtpd_prints_a_mail_sent_by_the_email_backend(tmp_path: Path, smtpd: Ru
     smtpd.stdout.wait_for(r"^all 3 volumes done$")
     assert "From: alerts@example.com" in smtpd.stdout.seen
     assert "To: ops@example.com" in smtpd.stdout.seen
+
+
+def test_the_config_snippet_smtpd_prints_sends_as_pasted(tmp_path: Path, smtpd: Running) -> None:
+    smtpd.stderr.wait_for(r"default_recipients: \[you@example\.com\]")
+    lines = smtpd.stderr.seen
+    first = next(i for i, line in enumerate(lines) if "ready to paste):" in line) + 1
+    last = next(i for i, line in enumerate(lines) if "default_recipients:" in line) + 1
+    snippet = textwrap.dedent("\n".join(line.rstrip("\n") for line in lines[first:last]))
+    config = write(tmp_path / "pasted.yaml", snippet + "\n")
+
+    sent = run_cli("send", "-c", str(config), "pasted as is")
+
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    smtpd.stdout.wait_for(r"^pasted as is$")
 
 
 def test_smtpd_stops_cleanly_on_ctrl_c(smtpd: Running) -> None:

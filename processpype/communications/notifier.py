@@ -52,6 +52,7 @@ from processpype.communications.delivery import (
 )
 from processpype.communications.dispatcher import CommunicationDispatcher
 from processpype.communications.errors import (
+    ConfigError,
     DeliveryTimeoutError,
     NotifierClosedError,
     QueueFullError,
@@ -269,7 +270,11 @@ class Notifier:
         **kwargs: Any,
     ) -> Notifier:
         """A Notifier for the YAML file at ``path`` (``${VAR}`` resolved from ``env``)."""
-        return cls(load_config(path, env=env), **kwargs)
+        config = load_config(path, env=env)
+        try:
+            return cls(config, **kwargs)
+        except ConfigError as exc:  # a backend refused its settings: name the file too
+            raise exc.with_source(os.fspath(path)) from exc.__cause__
 
     @classmethod
     def from_config(
@@ -1054,8 +1059,10 @@ def _coerce_config(config: CommunicationsConfig | Mapping[str, Any]) -> Communic
         if "communications" in config:
             section = config["communications"]
             if not isinstance(section, Mapping):
-                raise TypeError(
-                    f"config['communications'] must be a mapping, not {type(section).__name__}"
+                raise ConfigError(
+                    f"must be a mapping of settings, not {type(section).__name__}",
+                    source="<config>",
+                    key="communications",
                 )
             return config_from_mapping(section, prefix=("communications",))
         return config_from_mapping(config)

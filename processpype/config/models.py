@@ -161,6 +161,12 @@ class TelegramChatConfig(ConfigurationModel):
         value = value.strip()
         if not value:
             raise ValueError("chat_id cannot be empty")
+        if any(char.isspace() for char in value):
+            # No chat id, username or link holds a space: telethon would fail at send.
+            raise ValueError(
+                f"{value!r} is not a chat: use a numeric id (-1001234567890), an "
+                "@username or a t.me link"
+            )
         return value
 
 
@@ -278,6 +284,18 @@ class EmailCommunicatorConfig(_RetryingBackendConfig):
                 f"{value!r} is not an email address "
                 "(expected alerts@example.com or Alerts <alerts@example.com>)"
             )
+        return value
+
+    @field_validator("default_recipients")
+    @classmethod
+    def _recipients_are_addresses(cls, value: list[str]) -> list[str]:
+        # Checked here, not at the first send: ``check`` refuses what ``send`` would.
+        for index, item in enumerate(value):
+            if "@" not in parseaddr(item)[1]:
+                raise ValueError(
+                    f"[{index}] {item!r} is not an email address "
+                    "(expected ops@example.com or Ops <ops@example.com>)"
+                )
         return value
 
     @model_validator(mode="after")
