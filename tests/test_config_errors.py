@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -18,10 +19,12 @@ def _no_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PROCESSPYPE_CONFIG", raising=False)
 
 
-HOOK = {"type": "webhook", "url": "https://hooks.example.com/T0/secret"}
+Case = tuple[dict[str, Any], str, str]
+
+HOOK: dict[str, Any] = {"type": "webhook", "url": "https://hooks.example.com/T0/secret"}
 
 # (backend, the key path named, words of the problem) for what send refuses at creation.
-REFUSED_AT_CREATION = {
+REFUSED_AT_CREATION: dict[str, Case] = {
     "template typo": (
         {**HOOK, "body": {"text": "{mesage}"}},
         "backends.b.body.text",
@@ -40,7 +43,7 @@ REFUSED_AT_CREATION = {
 }
 
 # What the config model itself refuses (the loader names file and key path).
-REFUSED_BY_THE_MODEL = {
+REFUSED_BY_THE_MODEL: dict[str, Case] = {
     "bad default recipient": (
         {
             "type": "email",
@@ -64,7 +67,7 @@ REFUSED_BY_THE_MODEL = {
 }
 
 
-def _write(tmp_path: Path, backend: dict[str, object]) -> Path:
+def _write(tmp_path: Path, backend: dict[str, Any]) -> Path:
     path = tmp_path / "notify.yaml"
     path.write_text(yaml.safe_dump({"enabled": True, "backends": {"b": backend}}))
     return path
