@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "IncomingMessage",
@@ -100,6 +100,24 @@ class OutgoingMessage(BaseModel):
     subject: str | None = Field(
         default=None, description="Optional subject line (used by email backend)"
     )
+
+    @model_validator(mode="after")
+    def _valid_text(self) -> OutgoingMessage:
+        # A lone surrogate (text decoded with errors="surrogateescape") cannot be encoded
+        # by any backend: refuse it here, naming the field, not as a UnicodeEncodeError
+        # deep inside one. One check for every field keeps the cost of a send low.
+        for field in ("message", "subject", "source", "label"):
+            text = getattr(self, field)
+            if text is not None and not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise ValueError(
+                        f"{field} holds a lone surrogate ({text[exc.start]!r} at index "
+                        f"{exc.start}), which is not valid text: decode bytes with "
+                        "errors='replace'"
+                    ) from None
+        return self
 
 
 class IncomingMessage(BaseModel):

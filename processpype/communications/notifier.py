@@ -974,7 +974,13 @@ class Notifier:
             self._fail_rest(delivery, self._abort_reason)
         self._flush_settled()
         if undelivered:
-            self._report_undelivered(undelivered, at_exit=at_exit)
+            # The wait the caller chose: close(timeout) when given, else drain_timeout.
+            waited = (
+                f"drain_timeout={self._drain_timeout}s"
+                if at_exit or timeout is None
+                else f"close timeout={limit:g}s"
+            )
+            self._report_undelivered(undelivered, at_exit=at_exit, waited=waited)
         return flushed and not undelivered
 
     async def _abort_pending(self, grace: float) -> list[tuple[OutgoingMessage, tuple[str, ...]]]:
@@ -1006,22 +1012,34 @@ class Notifier:
         return undelivered
 
     async def _stop_backends(self, grace: float) -> None:
-        try:
-            async with asyncio.timeout_at(asyncio.get_running_loop().time() + _left(grace)):
-                await self._dispatcher.stop_all()
-        except TimeoutError:
-            still = [name for name, c in self.communicators.items() if c.is_started]
+        # One task per backend, so the log names those whose stop() did not return (a
+        # backend clears is_started as its stop begins: that flag cannot tell).
+        stopping = {
+            asyncio.ensure_future(self._dispatcher.stop_one(c)): name
+            for name, c in self.communicators.items()
+        }
+        if not stopping:
+            return
+        _, still = await asyncio.wait(stopping, timeout=_left(grace))
+        if still:
+            for task in still:
+                task.cancel()
             logger.error(
-                "%s: backends still stopping at close: %s", self._name, ", ".join(still) or "?"
+                "%s: backends still stopping at close: %s",
+                self._name,
+                ", ".join(sorted(stopping[task] for task in still)),
             )
 
     def _report_undelivered(
-        self, undelivered: list[tuple[OutgoingMessage, tuple[str, ...]]], *, at_exit: bool
+        self,
+        undelivered: list[tuple[OutgoingMessage, tuple[str, ...]]],
+        *,
+        at_exit: bool,
+        waited: str,
     ) -> None:
         when = "at interpreter exit" if at_exit else "when the notifier closed"
         lines = [
-            f"processpype: {len(undelivered)} message(s) were not delivered {when} "
-            f"(drain_timeout={self._drain_timeout}s):"
+            f"processpype: {len(undelivered)} message(s) were not delivered {when} ({waited}):"
         ]
         for message, pending in undelivered[:20]:
             text = message.message
@@ -1097,6 +1115,9 @@ def _outgoing(
         raise TypeError(
             f"message must be a str or an OutgoingMessage, not {type(message).__name__}"
         )
+    if not message or message.isspace():
+        # Services refuse an empty text (Telegram, Slack, Discord), and so does the CLI.
+        raise ValueError("the message is empty: give the text to send")
     # Only non-default fields are passed: validation is the cost of a send.
     fields: dict[str, Any] = {"message": message}
     if label != "default":

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from processpype.communications.backends._json import message_json
 from processpype.communications.base import Communicator
 from processpype.communications.models import OutgoingMessage
 from processpype.config.models import ConsoleCommunicatorConfig
@@ -47,7 +48,7 @@ class ConsoleCommunicator(Communicator):
 
     def _render(self, message: OutgoingMessage) -> str:
         if self._format == "json":
-            record = message.model_dump(mode="json")
+            record = message_json(message)  # what the webhook accepts, this accepts
             record["time"] = datetime.now(UTC).isoformat()
             record["backend"] = self.name
             return json.dumps(record, ensure_ascii=False, default=str)

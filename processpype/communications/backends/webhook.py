@@ -28,10 +28,10 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
-from pydantic_core import to_jsonable_python
 
 from processpype import __version__
 from processpype.communications._masking import redact, url_secrets
+from processpype.communications.backends._json import message_json
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
@@ -371,8 +371,7 @@ def _format(placeholder: _Placeholder, path: str, value: Any) -> str:
 
 def _message_fields(message: OutgoingMessage) -> dict[str, Any]:
     """The message as JSON-ready data (metadata values of unknown types become text)."""
-    data: dict[str, Any] = to_jsonable_python(message, fallback=str)
-    return data
+    return message_json(message)
 
 
 # -- the backends -------------------------------------------------------------------------
