@@ -25,6 +25,7 @@ import atexit
 import concurrent.futures
 import concurrent.futures.thread  # its exit hook must be registered before ours
 import contextlib
+import contextvars
 import functools
 import itertools
 import logging
@@ -95,6 +96,7 @@ class _Delivery:
     __slots__ = (
         "afuture",
         "aloop",
+        "context",
         "future",
         "lock",
         "message",
@@ -107,6 +109,9 @@ class _Delivery:
 
     def __init__(self, message: OutgoingMessage) -> None:
         self.message = message
+        # The sender's contextvars: backends run in them (a notebook's console output
+        # lands under the sending cell; the caller's logging and tracing context shows).
+        self.context = contextvars.copy_context()
         self.future: concurrent.futures.Future[DeliveryReport] | None = None
         self.lock: threading.Lock | None = None
         self.picked: threading.Lock | None = None
@@ -762,6 +767,9 @@ class Notifier:
             self._dispatcher.deliver_to(communicator, delivery.message),
             loop=self._loop,
             eager_start=True,
+            # A copy per backend: a context cannot be entered twice, and one backend's
+            # changes to it must not leak into another's.
+            context=delivery.context.copy(),
         )
 
     def _watch(
