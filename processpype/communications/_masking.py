@@ -25,7 +25,7 @@ import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -127,28 +127,31 @@ def url_secrets(url: str) -> list[str]:
     percent-decoded.
     """
     url = url.strip()
-    found = [url]
     try:
         parts = urlsplit(url)
     except ValueError:
-        return found
+        return [url]
     path, query = parts.path, parts.query
+    try:
+        password = parts.password
+    except ValueError:
+        password = None
+    if path in ("", "/") and not query and not password:
+        return []  # scheme and host only: nothing in it is secret
+    found = [url]
     if path not in ("", "/"):
         found.append(path)
         if query:
             found.append(f"{path}?{query}")
     if query:
         found.append(query)
-        for name, item in parse_qsl(query, keep_blank_values=False):
-            if is_secret_key(name) or _TOKEN_LIKE.fullmatch(item):
-                found.append(item)
+        for pair in query.split("&"):
+            name, _, raw = pair.partition("=")
+            if raw and (is_secret_key(unquote(name)) or _TOKEN_LIKE.fullmatch(unquote(raw))):
+                found.append(raw)  # percent-decoded below
     for segment in path.split("/"):
         if _TOKEN_LIKE.fullmatch(segment):
             found.append(segment)
-    try:
-        password = parts.password
-    except ValueError:
-        password = None
     if password:
         found.append(password)
     return found + [unquote(text) for text in found]
