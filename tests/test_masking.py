@@ -15,6 +15,7 @@ from processpype.communications._masking import (
     register_secrets,
     url_secrets,
 )
+from processpype.communications.delivery import DeliveryResult
 
 
 @pytest.mark.parametrize(
@@ -120,4 +121,14 @@ def test_library_log_records_are_redacted_at_creation(caplog: pytest.LogCaptureF
     messages = [record.getMessage() for record in caplog.records]
     assert messages[0] == f"headers=[(b'Location', b'/{MASK}')]"
     assert "lib-secret-987" in messages[1]
+    del owner
+
+
+def test_a_result_built_by_a_third_party_backend_is_masked() -> None:
+    owner = _Owner()
+    register_secrets(owner, ["hand-made-secret"])
+
+    result = DeliveryResult(backend="pager", status="failed", error="401 for hand-made-secret")
+
+    assert result.error == f"401 for {MASK}"
     del owner

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from processpype.communications._masking import redact
 from processpype.communications.errors import DeliveryError, describe_error
@@ -28,6 +28,13 @@ class DeliveryResult(BaseModel):
     error: str | None = Field(default=None, description="Why it failed or was skipped")
     attempts: int = Field(default=0, ge=0, description="How many times it was tried")
 
+    @field_validator("error")
+    @classmethod
+    def _masked(cls, error: str | None) -> str | None:
+        # Whoever built the result (a third-party backend too), a secret that a server or
+        # a library quoted never reaches the report.
+        return redact(error) if error else error
+
     @classmethod
     def delivered(cls, backend: str, *, attempts: int = 1) -> DeliveryResult:
         """A result for a message that reached the backend's service."""
@@ -49,13 +56,13 @@ class DeliveryResult(BaseModel):
         cls, backend: str, error: BaseException | str, *, attempts: int = 1
     ) -> DeliveryResult:
         """A result for a message that did not go out."""
-        text = redact(error) if isinstance(error, str) else describe_error(error)
+        text = error if isinstance(error, str) else describe_error(error)
         return cls(backend=backend, status="failed", error=text, attempts=attempts)
 
     @classmethod
     def skipped(cls, backend: str, reason: str) -> DeliveryResult:
         """A result for a message the backend chose not to send (and why)."""
-        return cls(backend=backend, status="skipped", error=redact(reason), attempts=0)
+        return cls(backend=backend, status="skipped", error=reason, attempts=0)
 
 
 _delivered: dict[tuple[str, int], DeliveryResult] = {}
