@@ -355,10 +355,10 @@ def _report(
     hint: str | None = None,
 ) -> int:
     """Print ``exc`` as one message on stderr (with its traceback under --debug)."""
-    if debug:
-        traceback.print_exception(exc, file=sys.stderr)
     from processpype.communications._masking import redact
 
+    if debug:  # a lower library's message in the traceback may quote a secret
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
     text = describe_error(exc) if describe else redact(str(exc))
     if hint:
         text += f" ({hint})"
@@ -647,7 +647,9 @@ def _create_communicators(
         try:
             communicator = create_communicator(name, backend)
         except ConfigError as exc:
-            raise exc if source is None else exc.with_source(source) from exc.__cause__
+            if source is None:
+                raise
+            raise exc.with_source(source) from exc.__cause__
         except Exception as exc:
             failed[name] = f"cannot be created: {describe_error(exc)}"
             continue
