@@ -132,3 +132,10 @@ def test_a_result_built_by_a_third_party_backend_is_masked() -> None:
 
     assert result.error == f"401 for {MASK}"
     del owner
+
+
+def test_a_switch_under_a_secret_looking_key_is_shown() -> None:
+    assert mask_value({"use_auth": True, "session_timeout": 3600}) == {
+        "use_auth": True,
+        "session_timeout": MASK,
+    }

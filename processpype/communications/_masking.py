@@ -107,8 +107,8 @@ def mask_value(value: Any, key: object = None) -> Any:
         return {k: mask_value(v, inherited or k) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [mask_value(item, key) for item in value]
-    if value is None or value == "":
-        return value
+    if value is None or value == "" or isinstance(value, bool):
+        return value  # a switch (``use_auth: true``) is no secret
     if is_secret_key(key):
         return MASK
     if isinstance(value, str):
@@ -166,9 +166,10 @@ def _data_secrets(value: Any, key: object = None) -> list[str]:
         return [s for item in value for s in _data_secrets(item, key)]
     if isinstance(value, bool) or value is None:
         return []
-    if is_secret_key(key) and isinstance(value, str | int):
-        text = str(value)
-        return url_secrets(text) if _URL.match(text) else _word_secrets(text)
+    if is_secret_key(key) and isinstance(value, str):
+        # Strings only: a number under such a key (``session_timeout: 3600``) searched
+        # for in free text would mask every "3600"; reprs and ``check`` still mask it.
+        return url_secrets(value) if _URL.match(value) else _word_secrets(value)
     if isinstance(value, str) and _URL.match(value):
         if isinstance(key, str) and _URL_KEY.search(key):
             return url_secrets(value)
