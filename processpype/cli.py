@@ -819,7 +819,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             invalid.append(error)
             rows.append((name, backend.type, labels, f"invalid: {error.problem}"))
         else:
-            rows.append((name, backend.type, labels, "available"))
+            rows.append((name, backend.type, labels, "available" + _check_note(backend)))
     print("\nBackends:", file=out)
     if rows:
         print(_table([("NAME", "TYPE", "LABELS", "STATUS"), *rows]), file=out)
@@ -849,6 +849,13 @@ def _cmd_check(args: argparse.Namespace) -> int:
         connect_code = _run(lambda interrupt: _connect(config, args, interrupt))
         code = max(code, connect_code) if connect_code < EXIT_USAGE else connect_code
     return code
+
+
+def _check_note(backend: CommunicatorBackendConfig) -> str:
+    """A warning for a backend that is valid but may send nothing."""
+    if backend.type == "email" and not getattr(backend, "default_recipients", True):
+        return " (no default_recipients: a message without metadata['recipients'] is skipped)"
+    return ""
 
 
 def _construction_error(

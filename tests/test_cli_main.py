@@ -160,3 +160,19 @@ def test_send_refuses_a_typo_of_a_built_in_type_naming_the_file(
     assert code == 2
     assert f"{config}: backends.mail.type: unknown backend type 'Email'" in err
     assert "did you mean 'email'?" in err
+
+
+def test_check_warns_about_an_email_backend_without_recipients(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "notify.yaml"
+    config.write_text(
+        "enabled: true\nbackends:\n  mail:\n    type: email\n    from_address: a@example.com\n"
+    )
+
+    code = main(["check", str(config)])
+
+    assert code == 0
+    assert "available (no default_recipients: a message without metadata['recipients']" in (
+        capsys.readouterr().out
+    )
