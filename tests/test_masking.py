@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 
 import pytest
 
 from processpype.communications._masking import (
     MASK,
+    _registry,
     mask_url,
     mask_value,
     redact,
@@ -139,3 +141,30 @@ def test_a_switch_under_a_secret_looking_key_is_shown() -> None:
         "use_auth": True,
         "session_timeout": MASK,
     }
+
+
+def test_logging_and_finalizers_never_wait_for_a_busy_registry(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The garbage collector may run a finalizer, or an __del__ that logs (asyncio's
+    # "Task was destroyed"), while this very thread holds the registry's lock.
+    owner = _Owner()
+    register_secrets(owner, ["busy-secret-42"])
+    gone = _Owner()
+    register_secrets(gone, ["gone-secret-42"])
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    done = threading.Event()
+
+    def inside_the_lock() -> None:
+        with _registry._lock:
+            _registry.discard(("gone-secret-42",))
+            logging.getLogger("asyncio").error("Task was destroyed: busy-secret-42")
+        done.set()
+
+    worker = threading.Thread(target=inside_the_lock, daemon=True)
+    worker.start()
+
+    assert done.wait(5), "logging blocked on the registry's lock"
+    assert caplog.records[-1].getMessage() == f"Task was destroyed: {MASK}"
+    assert redact("gone-secret-42") == "gone-secret-42"  # the queued discard was applied
+    del owner, gone

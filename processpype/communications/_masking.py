@@ -22,7 +22,7 @@ import logging
 import re
 import threading
 import weakref
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -225,40 +225,64 @@ def _field_secrets(name: str, value: Any, secret_type: type, model_type: type) -
 
 
 class _Registry:
-    """Secrets of live backends, counted, with one compiled pattern that finds them all."""
+    """Secrets of live backends, counted, with one compiled pattern that finds them all.
+
+    Nothing here may block a reader: ``pattern`` runs inside logging calls, and the
+    garbage collector can run a finalizer (``discard``) or an ``__del__`` that logs
+    (asyncio's "Task was destroyed") at any allocation, even while this thread holds
+    the lock. So ``discard`` only queues (a deque append is atomic), readers never wait
+    for the lock, and they read an immutable snapshot, replaced whole on every change.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: Counter[str] = Counter()
-        self._pattern: re.Pattern[str] | None = None
+        self._discarded: deque[tuple[str, ...]] = deque()
+        # (the secrets, longest first; their compiled pattern or None until first use)
+        self._state: tuple[tuple[str, ...], re.Pattern[str] | None] = ((), None)
 
     def add(self, secrets: Iterable[str]) -> tuple[str, ...]:
         kept = tuple({s for s in secrets if len(s.strip()) >= _MIN_SECRET})
         if kept:
             with self._lock:
+                self._apply_discards()
                 self._counts.update(kept)
-                self._pattern = None
+                self._snapshot()
         return kept
 
     def discard(self, secrets: tuple[str, ...]) -> None:
-        with self._lock:
-            for secret in secrets:
+        self._discarded.append(secrets)
+
+    def _apply_discards(self) -> None:
+        """Under the lock: forget the secrets of backends that are gone."""
+        if not self._discarded:
+            return
+        while self._discarded:
+            for secret in self._discarded.popleft():
                 self._counts[secret] -= 1
                 if self._counts[secret] <= 0:
                     del self._counts[secret]
-            self._pattern = None
+        self._snapshot()
+
+    def _snapshot(self) -> None:
+        # Longest first: a whole URL is replaced before its path or one of its segments.
+        self._state = (tuple(sorted(self._counts, key=len, reverse=True)), None)
 
     def __bool__(self) -> bool:
-        return bool(self._counts)
+        return bool(self._state[0])
 
     def pattern(self) -> re.Pattern[str] | None:
-        pattern = self._pattern
-        if pattern is None and self._counts:
-            with self._lock:
-                # Longest first: a whole URL is replaced before its path or a segment.
-                ordered = sorted(self._counts, key=len, reverse=True)
-                pattern = self._pattern = re.compile("|".join(map(re.escape, ordered)))
-        return pattern
+        if self._discarded and self._lock.acquire(blocking=False):
+            try:
+                self._apply_discards()
+            finally:
+                self._lock.release()
+        secrets, compiled = state = self._state
+        if compiled is None and secrets:
+            compiled = re.compile("|".join(map(re.escape, secrets)))
+            if self._state is state:  # not replaced meanwhile: keep the work
+                self._state = (secrets, compiled)
+        return compiled
 
     def replacement(self, secret: str) -> str:
         return mask_url(secret) if _URL.match(secret) else MASK
