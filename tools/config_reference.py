@@ -41,8 +41,8 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
         CommunicatorBackendConfig,
         "Keys every backend accepts. A `type` that is not built in keeps its other keys "
         "for a third-party backend (`config.model_extra`); a `type` within a letter's case "
-        "or two edits of a built-in one (`Email`, `emial`) is an error that asks \"did you "
-        "mean\". Extra keys named like secrets (`*token*`, `*key*`, `*secret*`, "
+        'or two edits of a built-in one (`Email`, `emial`) is an error that asks "did you '
+        'mean". Extra keys named like secrets (`*token*`, `*key*`, `*secret*`, '
         "`password`, ...) and passwords in URLs are masked in `repr`, logs and `check`.",
     ),
     ("`type: console`", ConsoleCommunicatorConfig, "No extra needed."),
