@@ -296,16 +296,19 @@ def test_telegram_never_shows_its_token_or_api_hash(
     if failure:
         # A library error that quotes the bot API URL, token included.
         error = ConnectionError(f"cannot reach https://api.telegram.org/bot{BOT_TOKEN}/send")
-        fake_telegram.fail_next(error, count=2)
+        fake_telegram.fail_next(error, count=2)  # one for the Notifier, one for the CLI
     config = {"enabled": True, "backends": {"tg": _telegram_backend()}}
     with Notifier(config) as notifier:
         report = notifier.send("disk full", timeout=10)
         texts = [*_report_texts(report), repr(notifier.communicator("tg").config)]
     path = tmp_path / "tg.yaml"
     path.write_text(yaml.safe_dump(config))
-    main(["check", str(path)])
+    check = main(["check", str(path)])
+    send = main(["send", "-c", str(path), "--debug", "disk full"])
     out = capsys.readouterr()
 
+    assert check == 0
+    assert send == (1 if failure else 0)
     assert report.ok is not failure
     assert fake_telegram.sessions  # the backend really logged in through the fake
     _assert_hidden([*texts, out.out, out.err, *captured], BOT_SECRET, API_HASH)
@@ -362,7 +365,7 @@ PAGER_SECRETS = (API_KEY, DSN_PASSWORD, LIST_TOKEN, ROUTING_SECRET)
 
 
 @pytest.mark.parametrize("text", ["ok", "fail"])
-def test_a_third_party_backend_s_secrets_are_masked_by_key_name(
+def test_third_party_backend_secrets_are_masked_by_key_name(
     text: str,
     pager_type: str,
     captured: list[str],
