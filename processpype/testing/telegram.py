@@ -203,7 +203,7 @@ class FakeTelegramClient(FileSending):
 
     ``enforce_rate_limits`` makes it answer ``FloodWaitError`` when a send breaks
     ``rate_limits`` (Telegram's documented limits by default) by more than
-    ``rate_limit_tolerance`` seconds; ``latency`` delays every ``send_message``.
+    ``rate_limit_tolerance`` seconds; ``latency`` delays every message, file and edit.
     """
 
     def __init__(
