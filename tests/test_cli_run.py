@@ -114,15 +114,16 @@ def test_sigterm_to_run_is_passed_to_the_command(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == "ready\n"
-        child.send_signal(signal.SIGTERM)
-        child.wait(30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    with child:  # closes its pipes
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+            child.send_signal(signal.SIGTERM)
+            child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
     assert child.returncode == 128 + signal.SIGTERM
     [record] = [json.loads(line) for line in out.read_text().splitlines()]
@@ -178,15 +179,16 @@ def test_ctrl_c_reaches_the_command_and_is_reported_as_interrupted(tmp_path: Pat
         text=True,
         start_new_session=True,
     )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == "ready\n"
-        os.killpg(child.pid, signal.SIGINT)
-        child.wait(30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    with child:  # closes its pipes
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+            os.killpg(child.pid, signal.SIGINT)
+            child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
     assert child.returncode == 128 + signal.SIGINT
     [record] = [json.loads(line) for line in out.read_text().splitlines()]

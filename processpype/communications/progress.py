@@ -150,6 +150,8 @@ class Progress[T = Any]:
         report = self._ready_report()
         if report is None:
             return  # the first message (or the previous edit) is still on its way
+        if not _editable(report):
+            return  # nothing can be edited (e.g. queued in an outbox): the final one only
         self._last_edit_at = now
         try:
             self._editing = self._notifier._edit_future(report, self._message("running", None))
@@ -271,6 +273,11 @@ class Progress[T = Any]:
             source=_SOURCE,
             metadata=metadata,
         )
+
+
+def _editable(report: DeliveryReport) -> bool:
+    """True when a backend delivered the message and can find it again to edit it."""
+    return any(r.status == "delivered" and r.reference for r in report.results)
 
 
 def _state_for(exc: BaseException) -> State:
