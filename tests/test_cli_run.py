@@ -138,6 +138,19 @@ def test_a_command_that_cannot_be_found_exits_127(tmp_path: Path) -> None:
     assert "could not be started" in record["message"]
 
 
+def test_a_command_that_cannot_be_run_exits_126(tmp_path: Path) -> None:
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho never\n")
+    script.chmod(0o644)
+
+    done, [record] = run(tmp_path, str(script))
+
+    assert done.returncode == 126
+    assert done.stdout == ""
+    assert "could not be started" in record["message"]
+    assert record["severity"] == "error"
+
+
 def test_run_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--"]) == 2
     assert "run needs a command after --" in capsys.readouterr().err
