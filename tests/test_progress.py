@@ -231,3 +231,29 @@ def test_a_notifier_closed_during_the_loop_never_stops_it(notifier: Notifier) ->
         seen.append(item)
 
     assert seen == [0, 1, 2, 3, 4]
+
+
+def test_slack_and_a_generic_webhook_get_the_first_and_the_final_post(
+    processpype_webhooks: Any, processpype_notifier: Any
+) -> None:
+    slack = "https://hooks.slack.com/services/T000/B000/secret"
+    hook = "https://hooks.example.com/notify"
+    notifier = processpype_notifier(
+        {
+            "enabled": True,
+            "backends": {
+                "slack": {"type": "slack", "url": slack},
+                "hook": {"type": "webhook", "url": hook},
+            },
+        }
+    )
+    clock = FakeClock()
+
+    for _ in notifier.progress(range(30), desc="sync", min_interval=1.0, clock=clock):
+        clock.advance(1)
+
+    for url in (slack, hook):
+        posts = [r for r in processpype_webhooks.requests if r.url == url]
+        assert [r.method for r in posts] == ["POST", "POST"]
+        assert "sync: 0/30" in posts[0].text
+        assert "sync: done, 30/30" in posts[1].text

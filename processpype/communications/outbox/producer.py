@@ -49,6 +49,8 @@ _BLOCK_MS = 1000
 
 _LEASE_POLL = 0.05
 """Seconds between looks at the update lease while a question waits for it."""
+_LEASE_WAIT_CAP = 30.0
+"""Longest wait of a question for the update lease."""
 
 BackendFactory = Callable[[str, CommunicatorBackendConfig], Communicator]
 
@@ -308,15 +310,16 @@ class QueuedCommunicator(Communicator):
 
         Button presses and replies reach only the process holding the bot's update
         connection, so the question is posted from there. Waits for the lease (up to
-        ``lease_time`` plus ``connect_timeout``, or the question's timeout if shorter);
+        ``lease_time`` plus ``connect_timeout``, at most 30 s or the question's timeout);
         raises ``RuntimeError`` when another process holds it.
         """
         receiver, lease = self._receiver, self._lease
         if receiver is None or lease is None:
             raise RuntimeError(f"{self._name}: this Notifier does not receive, so it cannot ask")
         config = self._producer.config
+        # Bounded well inside the grace Notifier.ask allows beyond the question's timeout.
         deadline = time.monotonic() + min(
-            question.timeout, config.lease_time + config.connect_timeout
+            question.timeout, config.lease_time + config.connect_timeout, _LEASE_WAIT_CAP
         )
         while not (lease.holding and receiver.is_started):
             if time.monotonic() >= deadline:
