@@ -148,3 +148,30 @@ def test_a_one_shot_sender_without_receiving_cannot_ask(
     communicator = producer.communicator_factory("tg", config.backends["tg"])
 
     assert not communicator.supports_asking
+
+
+def test_run_only_sends_it_never_takes_the_update_lease(
+    processpype_redis: RedisTestServer, fake: FakeTelegramClient, tmp_path: Path, db: Any
+) -> None:
+    import json
+    import sys
+
+    from processpype.cli import main
+
+    config = {
+        "communications": {
+            "enabled": True,
+            "backends": telegram_backend(tmp_path),
+            "outbox": {"url": processpype_redis.url},
+        }
+    }
+    path = tmp_path / "notify.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+
+    status = main(["run", "-c", str(path), "--name", "job", "--", sys.executable, "-c", "pass"])
+
+    assert status == 0
+    [(_, entry)] = db.xrange("processpype:outbox")
+    assert entry["backend"] == "tg"
+    assert db.get("processpype:lease:tg") is None
+    assert fake.sessions == []  # no bot connection was opened in this process
