@@ -114,15 +114,16 @@ def test_sigterm_to_run_is_passed_to_the_command(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == "ready\n"
-        child.send_signal(signal.SIGTERM)
-        child.wait(30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    with child:  # closes its pipes
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+            child.send_signal(signal.SIGTERM)
+            child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
     assert child.returncode == 128 + signal.SIGTERM
     [record] = [json.loads(line) for line in out.read_text().splitlines()]
@@ -135,6 +136,19 @@ def test_a_command_that_cannot_be_found_exits_127(tmp_path: Path) -> None:
 
     assert done.returncode == 127
     assert "could not be started" in record["message"]
+
+
+def test_a_command_that_cannot_be_run_exits_126(tmp_path: Path) -> None:
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho never\n")
+    script.chmod(0o644)
+
+    done, [record] = run(tmp_path, str(script))
+
+    assert done.returncode == 126
+    assert done.stdout == ""
+    assert "could not be started" in record["message"]
+    assert record["severity"] == "error"
 
 
 def test_run_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -178,15 +192,16 @@ def test_ctrl_c_reaches_the_command_and_is_reported_as_interrupted(tmp_path: Pat
         text=True,
         start_new_session=True,
     )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == "ready\n"
-        os.killpg(child.pid, signal.SIGINT)
-        child.wait(30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    with child:  # closes its pipes
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+            os.killpg(child.pid, signal.SIGINT)
+            child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
     assert child.returncode == 128 + signal.SIGINT
     [record] = [json.loads(line) for line in out.read_text().splitlines()]
