@@ -94,7 +94,8 @@ def test_a_message_over_max_entry_bytes_fails_naming_the_limit_and_queues_nothin
     assert "nothing was queued" in result.error
     assert [r.status for r in small.results] == ["queued"]
     entries = db.xrange("processpype:outbox")
-    assert len(entries) == 1 and '"fits"' in entries[0][1]["message"]
+    assert len(entries) == 1
+    assert '"fits"' in entries[0][1]["message"]
 
 
 def test_max_entry_bytes_defaults_to_64_mib_and_stays_under_redis_limit() -> None:
@@ -121,5 +122,6 @@ def test_a_slack_warning_comes_back_with_the_workers_outcome(
         assert b"r.pdf" in server.bodies[0]
     [result] = report.results
     assert result.status == "delivered"
-    assert result.warnings and "r.pdf" in result.warnings[0]
+    assert result.warnings
+    assert "r.pdf" in result.warnings[0]
     assert "[warning: not attached" in str(report)

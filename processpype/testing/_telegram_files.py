@@ -8,8 +8,12 @@ to 10 (telethon slices longer lists the same way); a file given as bytes (named
 telethon's error classes: ``PhotoSaveFileInvalidError`` for a photo over 10 MB,
 ``MediaCaptionTooLongError`` for a caption over 1,024 UTF-16 units (after parsing),
 ``FilePartsInvalidError`` for a file over what a bot may upload. Scripted failures
-(``fail_next``), rate limits and ``latency`` apply as for ``send_message``; one call
-counts as one send (telethon makes one request per album of 10).
+(``fail_next``), rate limits, ``latency``, the silent server and telethon's request
+logic (flood memory keyed by ``SendMediaRequest`` for one file and
+``SendMultiMediaRequest`` for a list, internal retries of server errors) apply as for
+``send_message``; one call counts as one send (telethon makes one request per album of
+10, plus one upload per file). ``send_message(file=...)`` comes here with the text as
+the caption, as in telethon.
 
 What it does not reproduce: photo recompression and resizing (the bytes are kept as
 given), thumbnails, voice and video notes, ``file_id`` reuse, URLs, upload progress.
@@ -22,14 +26,15 @@ import itertools
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from telethon import errors, utils
-from telethon.tl import types
+from telethon.tl import functions, types
+from telethon.tl.tlobject import TLRequest
 
 from processpype.communications.backends._telegram_files import (
     ALBUM_LIMIT,
@@ -40,6 +45,8 @@ from processpype.communications.backends._telegram_files import (
 from processpype.communications.backends._telegram_text import utf16_len
 
 __all__ = ["FileSending", "SentFile"]
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -89,6 +96,7 @@ class _Host(Protocol):
     def _peer(self, entity: Any) -> Any: ...
     def _refuse_on_own_loop(self, name: str, alternative: str) -> None: ...
     async def _wait_async(self, predicate: Callable[[], bool], timeout: float) -> None: ...
+    async def _call(self, request: TLRequest, attempt: Callable[[], Awaitable[_T]]) -> _T: ...
 
 
 def _read(file: Any) -> tuple[str, bytes]:
@@ -132,64 +140,39 @@ class FileSending:
         silent: bool | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Accept one file, or a list as albums of up to 10, or raise telethon's error."""
+        """Accept one file, or a list as albums of up to 10, or raise telethon's error.
+
+        It runs as telethon's request logic (``_call``): a single file as a
+        ``SendMediaRequest``, a list as a ``SendMultiMediaRequest``, each with its own
+        flood memory, internal retries of server errors and silent-server hang.
+        """
+        album = isinstance(file, list | tuple)
+        request: TLRequest = (
+            functions.messages.SendMultiMediaRequest(peer=types.InputPeerEmpty(), multi_media=[])
+            if album
+            else functions.messages.SendMediaRequest(
+                peer=types.InputPeerEmpty(), media=types.InputMediaEmpty(), message=""
+            )
+        )
+
+        async def attempt() -> list[SentFile]:
+            return await _send_files(
+                self,
+                entity,
+                file,
+                album,
+                caption,
+                force_document,
+                mime_type,
+                reply_to,
+                parse_mode,
+                formatting_entities,
+            )
+
         try:
             if not file:
                 raise TypeError(f"Cannot use {file!r} as file")
-            if not self._connected:
-                raise ConnectionError("Cannot send requests while disconnected")
-            self._check_entity(entity)
-            key: int | str = (
-                entity.lower()
-                if isinstance(entity, str)
-                else entity
-                if isinstance(entity, int)
-                else utils.get_peer_id(entity)
-            )
-            failure = self._take_failure(key)
-            if failure is not None:
-                raise failure
-            album = isinstance(file, list | tuple)
-            items = list(file) if album else [file]
-            captions = caption if isinstance(caption, list) else [caption or ""]
-            batch: list[SentFile] = []
-            for start in range(0, len(items), ALBUM_LIMIT):
-                group = items[start : start + ALBUM_LIMIT]
-                album_id = next(self._ids) if album else None
-                for index, item in enumerate(group):
-                    name, data = _read(item)
-                    text = captions[start + index] if start + index < len(captions) else ""
-                    _check_caption(self, str(text or ""), parse_mode, formatting_entities)
-                    photo = bool(utils.is_image(name)) and not force_document
-                    if photo and len(data) > PHOTO_LIMIT:
-                        raise errors.PhotoSaveFileInvalidError(request=None)
-                    if len(data) > DOCUMENT_LIMIT:
-                        raise errors.FilePartsInvalidError(request=None)
-                    batch.append(
-                        SentFile(
-                            chat=entity,
-                            filename=name,
-                            data=data,
-                            photo=photo,
-                            mime_type=None if photo else mime_type,
-                            caption=str(text or ""),
-                            reply_to=utils.get_message_id(reply_to),
-                            time=0.0,
-                            album=album_id,
-                            parse_mode=self.parse_mode if parse_mode == () else parse_mode,
-                            entities=formatting_entities,
-                        )
-                    )
-            now = (
-                self._check_rate_limits(key, entity)
-                if self.enforce_rate_limits
-                else time.monotonic()
-            )
-            records = [_stamped(record, now, next(self._ids)) for record in batch]
-            with self._lock:
-                self.sent_files.extend(records)
-            self._notify()
-            await asyncio.sleep(self.latency)
+            records = await self._call(request, attempt)
         except Exception as exc:
             from processpype.testing.telegram import FailedSend  # the module mixing this in
 
@@ -223,6 +206,71 @@ class FileSending:
             if len(self.sent_files) < count:
                 raise TimeoutError(_shortfall(self, count, timeout))
             return list(self.sent_files)
+
+
+async def _send_files(
+    host: _Host,
+    entity: Any,
+    file: Any,
+    album: bool,
+    caption: str | list[str] | None,
+    force_document: bool,
+    mime_type: str | None,
+    reply_to: Any,
+    parse_mode: Any,
+    formatting_entities: list[Any] | None,
+) -> list[SentFile]:
+    """One attempt of ``send_file``: Telegram's checks, then the records of what arrived."""
+    if not host._connected:
+        raise ConnectionError("Cannot send requests while disconnected")
+    host._check_entity(entity)
+    key: int | str = (
+        entity.lower()
+        if isinstance(entity, str)
+        else entity
+        if isinstance(entity, int)
+        else utils.get_peer_id(entity)
+    )
+    failure = host._take_failure(key)
+    if failure is not None:
+        raise failure
+    items = list(file) if album else [file]
+    captions = caption if isinstance(caption, list) else [caption or ""]
+    batch: list[SentFile] = []
+    for start in range(0, len(items), ALBUM_LIMIT):
+        group = items[start : start + ALBUM_LIMIT]
+        album_id = next(host._ids) if album else None
+        for index, item in enumerate(group):
+            name, data = _read(item)
+            text = captions[start + index] if start + index < len(captions) else ""
+            _check_caption(host, str(text or ""), parse_mode, formatting_entities)
+            photo = bool(utils.is_image(name)) and not force_document
+            if photo and len(data) > PHOTO_LIMIT:
+                raise errors.PhotoSaveFileInvalidError(request=None)
+            if len(data) > DOCUMENT_LIMIT:
+                raise errors.FilePartsInvalidError(request=None)
+            batch.append(
+                SentFile(
+                    chat=entity,
+                    filename=name,
+                    data=data,
+                    photo=photo,
+                    mime_type=None if photo else mime_type,
+                    caption=str(text or ""),
+                    reply_to=utils.get_message_id(reply_to),
+                    time=0.0,
+                    album=album_id,
+                    parse_mode=host.parse_mode if parse_mode == () else parse_mode,
+                    entities=formatting_entities,
+                )
+            )
+    now = host._check_rate_limits(key, entity) if host.enforce_rate_limits else time.monotonic()
+    records = [_stamped(record, now, next(host._ids)) for record in batch]
+    with host._lock:
+        host.sent_files.extend(records)
+    host._notify()
+    await asyncio.sleep(host.latency)
+    return records
 
 
 def _shortfall(host: _Host, count: int, timeout: float) -> str:

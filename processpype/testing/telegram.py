@@ -8,8 +8,9 @@ would, with telethon's own error classes: ``MessageTooLongError`` over 4096 UTF-
 units (after parsing), ``ValueError`` for empty text and for digit-string chats,
 ``FloodWaitError`` when a rate limit is broken (``enforce_rate_limits=True``) or when
 scripted (``fail_next``).
-``send_file`` takes files, photos and albums (``processpype.testing._telegram_files``
-says what it reproduces and what not), recorded in ``sent_files``.
+``send_file`` (and ``send_message(file=...)``, which telethon hands over to it) takes
+files, photos and albums (``processpype.testing._telegram_files`` says what it
+reproduces and what not), recorded in ``sent_files``.
 Incoming messages (``inject_message``) are real telethon ``NewMessage`` events.
 Sent messages keep their inline buttons; ``edit_message`` and ``delete_messages``
 work on them as on Telegram, and ``press_button`` delivers a press as telethon's own
@@ -785,7 +786,27 @@ class FakeTelegramClient(FileSending):
         send_as: Any = None,
         message_effect_id: int | None = None,
     ) -> Any:
-        """Accept a text message as Telegram would, or raise telethon's error for it."""
+        """Accept a text message as Telegram would, or raise telethon's error for it.
+
+        With ``file``, telethon sends the message as the file's caption through
+        ``send_file``; so does the fake (recorded in ``sent_files``).
+        """
+        if file is not None:
+            if isinstance(message, types.Message):
+                formatting_entities = formatting_entities or message.entities
+                message = message.message
+            return await self.send_file(
+                entity,
+                file,
+                caption=message,
+                reply_to=reply_to,
+                attributes=attributes,
+                parse_mode=parse_mode,
+                force_document=force_document,
+                formatting_entities=formatting_entities,
+                buttons=buttons,
+                silent=silent,
+            )
         request = functions.messages.SendMessageRequest(
             peer=types.InputPeerEmpty(), message=str(message)
         )
@@ -822,8 +843,6 @@ class FakeTelegramClient(FileSending):
         buttons: Any = None,
     ) -> Any:
         now = time.monotonic()  # when the request "reaches Telegram"
-        if file is not None:
-            raise NotImplementedError("FakeTelegramClient sends text messages only")
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
         self._check_entity(entity)
