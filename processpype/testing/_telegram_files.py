@@ -44,7 +44,7 @@ from processpype.communications.backends._telegram_files import (
 )
 from processpype.communications.backends._telegram_text import utf16_len
 
-__all__ = ["FileSending", "SentFile"]
+__all__ = ["FileSending", "SentFile", "caption_text"]
 
 _T = TypeVar("_T")
 
@@ -88,6 +88,7 @@ class _Host(Protocol):
     parse_mode: str | None
     sent_files: list[SentFile]
     errors: list[Any]
+    _current: dict[tuple[int | str, int], tuple[Any, str]]
 
     def _check_entity(self, entity: Any) -> None: ...
     def _take_failure(self, key: int | str) -> BaseException | None: ...
@@ -237,13 +238,14 @@ async def _send_files(
     items = list(file) if album else [file]
     captions = caption if isinstance(caption, list) else [caption or ""]
     batch: list[SentFile] = []
+    parsed: list[str] = []
     for start in range(0, len(items), ALBUM_LIMIT):
         group = items[start : start + ALBUM_LIMIT]
         album_id = next(host._ids) if album else None
         for index, item in enumerate(group):
             name, data = _read(item)
             text = captions[start + index] if start + index < len(captions) else ""
-            _check_caption(host, str(text or ""), parse_mode, formatting_entities)
+            parsed.append(caption_text(host, str(text or ""), parse_mode, formatting_entities))
             photo = bool(utils.is_image(name)) and not force_document
             if photo and len(data) > PHOTO_LIMIT:
                 raise errors.PhotoSaveFileInvalidError(request=None)
@@ -266,8 +268,25 @@ async def _send_files(
             )
     now = host._check_rate_limits(key, entity) if host.enforce_rate_limits else time.monotonic()
     records = [_stamped(record, now, next(host._ids)) for record in batch]
+    from processpype.testing.telegram import SentMessage  # the module mixing this in
+
     with host._lock:
         host.sent_files.extend(records)
+        for record, caption in zip(records, parsed, strict=True):
+            # Kept as messages too, so that edit_message changes their captions.
+            host._current[(key, record.message_id)] = (
+                SentMessage(
+                    chat=record.chat,
+                    text=record.caption,
+                    reply_to=record.reply_to,
+                    parse_mode=record.parse_mode,
+                    time=record.time,
+                    entities=record.entities,
+                    message_id=record.message_id,
+                    media=True,
+                ),
+                caption,
+            )
     host._notify()
     await asyncio.sleep(host.latency)
     return records
@@ -295,9 +314,10 @@ def _stamped(record: SentFile, now: float, message_id: int) -> SentFile:
     )
 
 
-def _check_caption(
+def caption_text(
     host: _Host, caption: str, parse_mode: Any, formatting_entities: list[Any] | None
-) -> None:
+) -> str:
+    """``caption`` as Telegram keeps it (markup parsed); ``MediaCaptionTooLongError`` if long."""
     text = caption
     if formatting_entities is None and caption:
         mode = utils.sanitize_parse_mode(host.parse_mode if parse_mode == () else parse_mode)
@@ -305,3 +325,4 @@ def _check_caption(
             text, _ = mode.parse(caption)
     if utf16_len(text) > CAPTION_LIMIT:
         raise errors.MediaCaptionTooLongError(request=None)
+    return str(text)

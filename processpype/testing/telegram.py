@@ -81,7 +81,7 @@ from processpype.communications.backends._telegram_limits import (
 )
 from processpype.communications.backends._telegram_text import MAX_MESSAGE_UNITS, utf16_len
 from processpype.config.models import TelegramCommunicatorConfig
-from processpype.testing._telegram_files import FileSending, SentFile
+from processpype.testing._telegram_files import FileSending, SentFile, caption_text
 
 __all__ = [
     "CallbackAnswer",
@@ -135,6 +135,9 @@ class SentMessage:
     buttons: tuple[tuple[InlineButton, ...], ...] = ()
     """The inline keyboard sent with it (rows of buttons); edits may change it."""
     link_preview: bool = True
+    media: bool = False
+    """True for a message ``send_file`` posted: ``text`` is its caption, and an edit
+    changes the caption only (up to 1,024 UTF-16 units; empty removes it)."""
 
 
 class InlineButton(NamedTuple):
@@ -1277,9 +1280,18 @@ class FakeTelegramClient(FileSending):
             raise errors.MessageIdInvalidError(request=None)
         record, parsed = current
         new_text = record.text if text is None else str(text)
-        new_parsed = (
-            parsed if text is None else self._parsed_text(new_text, parse_mode, formatting_entities)
-        )
+        if record.media:  # a caption: Telegram's caption rules, the file stays
+            new_parsed = (
+                parsed
+                if text is None
+                else caption_text(self, new_text, parse_mode, formatting_entities)
+            )
+        else:
+            new_parsed = (
+                parsed
+                if text is None
+                else self._parsed_text(new_text, parse_mode, formatting_entities)
+            )
         rows = _inline_rows(ButtonMethods.build_reply_markup(buttons))
         if new_parsed == parsed and rows == record.buttons:
             raise errors.MessageNotModifiedError(request=None)

@@ -890,19 +890,14 @@ class TelegramCommunicator(Communicator):
         # The General topic (id 1) takes plain posts: reply_to=1 would make the message a
         # reply to message 1.
         topic = job.target.topic_id if job.target.topic_id != 1 else None
-        if isinstance(chunk, FileChunk):
-            try:
-                await send_file_chunk(
+        try:
+            if isinstance(chunk, FileChunk):
+                # Its own deadline: send_timeout plus the upload time of its size.
+                sent = await send_file_chunk(
                     client, job.target.entity, topic, chunk, self._tg_config.send_timeout
                 )
-            except errors.FloodError as exc:
-                _forget_flood_memory(client, exc)
-                raise
-            except TimeoutError:
-                await self._disconnect_quietly(client)
-                raise
-            return
-        try:
+                remember_piece(job, sent[0] if isinstance(sent, list) and sent else sent)
+                return
             async with asyncio.timeout(self._tg_config.send_timeout):
                 if isinstance(job, TrackedJob) and job.custom:  # an edit, or buttons
                     await self._interactions.send_piece(client, job, chunk)

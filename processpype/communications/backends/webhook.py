@@ -1111,6 +1111,9 @@ class _DiscordEdits:
         self._base = base
         self._wait_url = str(base.copy_merge_params({"wait": "true"}))
         self._masked = f"{backend.endpoint}/***"
+        # Ids of posts that carry files (the last post of a message with attachments),
+        # most recent last: an edit keeps such a post instead of deleting it.
+        self._with_files: dict[str, None] = {}
 
     def start(self) -> None:
         _REDACTION.add(self._wait_url, self._masked)
@@ -1162,6 +1165,10 @@ class _DiscordEdits:
                 ids.append(message_id)
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
+        if message.attachments and ids and ids[-1] is not None:
+            self._with_files[ids[-1]] = None
+            if len(self._with_files) > _FILE_POSTS_KEPT:
+                del self._with_files[next(iter(self._with_files))]
         if warning is not None:
             return DeliveryResult(
                 backend=backend.name,
@@ -1184,11 +1191,17 @@ class _DiscordEdits:
         payloads = backend._payloads(message)
         attempts = 0
         ids: list[str | None] = []
+        targets, surplus = list(reference), list(reference[len(payloads) :])
+        if surplus and reference[-1] in self._with_files:
+            # The files are on the last post: it keeps them, with the text's last piece;
+            # the posts between go.
+            targets = [*reference[: len(payloads) - 1], reference[-1]]
+            surplus = list(reference[len(payloads) - 1 : -1])
         async with self._turn():
             for index, payload in enumerate(payloads):
                 part, parts = index + 1, len(payloads)
-                if index < len(reference):
-                    url = self._message_url(reference[index])
+                if index < len(targets):
+                    url = self._message_url(targets[index])
                     # An edit takes no username: it stays the one of the post.
                     body = {k: v for k, v in payload.items() if k != "username"}
                     _REDACTION.add(url, self._masked)
@@ -1196,12 +1209,12 @@ class _DiscordEdits:
                         tries = await backend._post(body, part, parts, method="PATCH", url=url)
                     finally:
                         _REDACTION.discard(url)
-                    ids.append(reference[index])
+                    ids.append(targets[index])
                 else:
                     tries, message_id = await self._post_for_id(payload, part, parts)
                     ids.append(message_id)
                 attempts = max(attempts, tries)
-            for message_id in reference[len(payloads) :]:
+            for message_id in surplus:
                 await self._delete(message_id)
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
@@ -1231,6 +1244,10 @@ class _DiscordEdits:
             )
         finally:
             _REDACTION.discard(url)
+
+
+_FILE_POSTS_KEPT = 1024
+"""Discord posts with files remembered for edits (the oldest are forgotten beyond)."""
 
 
 def _message_id(response: httpx.Response | None) -> str | None:
