@@ -990,17 +990,37 @@ class SlackCommunicator(_HttpCommunicator):
 
         Files cannot travel through an incoming webhook: a last line names them.
         """
+        return self._body_text(message) + self._files_line(message)
+
+    @staticmethod
+    def _body_text(message: OutgoingMessage) -> str:
         severity = message.severity
         head = f"{_SEVERITY_EMOJI[severity]} *{severity.value.upper()}*"
-        text = _compose(head, message)
-        if message.attachments:
-            text += f"\n\N{PAPERCLIP} Not attached ({SLACK_NOT_ATTACHED}): " + ", ".join(
-                a.describe() for a in message.attachments
-            )
-        return text
+        return _compose(head, message)
+
+    @classmethod
+    def _files_line(cls, message: OutgoingMessage) -> str:
+        files = message.attachments
+        if not files:
+            return ""
+        line = f"\n\N{PAPERCLIP} Not attached ({SLACK_NOT_ATTACHED}): "
+        named: list[str] = []
+        for index, attachment in enumerate(files):
+            entry = attachment.describe()
+            if cls._cost(line + ", ".join([*named, entry])) > SLACK_TEXT_LIMIT // 2:
+                # Many files: the rest counted, so the line always fits one post.
+                return line + ", ".join(named) + f" and {len(files) - index} more"
+            named.append(entry)
+        return line + ", ".join(named)
 
     def _payloads(self, message: OutgoingMessage) -> list[Any]:
-        chunks = self._split(self.render_text(message), SLACK_TEXT_LIMIT, self._cost)
+        line = self._files_line(message)
+        # The line naming the files ends the last piece, with room kept for it, so a
+        # max_parts cut of a long text cannot take it away.
+        room = max(SLACK_TEXT_LIMIT // 2, SLACK_TEXT_LIMIT - self._cost(line))
+        chunks = self._split(self._body_text(message), room, self._cost)
+        if line:
+            chunks[-1] += line
         return [{"text": self._escape(chunk)} for chunk in chunks]
 
     def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
