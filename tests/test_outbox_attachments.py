@@ -125,3 +125,16 @@ def test_a_slack_warning_comes_back_with_the_workers_outcome(
     assert result.warnings
     assert "r.pdf" in result.warnings[0]
     assert "[warning: not attached" in str(report)
+
+
+def test_an_entry_with_metadata_that_is_not_json_still_carries_the_bytes() -> None:
+    from processpype.communications.models import OutgoingMessage
+    from processpype.communications.outbox._redis import decode_message, encode_message
+
+    message = OutgoingMessage(
+        message="x",
+        metadata={"run": object()},  # encoded as text, by the fallback path
+        attachments=[Attachment.from_bytes(bytes(range(256)), "all.bin")],
+    )
+    [attachment] = decode_message(encode_message(message)).attachments
+    assert (attachment.filename, attachment.data) == ("all.bin", bytes(range(256)))
