@@ -138,3 +138,22 @@ def test_an_entry_with_metadata_that_is_not_json_still_carries_the_bytes() -> No
     )
     [attachment] = decode_message(encode_message(message)).attachments
     assert (attachment.filename, attachment.data) == ("all.bin", bytes(range(256)))
+
+
+def test_each_backend_of_the_label_gets_an_entry_with_the_files(
+    processpype_redis: RedisTestServer, db: Any
+) -> None:
+    backends = {
+        "a": {"type": "recording", "receiving": False},
+        "b": {"type": "recording", "receiving": False},
+    }
+    config = outbox_config(processpype_redis.url, backends)
+    with Notifier(config) as notifier:
+        notifier.send("x", attachments=[Attachment.from_bytes(BLOB, "dump.bin")])
+    entries = db.xrange("processpype:outbox")
+    assert sorted(fields["backend"] for _, fields in entries) == ["a", "b"]
+    with running_worker(config) as worker:
+        for name in ("a", "b"):
+            recorder_of(worker, name).wait_for(1)
+            [message] = recorder_of(worker, name).messages
+            assert message.attachments[0].data == BLOB

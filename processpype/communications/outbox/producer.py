@@ -77,6 +77,7 @@ class OutboxProducer:
         self._flusher: asyncio.Task[None] | None = None
         self._waited: set[str] = set()
         self._down_since: float | None = None
+        self._last_encoded: tuple[OutgoingMessage, str, str] | None = None
 
     def __repr__(self) -> str:
         return f"OutboxProducer(url={self._config.display_url!r}, name={self._config.name!r})"
@@ -182,7 +183,11 @@ class OutboxProducer:
             key = uuid.uuid4().hex
             # Outside a Notifier (no prepare): every backend of this message shares the key.
             message.metadata[IDEMPOTENCY_KEY] = key
-        fields = entry_fields(backend, message, key, outcome=key in self._waited)
+        last = self._last_encoded
+        encoded = last[2] if last is not None and last[0] is message and last[1] == key else None
+        fields = entry_fields(backend, message, key, outcome=key in self._waited, encoded=encoded)
+        # The backends of one message share its JSON (one copy of its files, not one each).
+        self._last_encoded = (message, key, fields["message"])
         self._check_size(backend, message, fields["message"])
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         # The entry's place in the order is fixed here, before the first await.
@@ -212,6 +217,7 @@ class OutboxProducer:
     async def _flush(self) -> None:
         # Let every delivery task created in this loop turn add its entry first.
         await asyncio.sleep(0)
+        self._last_encoded = None  # a message's JSON is not kept past its batch
         while self._batch:
             batch, self._batch = self._batch, []
             try:
