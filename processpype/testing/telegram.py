@@ -15,8 +15,10 @@ Incoming messages (``inject_message``) are real telethon ``NewMessage`` events.
 Sent messages keep their inline buttons; ``edit_message`` and ``delete_messages``
 work on them as on Telegram, and ``press_button`` delivers a press as telethon's own
 ``CallbackQuery`` event (the bot's ``event.answer`` lands in ``callback_answers``).
-Not reproduced: the 64-byte limit on button data, the deadline for answering a press,
-the limit on how old a message may be to be edited, and media.
+A sent file is a message too: ``edit_message`` changes its caption (Telegram's caption
+limit applies). Not reproduced: the 64-byte limit on button data, the deadline for
+answering a press, the limit on how old a message may be to be edited, and replacing a
+message's media (``edit_message(file=...)`` raises ``NotImplementedError``).
 
 Point every ``TelegramCommunicator`` at one fake with ``set_default_client_factory(
 fake.as_client_factory())``, or pass ``client_factory=fake.as_client_factory()``. The
