@@ -194,3 +194,39 @@ async def test_discord_edit_into_fewer_pieces_keeps_the_post_that_carries_the_fi
     assert [f.filename for f in with_files.files] == ["loss.png"]
     assert (patch.method, patch.url.rsplit("/", 1)[-1]) == ("PATCH", "1100000000000000002")
     assert (delete.method, delete.url.rsplit("/", 1)[-1]) == ("DELETE", "1100000000000000001")
+
+
+@pytest.mark.asyncio
+async def test_telegram_edit_cut_by_max_parts_says_so(fake: FakeTelegramClient) -> None:
+    chats = {"default": {"chat_id": str(GROUP)}}
+    async with BackendMaker(fake, {"chats": chats, **FAST, "max_parts": 1}) as make:
+        telegram = await make()
+        report = await sent(telegram, "x" * 1500, [photo()])  # the text goes first
+        result = await edit(telegram, report, "word " * 2000)  # 10,000 characters
+    [text] = fake.sent
+    assert result.status == "delivered"
+    assert "more characters cut" in fake.message(GROUP, text.message_id).text
+    (cut,) = result.warnings
+    assert "max_parts" in cut
+    assert len(fake.sent_files) == 1
+
+
+@pytest.mark.asyncio
+async def test_discord_edit_cut_by_max_parts_says_so() -> None:
+    url = "https://discord.com/api/webhooks/1/tok3n"
+    config = config_from_mapping(
+        {"backends": {"discord": {"type": "discord", "url": url, "max_parts": 1}}}
+    )
+    with WebhookCapture() as capture:
+        capture.respond(status=200, json={"id": "1100000000000000001"})
+        discord = create_communicator("discord", config.backends["discord"])
+        await discord.start()
+        try:
+            report = await sent(discord, "epoch 1", [photo()])
+            result = await edit(discord, report, "word " * 1000)
+        finally:
+            await discord.stop()
+    assert result.status == "delivered"
+    (cut,) = result.warnings
+    assert "max_parts" in cut
+    assert "more characters cut" in capture.requests[-1].json["content"]

@@ -1208,7 +1208,9 @@ class _DiscordEdits:
                 attempts=0,
                 permanent=True,
             )
+        backend._cut_warning = None
         payloads = backend._payloads(message)
+        warning = backend._take_cut_warning()  # before the first await: it is per message
         attempts = 0
         ids: list[str | None] = []
         targets, surplus = list(reference), list(reference[len(payloads) :])
@@ -1238,6 +1240,15 @@ class _DiscordEdits:
                 await self._delete(message_id)
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
+        if warning is not None:
+            logger.warning("%s: %s", backend.name, warning)
+            return DeliveryResult(
+                backend=backend.name,
+                status="delivered",
+                attempts=attempts,
+                reference=reference,
+                warnings=(warning,),
+            )
         return DeliveryResult.delivered(backend.name, attempts=attempts, reference=reference)
 
     async def _delete(self, message_id: str) -> None:
