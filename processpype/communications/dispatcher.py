@@ -276,6 +276,9 @@ class CommunicationDispatcher:
             return DeliveryResult.skipped(
                 name, "nothing to edit: the earlier message was not delivered there"
             )
+        if message.attachments:
+            # An edit changes the text only: the files stay as they were first sent.
+            message = message.model_copy(update={"attachments": []})
         try:
             return await communicator.edit(earlier.reference, message)
         except asyncio.CancelledError:

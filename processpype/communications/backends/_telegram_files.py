@@ -111,8 +111,11 @@ def _named(attachment: Attachment, photo: bool) -> io.BytesIO:
 
 async def send_file_chunk(
     client: Any, entity: int | str, topic_id: int | None, piece: FileChunk, send_timeout: float
-) -> None:
-    """Send ``piece`` with ``client.send_file`` (a fresh stream per try), within a deadline."""
+) -> Any:
+    """Send ``piece`` with ``client.send_file`` (a fresh stream per try), within a deadline.
+
+    Returns what ``send_file`` returned: the message, or a list of them for an album.
+    """
     files = [_named(a, not piece.force_document) for a in piece.files]
     options: dict[str, Any] = {
         "caption": piece.text,
@@ -128,4 +131,4 @@ async def send_file_chunk(
             options["mime_type"] = only.content_type.split(";", 1)[0].strip()
     size = sum(a.size for a in piece.files)
     async with asyncio.timeout(send_timeout + size / UPLOAD_BYTES_PER_SECOND):
-        await client.send_file(entity, files[0] if len(files) == 1 else files, **options)
+        return await client.send_file(entity, files[0] if len(files) == 1 else files, **options)

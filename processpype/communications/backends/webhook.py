@@ -948,17 +948,37 @@ class SlackCommunicator(_HttpCommunicator):
 
         Files cannot travel through an incoming webhook: a last line names them.
         """
+        return self._body_text(message) + self._files_line(message)
+
+    @staticmethod
+    def _body_text(message: OutgoingMessage) -> str:
         severity = message.severity
         head = f"{_SEVERITY_EMOJI[severity]} *{severity.value.upper()}*"
-        text = _compose(head, message)
-        if message.attachments:
-            text += f"\n\N{PAPERCLIP} Not attached ({SLACK_NOT_ATTACHED}): " + ", ".join(
-                a.describe() for a in message.attachments
-            )
-        return text
+        return _compose(head, message)
+
+    @classmethod
+    def _files_line(cls, message: OutgoingMessage) -> str:
+        files = message.attachments
+        if not files:
+            return ""
+        line = f"\n\N{PAPERCLIP} Not attached ({SLACK_NOT_ATTACHED}): "
+        named: list[str] = []
+        for index, attachment in enumerate(files):
+            entry = attachment.describe()
+            if cls._cost(line + ", ".join([*named, entry])) > SLACK_TEXT_LIMIT // 2:
+                # Many files: the rest counted, so the line always fits one post.
+                return line + ", ".join(named) + f" and {len(files) - index} more"
+            named.append(entry)
+        return line + ", ".join(named)
 
     def _payloads(self, message: OutgoingMessage) -> list[Any]:
-        chunks = self._split(self.render_text(message), SLACK_TEXT_LIMIT, self._cost)
+        line = self._files_line(message)
+        # The line naming the files ends the last piece, with room kept for it, so a
+        # max_parts cut of a long text cannot take it away.
+        room = max(SLACK_TEXT_LIMIT // 2, SLACK_TEXT_LIMIT - self._cost(line))
+        chunks = self._split(self._body_text(message), room, self._cost)
+        if line:
+            chunks[-1] += line
         return [{"text": self._escape(chunk)} for chunk in chunks]
 
     def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
@@ -1068,6 +1088,9 @@ class _DiscordEdits:
         base = httpx.URL(backend._url)
         self._base = base
         self._wait_url = str(base.copy_merge_params({"wait": "true"}))
+        # Ids of posts that carry files (the last post of a message with attachments),
+        # most recent last: an edit keeps such a post instead of deleting it.
+        self._with_files: dict[str, None] = {}
 
     def start(self) -> None:
         """Nothing to set up: the URLs derive from the webhook URL, whose secret path
@@ -1120,6 +1143,10 @@ class _DiscordEdits:
                 ids.append(message_id)
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
+        if message.attachments and ids and ids[-1] is not None:
+            self._with_files[ids[-1]] = None
+            if len(self._with_files) > _FILE_POSTS_KEPT:
+                del self._with_files[next(iter(self._with_files))]
         if warning is not None:
             return DeliveryResult(
                 backend=backend.name,
@@ -1139,26 +1166,43 @@ class _DiscordEdits:
                 attempts=0,
                 permanent=True,
             )
+        backend._cut_warning = None
         payloads = backend._payloads(message)
+        warning = backend._take_cut_warning()  # before the first await: it is per message
         attempts = 0
         ids: list[str | None] = []
+        targets, surplus = list(reference), list(reference[len(payloads) :])
+        if surplus and reference[-1] in self._with_files:
+            # The files are on the last post: it keeps them, with the text's last piece;
+            # the posts between go.
+            targets = [*reference[: len(payloads) - 1], reference[-1]]
+            surplus = list(reference[len(payloads) - 1 : -1])
         async with self._turn():
             for index, payload in enumerate(payloads):
                 part, parts = index + 1, len(payloads)
-                if index < len(reference):
-                    url = self._message_url(reference[index])
+                if index < len(targets):
+                    url = self._message_url(targets[index])
                     # An edit takes no username: it stays the one of the post.
                     body = {k: v for k, v in payload.items() if k != "username"}
                     tries = await backend._post(body, part, parts, method="PATCH", url=url)
-                    ids.append(reference[index])
+                    ids.append(targets[index])
                 else:
                     tries, message_id = await self._post_for_id(payload, part, parts)
                     ids.append(message_id)
                 attempts = max(attempts, tries)
-            for message_id in reference[len(payloads) :]:
+            for message_id in surplus:
                 await self._delete(message_id)
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
+        if warning is not None:
+            logger.warning("%s: %s", backend.name, warning)
+            return DeliveryResult(
+                backend=backend.name,
+                status="delivered",
+                attempts=attempts,
+                reference=reference,
+                warnings=(warning,),
+            )
         return DeliveryResult.delivered(backend.name, attempts=attempts, reference=reference)
 
     async def _delete(self, message_id: str) -> None:
@@ -1182,6 +1226,10 @@ class _DiscordEdits:
                 backend.name,
                 describe_error(exc),
             )
+
+
+_FILE_POSTS_KEPT = 1024
+"""Discord posts with files remembered for edits (the oldest are forgotten beyond)."""
 
 
 def _message_id(response: httpx.Response | None) -> str | None:
