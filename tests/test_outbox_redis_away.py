@@ -172,3 +172,17 @@ def test_wait_for_delivery_with_redis_gone_until_the_deadline_names_the_url_mask
     assert isinstance(error, OutboxUnavailableError)
     assert "wait-s3cret" not in str(error)
     assert f"redis://:***@127.0.0.1:{server.port}/0" in str(error)
+
+
+def test_first_send_after_a_redis_restart_is_queued_not_failed(
+    processpype_redis: RedisTestServer, db: Any
+) -> None:
+    # The producer's pooled connection died with the old server; the send must not.
+    config = outbox_config(processpype_redis.url)
+    with Notifier(config) as notifier:
+        assert notifier.send("before").results[0].status == "queued"
+        db.close()
+        processpype_redis.restart()
+        report = notifier.send("after")
+    assert report.results[0].status == "queued", report
+    assert [fields["key"] != "" for _, fields in db.xrange(STREAM)] == [True]

@@ -211,11 +211,7 @@ class OutboxProducer:
         while self._batch:
             batch, self._batch = self._batch, []
             try:
-                client = await self._ensure_client()
-                pipe = client.pipeline(transaction=False)
-                for fields, _ in batch:
-                    pipe.xadd(self._keys.stream, dict(fields))
-                ids = await pipe.execute()
+                ids = await self._append(batch)
             except asyncio.CancelledError:
                 for _, future in batch:
                     future.cancel()
@@ -233,6 +229,24 @@ class OutboxProducer:
             for (_, future), entry_id in zip(batch, ids, strict=True):
                 if not future.done():
                     future.set_result(str(entry_id))
+
+    async def _append(self, batch: list[tuple[Mapping[str, Any], asyncio.Future[str]]]) -> Any:
+        """XADD every entry of ``batch`` in one round trip; their ids."""
+        retried = self._down_since is not None
+        while True:
+            client = await self._ensure_client()
+            pipe = client.pipeline(transaction=False)
+            for fields, _ in batch:
+                pipe.xadd(self._keys.stream, dict(fields))
+            try:
+                return await pipe.execute()
+            except Exception as exc:
+                # A pooled connection a restarted Redis closed fails its first command;
+                # redis-py drops it, and one more try on a new connection tells a stale
+                # connection from a Redis that is down (then the error stands).
+                if retried or not is_unavailable(exc):
+                    raise
+                retried = True
 
     def _note_down(self, error: BaseException) -> None:
         if self._down_since is None:
