@@ -5,11 +5,19 @@ from __future__ import annotations
 import logging
 
 import pytest
-from outbox_helpers import outbox_config, recorder_of, running_worker, wait_until
+from outbox_helpers import (
+    needs_redis_server,
+    outbox_config,
+    recorder_of,
+    running_worker,
+    wait_until,
+)
 
 from processpype.communications.notifier import Notifier
 from processpype.communications.outbox.worker import OutboxWorker
 from processpype.testing.redis import RedisTestServer
+
+pytestmark = needs_redis_server
 
 SECRET = "red1s-pa55word"
 

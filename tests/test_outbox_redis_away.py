@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import redis
-from outbox_helpers import outbox_config, pending, running_worker, wait_until
+from outbox_helpers import needs_redis_server, outbox_config, pending, running_worker, wait_until
 
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
@@ -147,6 +147,7 @@ def test_outcome_recorded_after_redis_is_back_keeps_warnings_and_reference(
     assert db.xpending(STREAM, "workers")["pending"] == 0
 
 
+@needs_redis_server
 def test_wait_for_delivery_with_redis_gone_until_the_deadline_names_the_url_masked() -> None:
     from processpype.communications.errors import OutboxUnavailableError
 
