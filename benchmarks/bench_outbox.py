@@ -404,7 +404,9 @@ def run(size: str = "full") -> list[dict[str, Any]]:
                     spread=f"p99 {p99:,.0f} µs over {len(latencies)} sends",
                 ).as_dict()
             )
-        drains: dict[int, list[tuple[float, float]]] = {n: [] for n in _WORKERS}
+        drains: dict[int, list[tuple[float, tuple[float, float] | None]]] = {
+            n: [] for n in _WORKERS
+        }
         for run_number in range(sizes["rounds"]):
             for workers in _WORKERS:
                 drains[workers].append(_drain(server.url, sizes, workers, run_number))
