@@ -368,9 +368,18 @@ def _count_lines(path: Path) -> int:
 
 
 def run(size: str = "full") -> list[dict[str, Any]]:
-    """Rows: enqueue throughput and latency per producer count, drain rate, Telegram rate."""
-    from processpype.testing.redis import RedisTestServer
+    """Rows: enqueue throughput and latency per producer count, drain rate, Telegram rate.
 
+    None (saying why on stderr) where redis-server is not installed.
+    """
+    from processpype.testing.redis import RedisTestServer, find_redis_server
+
+    if find_redis_server() is None:
+        print(
+            "bench_outbox: skipped, redis-server is not installed (apt-get install redis-server)",
+            file=sys.stderr,
+        )
+        return []
     sizes = _SIZES[size]
     rows: list[dict[str, Any]] = []
     direct_rate, direct_latencies = _direct(sizes)
