@@ -63,6 +63,6 @@ def test_restart_keeping_data_brings_back_streams_and_pending_entries() -> None:
         assert [e[0] for e in db.xrange("s")] == [entry]
         assert db.xpending("s", "g")["pending"] == 1
         db.close()
-        directory = server._dir
+        directory = server.data_dir
     assert directory is not None
     assert not os.path.exists(directory)

@@ -94,6 +94,11 @@ class RedisTestServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
+    def data_dir(self) -> str | None:
+        """The server's private working directory (its saved data set), None when stopped."""
+        return self._dir
+
+    @property
     def running(self) -> bool:
         """True while the server process is alive."""
         return self._process is not None and self._process.poll() is None
