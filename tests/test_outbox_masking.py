@@ -72,3 +72,24 @@ def test_wrong_password_error_names_the_url_masked(caplog: pytest.LogCaptureFixt
     assert "redis://:***@127.0.0.1" in (result.error or "")
     for text in (result.error or "", repr(worker), _everything_logged(caplog)):
         assert SECRET not in text
+
+
+def test_a_redis_py_log_line_holding_the_password_is_masked(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import asyncio
+
+    from processpype.communications.outbox._redis import connect
+    from processpype.config.outbox import OutboxConfig
+
+    config = OutboxConfig.model_validate({"url": f"redis://:{SECRET}@127.0.0.1:1/0"})
+    caplog.set_level(logging.DEBUG)
+    client = connect(config)
+    # As redis-py would log a connection's URL or its arguments at DEBUG.
+    logging.getLogger("redis.asyncio.connection").debug(
+        "connecting to %s", config.url.get_secret_value()
+    )
+    asyncio.run(client.aclose())
+    (record,) = [r for r in caplog.records if r.name == "redis.asyncio.connection"]
+    assert SECRET not in record.getMessage()
+    assert "connecting to redis://:" in record.getMessage()

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from processpype.communications._masking import register_secrets
 from processpype.communications.errors import (
     BackendUnavailableError,
     OutboxUnavailableError,
@@ -112,6 +113,10 @@ def connect(
         decode_responses=True,
         client_name=None,
     )
+    password = _password(config)
+    if password:
+        # Masked in every log record of ours and redis-py's while this client lives.
+        register_secrets(client, [password])
     return client
 
 
