@@ -8,7 +8,13 @@ same run:
   p99); the baseline is direct in-process delivery by a Notifier without an outbox to
   an in-memory backend (throughput and latency of the same calls);
 - drain: a filled outbox emptied by 1, 2 and 4 worker processes into an in-memory
-  backend; the baseline is the one-worker rate;
+  backend; the baseline is the one-worker rate. The entries are put in a side stream
+  first and renamed into the outbox once every worker waits in its read, so start-up
+  is not timed and all workers start together; the worker counts are measured in
+  interleaved rounds (the median of each is shown), so a load that changes during the
+  run weighs on every count alike. Each row also shows how busy the CPUs were (the
+  workers' and Redis's CPU time over the wall time, against the cores): with more
+  worker processes than free cores, the machine, not the outbox, is the limit;
 - Telegram-limited: 1, 2 and 4 workers sending through the Telegram backend (the fake
   client, recording when each request arrives) for one bot: the rate stays flat at the
   bot's limit however many workers, because the windows live in Redis.
@@ -36,8 +42,22 @@ from benchmarks._common import Row, print_rows
 ROOT = Path(__file__).resolve().parents[1]
 
 _SIZES: dict[str, dict[str, int]] = {
-    "tiny": {"burst": 300, "latency": 50, "drain": 3000, "telegram": 25, "bot_rate": 10},
-    "full": {"burst": 20_000, "latency": 2000, "drain": 20_000, "telegram": 240, "bot_rate": 30},
+    "tiny": {
+        "burst": 300,
+        "latency": 50,
+        "drain": 3000,
+        "rounds": 1,
+        "telegram": 25,
+        "bot_rate": 10,
+    },
+    "full": {
+        "burst": 20_000,
+        "latency": 2000,
+        "drain": 20_000,
+        "rounds": 3,
+        "telegram": 240,
+        "bot_rate": 30,
+    },
 }
 _PRODUCERS = (1, 2, 4)
 _WORKERS = (1, 2, 4)
@@ -160,13 +180,24 @@ def _stop(processes: list[subprocess.Popen[str]]) -> None:
             process.send_signal(signal.SIGTERM)
     for process in processes:
         try:
-            process.wait(30)
+            process.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
-        for stream in (process.stdin, process.stdout):
-            if stream is not None:
-                stream.close()
+            process.communicate()
+
+
+def _cpu_seconds(pids: list[int]) -> float | None:
+    """CPU time (user + system) the processes used so far; None where /proc is missing."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                # Fields after the command name (which may hold spaces): utime is 14th.
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def _direct(sizes: dict[str, int]) -> tuple[float, list[float]]:
@@ -210,32 +241,56 @@ def _enqueue(url: str, sizes: dict[str, int], producers: int) -> tuple[float, li
     return producers * sizes["burst"] / elapsed, latencies
 
 
-def _drain(url: str, sizes: dict[str, int], workers: int) -> float:
+def _drain(
+    url: str, sizes: dict[str, int], workers: int, run: int
+) -> tuple[float, tuple[float, float] | None]:
+    """Entries per second ``workers`` processes drain; CPU cores the workers and Redis used."""
     import redis
 
     from processpype.communications.notifier import Notifier
 
-    name = f"drain{workers}"
-    settings = _settings(url, name)
-    with Notifier(settings) as notifier:
+    name = f"drain{workers}-{run}"
+    stream = f"{name}:outbox"
+    side = f"{name}-fill"
+    with Notifier(_settings(url, side)) as notifier:
         for number in range(sizes["drain"]):
             notifier.send_nowait(f"entry {number}")
         notifier.flush(120)
-    spec = {"config": settings, "kind": "count", "concurrency": 16}
-    processes = [_spawn("worker", spec) for _ in range(workers)]
     db = redis.Redis.from_url(url, decode_responses=True)
+    db.xgroup_create(f"{side}:outbox", "workers", id="0")
+    spec = {"config": _settings(url, name), "kind": "count", "concurrency": 16}
+    processes = [_spawn("worker", spec) for _ in range(workers)]
+    pids = [process.pid for process in processes]
     try:
         _go(processes)
-        # Measured from the first entry read (process start-up left out) to the last ack.
-        while _lag(db, f"{name}:outbox") in (None, sizes["drain"]):
-            time.sleep(0.001)  # polling Redis for the first read
+        # Every worker started (backends built, group made, reading): start-up is not timed.
+        while _blocked_readers(db) < workers:
+            time.sleep(0.002)  # polling Redis for the workers' blocking reads
+        redis_cpu, workers_cpu = _redis_cpu(db), _cpu_seconds(pids)
         start = time.perf_counter()
-        while not _drained(db, f"{name}:outbox"):
+        db.rename(f"{side}:outbox", stream)  # the filled stream, with its group, at once
+        while not _drained(db, stream):
             time.sleep(0.002)  # polling Redis for the end of the drain
-        return sizes["drain"] / (time.perf_counter() - start)
+        elapsed = time.perf_counter() - start
+        redis_cpu = _redis_cpu(db) - redis_cpu
+        workers_after = _cpu_seconds(pids)
     finally:
         db.close()
         _stop(processes)
+    if workers_cpu is None or workers_after is None:
+        return sizes["drain"] / elapsed, None
+    # Cores busy: the workers' sum near the free cores, or Redis near 1 (it has one
+    # thread), says what limits the drain.
+    return sizes["drain"] / elapsed, ((workers_after - workers_cpu) / elapsed, redis_cpu / elapsed)
+
+
+def _blocked_readers(db: Any) -> int:
+    return sum(1 for client in db.client_list() if client.get("cmd") == "xreadgroup")
+
+
+def _redis_cpu(db: Any) -> float:
+    info = db.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def _lag(db: Any, stream: str) -> int | None:
@@ -313,9 +368,18 @@ def _count_lines(path: Path) -> int:
 
 
 def run(size: str = "full") -> list[dict[str, Any]]:
-    """Rows: enqueue throughput and latency per producer count, drain rate, Telegram rate."""
-    from processpype.testing.redis import RedisTestServer
+    """Rows: enqueue throughput and latency per producer count, drain rate, Telegram rate.
 
+    None (saying why on stderr) where redis-server is not installed.
+    """
+    from processpype.testing.redis import RedisTestServer, find_redis_server
+
+    if find_redis_server() is None:
+        print(
+            "bench_outbox: skipped, redis-server is not installed (apt-get install redis-server)",
+            file=sys.stderr,
+        )
+        return []
     sizes = _SIZES[size]
     rows: list[dict[str, Any]] = []
     direct_rate, direct_latencies = _direct(sizes)
@@ -349,10 +413,24 @@ def run(size: str = "full") -> list[dict[str, Any]]:
                     spread=f"p99 {p99:,.0f} µs over {len(latencies)} sends",
                 ).as_dict()
             )
-        one_worker = 0.0
+        drains: dict[int, list[tuple[float, tuple[float, float] | None]]] = {
+            n: [] for n in _WORKERS
+        }
+        for run_number in range(sizes["rounds"]):
+            for workers in _WORKERS:
+                drains[workers].append(_drain(server.url, sizes, workers, run_number))
+        cores = os.cpu_count() or 1
+        one_worker = statistics.median(rate for rate, _ in drains[1])
         for workers in _WORKERS:
-            rate = _drain(server.url, sizes, workers)
-            one_worker = one_worker or rate
+            rate = statistics.median(r for r, _ in drains[workers])
+            measured = [b for _, b in drains[workers] if b is not None]
+            busy = (
+                f"CPU cores busy: workers {statistics.median(w for w, _ in measured):.2f}, "
+                f"Redis {statistics.median(r for _, r in measured):.2f}, of {cores} "
+                f"(load {os.getloadavg()[0]:.1f})"
+                if measured
+                else f"{cores} cores"
+            )
             rows.append(
                 Row(
                     benchmark=f"outbox drain, {workers} worker process(es), in-memory backend",
@@ -362,6 +440,7 @@ def run(size: str = "full") -> list[dict[str, Any]]:
                     ratios={"this/1 worker": rate / one_worker},
                     target="more workers drain no slower (≥ 0.9x one worker)",
                     met=rate >= 0.9 * one_worker,
+                    spread=f"median of {len(drains[workers])} rounds; {busy}",
                 ).as_dict()
             )
         limit = float(sizes["bot_rate"])

@@ -13,12 +13,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from processpype.communications.base import Communicator
 from processpype.communications.outbox.worker import OutboxWorker
 from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
 from processpype.testing.recording import RecordingCommunicator
+from processpype.testing.redis import find_redis_server
+
+needs_redis_server = pytest.mark.skipif(
+    find_redis_server() is None,
+    reason="redis-server is not installed (apt-get install redis-server)",
+)
+"""For a test that starts its own RedisTestServer (the fixture skips by itself)."""
 
 
 def outbox_config(

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import redis
-from outbox_helpers import outbox_config, running_worker, wait_until
+from outbox_helpers import needs_redis_server, outbox_config, running_worker, wait_until
 from test_outbox import flaky_factory
 
 from processpype.cli import main
@@ -30,6 +30,7 @@ def settings_for(url: str, **outbox: Any) -> dict[str, Any]:
     }
 
 
+@needs_redis_server
 def test_status_shows_length_pending_age_and_dead_letters_without_the_password(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -106,6 +107,7 @@ def test_worker_without_an_outbox_section_is_a_usage_error(
     assert "no communications.outbox section" in capsys.readouterr().err
 
 
+@needs_redis_server
 def test_status_with_redis_down_names_the_url_without_password(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -152,6 +154,7 @@ def test_cli_send_with_an_outbox_queues_the_message(
     assert "backup done" in fields["message"]
 
 
+@needs_redis_server
 def test_cli_send_with_redis_down_fails_naming_the_url_without_password(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

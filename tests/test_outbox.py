@@ -8,7 +8,13 @@ from typing import Any
 
 import pytest
 import redis
-from outbox_helpers import outbox_config, recorder_of, running_worker, wait_until
+from outbox_helpers import (
+    needs_redis_server,
+    outbox_config,
+    recorder_of,
+    running_worker,
+    wait_until,
+)
 
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import IDEMPOTENCY_KEY
@@ -227,6 +233,7 @@ def test_same_message_object_sent_twice_gets_two_ids(processpype_redis: RedisTes
     assert IDEMPOTENCY_KEY not in message.metadata
 
 
+@needs_redis_server
 def test_redis_down_fails_fast_naming_the_url_without_password() -> None:
     server = RedisTestServer(password="hunter2-secret")
     server.start()
@@ -247,6 +254,7 @@ def test_redis_down_fails_fast_naming_the_url_without_password() -> None:
     assert elapsed < 5  # fails at once, not after redis-py's retries
 
 
+@needs_redis_server
 def test_fallback_direct_delivers_in_process_and_says_so() -> None:
     server = RedisTestServer()
     server.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from processpype.testing.redis import RedisTestServer, find_redis_server
@@ -38,3 +40,29 @@ def test_password_is_required_when_set() -> None:
 def test_fixture_gives_a_running_server(processpype_redis: RedisTestServer) -> None:
     assert processpype_redis.running
     assert processpype_redis.ping()
+
+
+def test_restart_without_keep_data_starts_empty() -> None:
+    redis = pytest.importorskip("redis")
+    with RedisTestServer() as server:
+        redis.Redis.from_url(server.url).set("k", "v")
+        server.restart()
+        assert redis.Redis.from_url(server.url).get("k") is None
+
+
+def test_restart_keeping_data_brings_back_streams_and_pending_entries() -> None:
+    redis = pytest.importorskip("redis")
+    with RedisTestServer(password="s3cret-pass") as server:
+        db = redis.Redis.from_url(server.url, decode_responses=True)
+        entry = db.xadd("s", {"f": "v"})
+        db.xgroup_create("s", "g", id="0")
+        db.xreadgroup("g", "c", {"s": ">"})
+        db.close()
+        server.restart(keep_data=True)
+        db = redis.Redis.from_url(server.url, decode_responses=True)
+        assert [e[0] for e in db.xrange("s")] == [entry]
+        assert db.xpending("s", "g")["pending"] == 1
+        db.close()
+        directory = server.data_dir
+    assert directory is not None
+    assert not os.path.exists(directory)

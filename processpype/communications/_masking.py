@@ -47,7 +47,7 @@ MASK = "**********"
 
 REDACTED_LOGGERS: tuple[str, ...] = (
     *("processpype", "httpx", "httpcore", "h11", "h2", "hpack"),
-    *("aiosmtplib", "telethon", "asyncio"),
+    *("aiosmtplib", "telethon", "asyncio", "redis"),
 )
 """Loggers (and their children) whose records are searched for registered secrets."""
 

@@ -3,10 +3,13 @@
 It starts ``redis-server --port P --bind 127.0.0.1 --save "" --appendonly no`` on a free
 loopback port (persistence off, so nothing is written to disk), waits until the server
 answers ``PING``, and stops it at the end. ``restart()`` stops it and starts a new one on
-the same port, and ``kill()`` ends it with SIGKILL, to test what clients do when Redis
-goes away and comes back. The server is the real one, quirks included; it needs the
-``redis-server`` program (``apt-get install redis-server``), found on ``PATH`` or at
-``$PROCESSPYPE_REDIS_SERVER``. This module needs no Python Redis client.
+the same port (``restart(keep_data=True)``: as a server with RDB persistence does, it saves
+its data set, streams and consumer groups included, on the way down and loads it back),
+and ``kill()`` ends it with SIGKILL, to test what clients do when Redis goes away and
+comes back. Its working directory is a private temporary one, removed by ``stop()``.
+The server is the real one, quirks included; it needs the ``redis-server`` program
+(``apt-get install redis-server``), found on ``PATH`` or at ``$PROCESSPYPE_REDIS_SERVER``.
+This module needs no Python Redis client.
 
 What it does not reproduce: Redis Cluster, Sentinel, TLS, ACL users (a ``password``
 sets ``requirepass``, which is the default user's password).
@@ -20,6 +23,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from types import TracebackType
 from typing import Self
@@ -70,6 +74,7 @@ class RedisTestServer:
         self._port = port
         self._password = password
         self._process: subprocess.Popen[bytes] | None = None
+        self._dir: str | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -89,6 +94,11 @@ class RedisTestServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
+    def data_dir(self) -> str | None:
+        """The server's private working directory (its saved data set), None when stopped."""
+        return self._dir
+
+    @property
     def running(self) -> bool:
         """True while the server process is alive."""
         return self._process is not None and self._process.poll() is None
@@ -98,6 +108,8 @@ class RedisTestServer:
         if self.running:
             return self
         fixed = self._port is not None
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="processpype-redis-")
         last_error = ""
         for _ in range(1 if fixed else _PORT_TRIES):
             # A port picked free can be taken before the server binds it: try another.
@@ -126,6 +138,8 @@ class RedisTestServer:
             "",
             "--appendonly",
             "no",
+            "--dir",
+            str(self._dir),
             "--daemonize",
             "no",
             "--loglevel",
@@ -160,27 +174,42 @@ class RedisTestServer:
 
     def ping(self) -> bool:
         """True when the server answers ``PING`` (a raw RESP exchange, no client needed)."""
-        if self._port is None:
-            return False
         try:
-            with socket.create_connection(("127.0.0.1", self._port), timeout=1.0) as conn:
-                request = b"PING\r\n"
-                if self._password:
-                    word = self._password.encode()
-                    request = b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(word), word) + b"PING\r\n"
-                conn.sendall(request)
-                reply = b""
-                while b"PONG" not in reply and b"-" not in reply[:1]:
-                    chunk = conn.recv(256)
-                    if not chunk:
-                        break
-                    reply += chunk
-                return b"PONG" in reply
+            return b"PONG" in self._call(b"PING")
         except OSError:
             return False
 
+    def _call(self, *words: bytes) -> bytes:
+        """Send one command (after ``AUTH`` when a password is set); the raw reply."""
+        if self._port is None:
+            raise ConnectionRefusedError("the server has no port until start()")
+        commands: list[tuple[bytes, ...]] = (
+            [(b"AUTH", self._password.encode())] if self._password else []
+        )
+        commands.append(words)
+        request = b"".join(
+            b"*%d\r\n" % len(command) + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in command)
+            for command in commands
+        )
+        with socket.create_connection(("127.0.0.1", self._port), timeout=5.0) as conn:
+            conn.sendall(request)
+            reply = b""
+            # One line per command (+OK/+PONG/-ERR); SHUTDOWN answers by closing.
+            while reply.count(b"\r\n") < len(commands):
+                chunk = conn.recv(256)
+                if not chunk:
+                    break
+                reply += chunk
+            return reply
+
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the server (SIGTERM, then SIGKILL after ``timeout``); idempotent."""
+        try:
+            self._halt(timeout)
+        finally:
+            self._remove_dir()
+
+    def _halt(self, timeout: float) -> None:
         process, self._process = self._process, None
         if process is None:
             return
@@ -204,10 +233,32 @@ class RedisTestServer:
         process.wait(5.0)
         if process.stdout is not None:
             process.stdout.close()
+        self._remove_dir()
 
-    def restart(self) -> Self:
-        """Stop the server and start a new one on the same port (the data is gone)."""
-        self.stop()
+    def _remove_dir(self) -> None:
+        directory, self._dir = self._dir, None
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def restart(self, *, keep_data: bool = False) -> Self:
+        """Stop the server and start a new one on the same port.
+
+        By default the data is gone, as after a restart with persistence off. With
+        ``keep_data`` the server saves its data set (``SHUTDOWN SAVE``) and the new one
+        loads it: keys, streams, consumer groups and their pending entries come back.
+        """
+        if not keep_data:
+            self.stop()
+            return self.start()
+        process = self._process
+        if process is not None and process.poll() is None:
+            with contextlib.suppress(OSError):
+                self._call(b"SHUTDOWN", b"SAVE")
+            try:
+                process.wait(10.0)
+            except subprocess.TimeoutExpired as exc:
+                raise RuntimeError("redis-server did not shut down after SHUTDOWN SAVE") from exc
+        self._halt(5.0)
         return self.start()
 
     def __enter__(self) -> Self:

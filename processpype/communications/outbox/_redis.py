@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
+from processpype.communications._masking import register_secrets
 from processpype.communications.errors import (
     BackendUnavailableError,
     OutboxUnavailableError,
@@ -36,6 +37,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment
     if exc.name is None or exc.name.split(".")[0] != "redis":
         raise
     raise BackendUnavailableError("outbox", "redis", "redis") from None
+from processpype.communications.delivery import DeliveryResult
 from processpype.communications.models import OutgoingMessage
 from processpype.config.outbox import OutboxConfig
 
@@ -47,6 +49,8 @@ __all__ = [
     "decode_message",
     "encode_message",
     "is_unavailable",
+    "outcome_fields",
+    "outcome_result",
     "unavailable_error",
 ]
 
@@ -109,6 +113,10 @@ def connect(
         decode_responses=True,
         client_name=None,
     )
+    password = _password(config)
+    if password:
+        # Masked in every log record of ours and redis-py's while this client lives.
+        register_secrets(client, [password])
     return client
 
 
@@ -171,3 +179,47 @@ def entry_fields(
     if outcome:
         fields["outcome"] = "1"
     return fields
+
+
+def outcome_fields(result: DeliveryResult) -> dict[str, str]:
+    """The fields of a final-outcome entry: every field of ``result`` a sender reads back."""
+    fields = {
+        "backend": result.backend,
+        "status": result.status,
+        "error": result.error or "",
+        "attempts": str(result.attempts),
+    }
+    # Tuples of text as JSON lists: a warning may hold any character, a comma included.
+    if result.warnings:
+        fields["warnings"] = json.dumps(list(result.warnings))
+    if result.reference:
+        fields["reference"] = json.dumps(list(result.reference))
+    return fields
+
+
+def outcome_result(fields: Mapping[str, str]) -> DeliveryResult | None:
+    """The ``DeliveryResult`` ``outcome_fields`` wrote (None for an entry it did not write)."""
+    backend = fields.get("backend")
+    status = fields.get("status")
+    if not backend or status not in ("delivered", "failed", "skipped"):
+        return None
+    return DeliveryResult.model_validate(
+        {
+            "backend": backend,
+            "status": status,
+            "error": fields.get("error") or None,
+            "attempts": int(fields.get("attempts") or 0),
+            "warnings": _text_tuple(fields.get("warnings")),
+            "reference": _text_tuple(fields.get("reference")),
+        }
+    )
+
+
+def _text_tuple(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return ()
+    try:
+        items = json.loads(text)
+    except ValueError:
+        return (text,)
+    return tuple(str(item) for item in items) if isinstance(items, list) else (str(items),)

@@ -14,7 +14,6 @@ delivered in this process by the real backend and the result says so.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 import uuid
@@ -22,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from processpype.communications.backends import create_communicator
+from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryReport, DeliveryResult
 from processpype.communications.errors import (
@@ -36,6 +36,7 @@ from processpype.communications.outbox._redis import (
     connect,
     entry_fields,
     is_unavailable,
+    outcome_result,
     unavailable_error,
 )
 from processpype.communications.outbox.lease import IncomingReader, UpdateLease
@@ -51,6 +52,9 @@ logger = logging.getLogger("processpype.communications.outbox")
 
 _BLOCK_MS = 1000
 """Longest single blocking read while waiting for outcomes (the socket timeout is longer)."""
+_WAIT_RETRY_BASE = 0.1
+_WAIT_RETRY_CAP = 2.0
+"""Pauses between reads of a waited outcome while Redis is away (seconds)."""
 
 _LEASE_POLL = 0.05
 """Seconds between looks at the update lease while a question waits for it."""
@@ -150,11 +154,14 @@ class OutboxProducer:
         deadline = None if timeout is None else time.monotonic() + timeout
         stream = self._keys.outcome(key)
         last = "0"
+        away: BaseException | None = None  # why the last read failed, while Redis is away
+        failures = 0
         try:
-            client = await self._ensure_client()
             while not queued <= outcomes.keys():
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
+                    if away is not None:
+                        raise unavailable_error(self._config, away) from away
                     pending = sorted(queued - outcomes.keys())
                     raise DeliveryTimeoutError(
                         f"message for label {report.message.label!r} not delivered within "
@@ -164,11 +171,23 @@ class OutboxProducer:
                         pending=pending,
                     )
                 block = _BLOCK_MS if left is None else max(1, min(_BLOCK_MS, int(left * 1000)))
-                answer = await client.xread({stream: last}, block=block)
+                try:
+                    client = await self._ensure_client()
+                    answer = await client.xread({stream: last}, block=block)
+                except Exception as exc:
+                    if not is_unavailable(exc):
+                        raise
+                    # The message is queued already: a Redis restart while waiting is
+                    # waited out until the deadline (reads again with backoff).
+                    away, failures = exc, failures + 1
+                    pause = backoff_delay(failures, _WAIT_RETRY_BASE, _WAIT_RETRY_CAP)
+                    await asyncio.sleep(pause if left is None else min(pause, left))
+                    continue
+                away, failures = None, 0
                 for _, entries in answer or ():
                     for entry_id, fields in entries:
                         last = entry_id
-                        result = _outcome_result(fields)
+                        result = outcome_result(fields)
                         if result is not None:
                             outcomes[result.backend] = result
         except DeliveryTimeoutError:
@@ -229,11 +248,7 @@ class OutboxProducer:
         while self._batch:
             batch, self._batch = self._batch, []
             try:
-                client = await self._ensure_client()
-                pipe = client.pipeline(transaction=False)
-                for fields, _ in batch:
-                    pipe.xadd(self._keys.stream, dict(fields))
-                ids = await pipe.execute()
+                ids = await self._append(batch)
             except asyncio.CancelledError:
                 for _, future in batch:
                     future.cancel()
@@ -251,6 +266,24 @@ class OutboxProducer:
             for (_, future), entry_id in zip(batch, ids, strict=True):
                 if not future.done():
                     future.set_result(str(entry_id))
+
+    async def _append(self, batch: list[tuple[Mapping[str, Any], asyncio.Future[str]]]) -> Any:
+        """XADD every entry of ``batch`` in one round trip; their ids."""
+        retried = self._down_since is not None
+        while True:
+            client = await self._ensure_client()
+            pipe = client.pipeline(transaction=False)
+            for fields, _ in batch:
+                pipe.xadd(self._keys.stream, dict(fields))
+            try:
+                return await pipe.execute()
+            except Exception as exc:
+                # A pooled connection a restarted Redis closed fails its first command;
+                # redis-py drops it, and one more try on a new connection tells a stale
+                # connection from a Redis that is down (then the error stands).
+                if retried or not is_unavailable(exc):
+                    raise
+                retried = True
 
     def _note_down(self, error: BaseException) -> None:
         if self._down_since is None:
@@ -290,30 +323,6 @@ class OutboxProducer:
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()
-
-
-def _outcome_result(fields: Mapping[str, str]) -> DeliveryResult | None:
-    backend = fields.get("backend")
-    status = fields.get("status")
-    if not backend or status not in ("delivered", "failed", "skipped"):
-        return None
-    error = fields.get("error") or None
-    attempts = int(fields.get("attempts") or 0)
-    try:
-        warnings = json.loads(fields.get("warnings") or "[]")
-    except ValueError:
-        warnings = []
-    if not isinstance(warnings, list):
-        warnings = []
-    return DeliveryResult.model_validate(
-        {
-            "backend": backend,
-            "status": status,
-            "error": error,
-            "attempts": attempts,
-            "warnings": tuple(str(w) for w in warnings),
-        }
-    )
 
 
 class QueuedCommunicator(Communicator):

@@ -15,14 +15,15 @@ goes to one worker at a time. An entry is acknowledged only once its outcome is 
 
 The stream is trimmed with ``XTRIM MINID`` below the oldest pending entry only: an
 unacknowledged entry is never trimmed. When Redis goes away the worker logs it,
-reconnects with backoff and resumes where the group left off.
+reconnects with backoff and resumes where the group left off; a delivery that finished
+meanwhile is acknowledged as soon as Redis answers again (kept fresh until then), so it
+is not delivered a second time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
@@ -46,6 +47,7 @@ from processpype.communications.outbox._redis import (
     connect,
     decode_message,
     is_unavailable,
+    outcome_fields,
 )
 from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
 from processpype.config.outbox import OutboxConfig
@@ -230,7 +232,9 @@ class OutboxWorker:
         interval = self._outbox.claim_after / 3
         while True:
             await asyncio.sleep(interval)
-            client, held = self._client, list(self._held)
+            # Delivered entries still owed an acknowledgement stay ours too.
+            client = self._client
+            held = [*self._held, *(entry_id for entry_id, _, _ in self._owed)]
             if client is None or not held:
                 continue
             try:
@@ -248,6 +252,8 @@ class OutboxWorker:
             await asyncio.wait(tasks, timeout=30.0)
         await self._dispatcher.flush_all(10.0)
         await self._dispatcher.stop_all()
+        if self._owed:
+            await self._settle_owed_on_exit()
         for limiter in self._limiters:
             with contextlib.suppress(Exception):
                 await limiter.aclose()
@@ -298,6 +304,8 @@ class OutboxWorker:
                 )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+            if self._owed:  # an acknowledgement failed while reads kept working
+                await self._pay_owed_acks(client)
             if time.monotonic() - self._last_trim >= _TRIM_EVERY:
                 await self._trim(client)
 
@@ -321,6 +329,21 @@ class OutboxWorker:
             self._consumer,
             len(owed),
         )
+
+    async def _settle_owed_on_exit(self) -> None:
+        """Last try at the acknowledgements owed; what stays owed is delivered again."""
+        try:
+            if self._client is None:
+                self._client = self._connect()
+            await self._pay_owed_acks(self._client)
+        except Exception as exc:
+            logger.warning(
+                "outbox worker %s: %d delivered entries could not be acknowledged before "
+                "stopping (%s); another worker delivers them again after claim_after",
+                self._consumer,
+                len(self._owed),
+                describe_error(exc),
+            )
 
     def _free_slots(self) -> int:
         slots = self._slots
@@ -519,17 +542,7 @@ class OutboxWorker:
         if fields.get("outcome") != "1" or not fields.get("key"):
             return
         stream = self._keys.outcome(fields["key"])
-        pipe.xadd(
-            stream,
-            {
-                "backend": result.backend,
-                "status": result.status,
-                "error": result.error or "",
-                "attempts": str(result.attempts),
-                # A partial delivery (files a backend could not carry) says so to the sender.
-                "warnings": json.dumps(list(result.warnings)),
-            },
-        )
+        pipe.xadd(stream, outcome_fields(result))
         pipe.expire(stream, max(1, math.ceil(self._outbox.outcome_ttl)))
 
     async def _record_outcome(
