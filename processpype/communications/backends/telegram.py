@@ -262,7 +262,6 @@ class TelegramCommunicator(Communicator):
         self._targets = self._build_targets(config)
         self._client: Any = None
         self._queue: SendQueue | None = None
-        self._cut_warnings: dict[int, str] = {}  # id(job) -> max_parts warning, until read
         self._watchdog: asyncio.Task[None] | None = None
         self._connect_lock: asyncio.Lock | None = None
         self._stopping = False
@@ -825,7 +824,7 @@ class TelegramCommunicator(Communicator):
         job = TrackedJob(message, target, chunks, outcome)
         if cut is not None:
             logger.warning("%s: %s", self.name, cut)
-            self._cut_warnings[id(job)] = cut
+            job.warnings = (cut,)
         return job
 
     async def _enqueue(self, message: OutgoingMessage) -> Job | str:
@@ -836,11 +835,7 @@ class TelegramCommunicator(Communicator):
         job = self._make_job(message, target)
         queue = self._queue
         assert queue is not None  # _make_job checked it
-        try:
-            await queue.put(job, self._tg_config.send_timeout)
-        except BaseException:
-            self._cut_warnings.pop(id(job), None)
-            raise
+        await queue.put(job, self._tg_config.send_timeout)
         return job
 
     async def send(self, message: OutgoingMessage) -> None:
@@ -852,8 +847,6 @@ class TelegramCommunicator(Communicator):
         queued = await self._enqueue(message)
         if isinstance(queued, str):
             logger.debug("%s: message for label %r skipped: %s", self.name, message.label, queued)
-        else:
-            self._cut_warnings.pop(id(queued), None)
 
     async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
         """Queue ``message`` and wait for its outcome: delivered (with attempts) or failed.
@@ -863,12 +856,7 @@ class TelegramCommunicator(Communicator):
         queued = await self._enqueue(message)
         if isinstance(queued, str):
             return DeliveryResult.skipped(self.name, queued)
-        try:
-            result = await asyncio.shield(queued.outcome)
-        finally:
-            cut = self._cut_warnings.pop(id(queued), None)
-        if cut is not None:
-            result = result.model_copy(update={"warnings": (*result.warnings, cut)})
+        result = await asyncio.shield(queued.outcome)  # with the job's warnings
         return with_reference(result, queued)
 
     async def flush(self, timeout: float | None = None) -> bool:

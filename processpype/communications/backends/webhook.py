@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import httpx
 from pydantic_core import to_jsonable_python
@@ -531,6 +531,14 @@ def _request_content(payload: Any) -> dict[str, Any]:
 # -- the backends -------------------------------------------------------------------------
 
 
+class _Bodies(NamedTuple):
+    """The request bodies that carry one message, and the ``max_parts`` warning when its
+    text was cut (it travels with the bodies: each message has its own)."""
+
+    payloads: list[Any]
+    cut: str | None = None
+
+
 class _HttpCommunicator(Communicator):
     """What the three webhook backends share: the client, the send lock, retries."""
 
@@ -543,7 +551,6 @@ class _HttpCommunicator(Communicator):
         # The URL as httpx writes it, so the log filter recognises it.
         self._url = str(httpx.URL(config.url.get_secret_value().strip()))
         self._client: httpx.AsyncClient | None = None
-        self._cut_warning: str | None = None  # set by _split for the message at hand
         self._lock: asyncio.Lock | None = None
         self._idle: asyncio.Event | None = None
         self._pending = 0
@@ -561,24 +568,21 @@ class _HttpCommunicator(Communicator):
     def _headers(self) -> dict[str, str]:
         return {"User-Agent": f"processpype/{__version__}"}
 
-    def _payloads(self, message: OutgoingMessage) -> list[Any]:
-        """The JSON bodies that carry ``message`` (several when its text is split)."""
+    def _payloads(self, message: OutgoingMessage) -> _Bodies:
+        """The bodies that carry ``message`` (several when its text is split)."""
         raise NotImplementedError
 
-    def _take_cut_warning(self) -> str | None:
-        warning, self._cut_warning = self._cut_warning, None
-        return warning
-
-    def _split(self, text: str, limit: int, cost: Callable[[str], int]) -> list[str]:
-        """``text`` in pieces of at most ``limit``, no more than ``max_parts`` of them."""
+    def _split(
+        self, text: str, limit: int, cost: Callable[[str], int]
+    ) -> tuple[list[str], str | None]:
+        """``text`` in pieces of at most ``limit``, no more than ``max_parts`` of them; and
+        the warning saying how much was cut (None when nothing was)."""
         max_parts = getattr(self._http_config, "max_parts", None)
         if max_parts is None:
-            return _split_keeping_fences(text, limit, cost)
-        chunks, warning = cap_parts(
+            return _split_keeping_fences(text, limit, cost), None
+        return cap_parts(
             text, limit, max_parts, lambda part: _split_keeping_fences(part, limit, cost), cost
         )
-        self._cut_warning = warning
-        return chunks
 
     def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
         """What of ``message`` these bodies do not carry (files this service cannot take)."""
@@ -629,9 +633,7 @@ class _HttpCommunicator(Communicator):
         lock, idle = self._lock, self._idle
         if not self._started or self._client is None or lock is None or idle is None:
             raise SendError(f"{self._kind} backend is not started", backend=self.name, attempts=0)
-        self._cut_warning = None
-        payloads = self._payloads(message)
-        warning = self._take_cut_warning()  # before the first await: it is per message
+        payloads, warning = self._payloads(message)
         if warning is not None:
             logger.warning("%s: %s", self.name, warning)
         warnings = self._warnings(message) if message.attachments else ()
@@ -652,7 +654,7 @@ class _HttpCommunicator(Communicator):
                 warnings = (*warnings, *(() if warning is None else (warning,)))
                 if warnings:
                     for problem in warnings:
-                        if problem != warning:  # the cut was logged before the first await
+                        if problem != warning:  # the cut was logged before sending
                             logger.warning("%s: %s", self.name, problem)
                     return DeliveryResult(
                         backend=self.name, status="delivered", attempts=attempts, warnings=warnings
@@ -949,15 +951,15 @@ class WebhookCommunicator(_HttpCommunicator):
             return fields
         return _render_template(self._template, fields)
 
-    def _payloads(self, message: OutgoingMessage) -> list[Any]:
+    def _payloads(self, message: OutgoingMessage) -> _Bodies:
         try:
             body = self.render_body(message)
         except SendError as exc:
             exc.backend = self.name
             raise
         if message.attachments and self._webhook_config.attachments == "multipart":
-            return [_Multipart(body, tuple(message.attachments))]
-        return [body]
+            return _Bodies([_Multipart(body, tuple(message.attachments))])
+        return _Bodies([body])
 
     def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
         mode = self._webhook_config.attachments
@@ -999,9 +1001,9 @@ class SlackCommunicator(_HttpCommunicator):
             )
         return text
 
-    def _payloads(self, message: OutgoingMessage) -> list[Any]:
-        chunks = self._split(self.render_text(message), SLACK_TEXT_LIMIT, self._cost)
-        return [{"text": self._escape(chunk)} for chunk in chunks]
+    def _payloads(self, message: OutgoingMessage) -> _Bodies:
+        chunks, cut = self._split(self.render_text(message), SLACK_TEXT_LIMIT, self._cost)
+        return _Bodies([{"text": self._escape(chunk)} for chunk in chunks], cut)
 
     def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
         return (f"not attached ({SLACK_NOT_ATTACHED}): {_names(message.attachments)}",)
@@ -1051,11 +1053,11 @@ class DiscordCommunicator(_HttpCommunicator):
         head = f"{_SEVERITY_EMOJI[severity]} **{severity.value.upper()}**"
         return _compose(head, message)
 
-    def _payloads(self, message: OutgoingMessage) -> list[Any]:
+    def _payloads(self, message: OutgoingMessage) -> _Bodies:
         files = message.attachments
         if files:
             self._check_limits(files)
-        chunks = self._split(self.render_text(message), DISCORD_CONTENT_LIMIT, utf16_length)
+        chunks, cut = self._split(self.render_text(message), DISCORD_CONTENT_LIMIT, utf16_length)
         payloads: list[Any] = []
         for chunk in chunks:
             payload: dict[str, Any] = {"content": chunk, "allowed_mentions": {"parse": []}}
@@ -1067,7 +1069,7 @@ class DiscordCommunicator(_HttpCommunicator):
             last = payloads[-1]
             last["attachments"] = [{"id": i, "filename": a.filename} for i, a in enumerate(files)]
             payloads[-1] = _Multipart(last, tuple(files))
-        return payloads
+        return _Bodies(payloads, cut)
 
     def _check_limits(self, files: list[Attachment]) -> None:
         config = self._discord_config
@@ -1148,9 +1150,7 @@ class _DiscordEdits:
 
     async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
         backend = self._backend
-        backend._cut_warning = None
-        payloads = backend._payloads(message)
-        warning = backend._take_cut_warning()  # before the first await: it is per message
+        payloads, warning = backend._payloads(message)
         if warning is not None:
             logger.warning("%s: %s", backend.name, warning)
         attempts = 0
@@ -1162,15 +1162,7 @@ class _DiscordEdits:
                 ids.append(message_id)
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
-        if warning is not None:
-            return DeliveryResult(
-                backend=backend.name,
-                status="delivered",
-                attempts=attempts,
-                reference=reference,
-                warnings=(warning,),
-            )
-        return DeliveryResult.delivered(backend.name, attempts=attempts, reference=reference)
+        return _delivered(backend.name, attempts, reference, warning)
 
     async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
         backend = self._backend
@@ -1181,7 +1173,9 @@ class _DiscordEdits:
                 attempts=0,
                 permanent=True,
             )
-        payloads = backend._payloads(message)
+        payloads, warning = backend._payloads(message)
+        if warning is not None:
+            logger.warning("%s: %s", backend.name, warning)
         attempts = 0
         ids: list[str | None] = []
         async with self._turn():
@@ -1205,7 +1199,7 @@ class _DiscordEdits:
                 await self._delete(message_id)
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
-        return DeliveryResult.delivered(backend.name, attempts=attempts, reference=reference)
+        return _delivered(backend.name, attempts, reference, warning)
 
     async def _delete(self, message_id: str) -> None:
         """Delete a piece an edit no longer needs (best effort: it is logged on failure)."""
@@ -1231,6 +1225,21 @@ class _DiscordEdits:
             )
         finally:
             _REDACTION.discard(url)
+
+
+def _delivered(
+    backend: str, attempts: int, reference: tuple[str, ...], warning: str | None
+) -> DeliveryResult:
+    """A delivered result of a Discord post or edit, with the ``max_parts`` warning if any."""
+    if warning is None:
+        return DeliveryResult.delivered(backend, attempts=attempts, reference=reference)
+    return DeliveryResult(
+        backend=backend,
+        status="delivered",
+        attempts=attempts,
+        reference=reference,
+        warnings=(warning,),
+    )
 
 
 def _message_id(response: httpx.Response | None) -> str | None:
