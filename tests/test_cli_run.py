@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,29 @@ def run(
     )
     records = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     return done, records
+
+
+@contextlib.contextmanager
+def started(
+    path: Path, name: str, script: str, *, start_new_session: bool = False
+) -> Iterator[subprocess.Popen[str]]:
+    """``run`` of a Python ``script`` that printed ready; killed if still alive, pipes closed."""
+    command = [PY, "-m", "processpype", "run", "-c", str(path), "--name", name]
+    with subprocess.Popen(
+        [*command, "--", PY, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=start_new_session,
+    ) as child:  # leaving closes both pipes and waits for the process
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+            yield child
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
 
 def test_a_command_that_succeeds_is_reported_and_exits_0(tmp_path: Path) -> None:
@@ -95,34 +120,9 @@ def test_a_command_ended_by_a_signal_exits_128_plus_n(tmp_path: Path) -> None:
 def test_sigterm_to_run_is_passed_to_the_command(tmp_path: Path) -> None:
     path, out = config(tmp_path)
     script = "import sys, time; print('ready', flush=True); time.sleep(60)"
-    child = subprocess.Popen(
-        [
-            PY,
-            "-m",
-            "processpype",
-            "run",
-            "-c",
-            str(path),
-            "--name",
-            "sleeper",
-            "--",
-            PY,
-            "-c",
-            script,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == "ready\n"
+    with started(path, "sleeper", script) as child:
         child.send_signal(signal.SIGTERM)
         child.wait(30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
 
     assert child.returncode == 128 + signal.SIGTERM
     [record] = [json.loads(line) for line in out.read_text().splitlines()]
@@ -158,35 +158,9 @@ def test_ctrl_c_reaches_the_command_and_is_reported_as_interrupted(tmp_path: Pat
     path, out = config(tmp_path)
     script = "import time; print('ready', flush=True); time.sleep(60)"
     # A new session is a terminal's process group: Ctrl-C goes to both processes.
-    child = subprocess.Popen(
-        [
-            PY,
-            "-m",
-            "processpype",
-            "run",
-            "-c",
-            str(path),
-            "--name",
-            "train",
-            "--",
-            PY,
-            "-c",
-            script,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == "ready\n"
+    with started(path, "train", script, start_new_session=True) as child:
         os.killpg(child.pid, signal.SIGINT)
         child.wait(30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
 
     assert child.returncode == 128 + signal.SIGINT
     [record] = [json.loads(line) for line in out.read_text().splitlines()]
