@@ -271,6 +271,7 @@ class CommunicationDispatcher:
             return DeliveryResult.skipped(
                 name, "nothing to edit: the earlier message was not delivered there"
             )
+        token = DELIVERING.set(True)  # what the edit logs is not an alert (as deliver_to)
         try:
             return await communicator.edit(earlier.reference, message)
         except asyncio.CancelledError:
@@ -281,6 +282,8 @@ class CommunicationDispatcher:
             return DeliveryResult.failed(
                 name, exc, attempts=attempts if isinstance(attempts, int) else 1
             )
+        finally:
+            DELIVERING.reset(token)
 
     async def _retry_start(self, communicator: Communicator) -> DeliveryResult | None:
         """Start a backend whose start failed earlier, with backoff between tries.
@@ -360,7 +363,8 @@ class CommunicationDispatcher:
 
 async def _flush_one(communicator: Communicator, timeout: float | None) -> bool:
     try:
-        return await communicator.flush(timeout)
+        with delivery_work():  # a flush sends what is queued
+            return await communicator.flush(timeout)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -370,7 +374,8 @@ async def _flush_one(communicator: Communicator, timeout: float | None) -> bool:
 
 async def _stop_one(communicator: Communicator) -> None:
     try:
-        await communicator.stop()
+        with delivery_work():  # a stop drains what is in flight
+            await communicator.stop()
     except asyncio.CancelledError:
         raise
     except Exception as exc:
