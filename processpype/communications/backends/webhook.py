@@ -1208,15 +1208,24 @@ class _DiscordEdits:
         if client is None:
             return
         url = self._message_url(message_id)
+        deadline = backend._http_config.attempt_deadline()
         _REDACTION.add(url, self._masked)
         try:
-            response = await client.delete(url)
+            async with asyncio.timeout(deadline):  # the whole request, as for every post
+                response = await backend._request(client, "DELETE", url, None)
             if response.status_code >= 300 and response.status_code != 404:
                 logger.warning(
                     "%s: could not delete a piece an edit made superfluous: HTTP %s",
                     backend.name,
                     response.status_code,
                 )
+        except TimeoutError:
+            logger.warning(
+                "%s: could not delete a piece an edit made superfluous: no answer within "
+                "%g s (attempt_timeout)",
+                backend.name,
+                deadline,
+            )
         except httpx.HTTPError as exc:
             logger.warning(
                 "%s: could not delete a piece an edit made superfluous: %s",
