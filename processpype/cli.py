@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import shutil
 import signal
 import sys
@@ -35,7 +34,6 @@ import time
 import traceback
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
-from urllib.parse import urlsplit
 
 from processpype.communications.errors import ConfigError, describe_error
 from processpype.communications.models import MessageSeverity
@@ -47,7 +45,7 @@ if TYPE_CHECKING:
     from processpype.communications.delivery import DeliveryResult
     from processpype.communications.dispatcher import CommunicationDispatcher
     from processpype.communications.models import Attachment, IncomingMessage, OutgoingMessage
-    from processpype.config.models import CommunicationsConfig
+    from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
     from processpype.testing.smtp import SMTPEnvelope
 
 __all__ = [
@@ -85,11 +83,6 @@ _TICK = 0.25  # how often the status line is refreshed
 _STDIN_ATTACHMENT = "stdin.bin"
 _STOP_TIMEOUT = 10.0  # bound on stopping the backends at exit
 _INTERRUPT_GRACE = 5.0  # after Ctrl-C or SIGTERM, how long sends under way may finish
-_MASK = "**********"
-_SECRET_KEY = re.compile(
-    r"token|secret|passw|api[_-]?key|api[_-]?hash|auth|credential|session|private|signature",
-    re.IGNORECASE,
-)
 # The CLI reports outcomes and start failures itself; these loggers would say it twice.
 _QUIET_LOGGERS = frozenset(
     {"processpype.communications.dispatcher", "processpype.communications.backends"}
@@ -388,9 +381,11 @@ def _report(
     hint: str | None = None,
 ) -> int:
     """Print ``exc`` as one message on stderr (with its traceback under --debug)."""
-    if debug:
-        traceback.print_exception(exc, file=sys.stderr)
-    text = describe_error(exc) if describe else str(exc)
+    from processpype.communications._masking import redact
+
+    if debug:  # a lower library's message in the traceback may quote a secret
+        sys.stderr.write(redact("".join(traceback.format_exception(exc))))
+    text = describe_error(exc) if describe else redact(str(exc))
     if hint:
         text += f" ({hint})"
     print(f"{prog}: {kind}: {text}", file=sys.stderr, flush=True)
@@ -589,7 +584,9 @@ async def _send(
         return EXIT_OK
 
     dispatcher = CommunicationDispatcher()
-    communicators, failed_early = _create_communicators(config, names, dispatcher, receive=False)
+    communicators, failed_early = _create_communicators(
+        config, names, dispatcher, receive=False, source=source
+    )
     for name, reason in failed_early.items():
         _print_outcome(name, "failed", reason, args)
     tasks: dict[asyncio.Task[DeliveryResult], str] = {
@@ -600,6 +597,7 @@ async def _send(
     started = time.monotonic()
     deadline = None if args.timeout is None else started + args.timeout
     any_failed = bool(failed_early)
+    any_delivered = False
     try:
         pending = set(tasks)
         while pending:
@@ -614,6 +612,7 @@ async def _send(
             for task in done:
                 result = task.result()
                 any_failed |= result.status == "failed"
+                any_delivered |= result.status in ("delivered", "queued")
                 status.clear()
                 _print_result(result, args)
             elapsed = time.monotonic() - started
@@ -629,6 +628,14 @@ async def _send(
                     f"no outcome within {args.timeout:g} s (--timeout)",
                     args,
                 )
+            return EXIT_FAILED
+        if not any_failed and not any_delivered:
+            print(
+                f"{args.prog}: nothing was delivered: every backend of label "
+                f"{message.label!r} skipped the message (see the reasons above)",
+                file=sys.stderr,
+                flush=True,
+            )
             return EXIT_FAILED
         return EXIT_FAILED if any_failed else EXIT_OK
     except asyncio.CancelledError:
@@ -730,11 +737,13 @@ def _create_communicators(
     dispatcher: CommunicationDispatcher,
     *,
     receive: bool = True,
+    source: str | None = None,
 ) -> tuple[list[Communicator], dict[str, str]]:
     """Create and register the named backends; return them and the ones that failed.
 
     With an outbox in the config they are its stand-ins (messages go to Redis);
-    ``receive=False`` keeps those from competing for a bot's update connection.
+    ``receive=False`` keeps those from competing for a bot's update connection. A
+    ``ConfigError`` of a backend is raised naming ``source``, the config's file.
     """
     from processpype.communications.backends import create_communicator
 
@@ -749,8 +758,10 @@ def _create_communicators(
         backend = config.backends[name]
         try:
             communicator = factory(name, backend)
-        except ConfigError:
-            raise
+        except ConfigError as exc:
+            if source is None:
+                raise
+            raise exc.with_source(source) from exc.__cause__
         except Exception as exc:
             failed[name] = f"cannot be created: {describe_error(exc)}"
             continue
@@ -886,6 +897,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     path = args.config_file if args.config_file is not None else args.config
     config, source = resolve_config(path)
+    config_source = source
     out = sys.stdout
     if source == DEFAULT_SOURCE:
         source += f" (no CONFIG argument, no -c, and ${CONFIG_ENV_VAR} is not set)"
@@ -904,17 +916,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     rows: list[tuple[str, str, str, str]] = []
     problems = 0
+    invalid: list[ConfigError] = []
     for name, backend in config.backends.items():
         labels = ", ".join(backend.labels)
         if not backend.enabled:
             rows.append((name, backend.type, labels, "disabled (enabled: false)"))
             continue
         reason = backend_unavailable_reason(backend.type)
+        error = None if reason is not None else _construction_error(name, backend, config_source)
         if reason is not None:
             problems += 1
             rows.append((name, backend.type, labels, f"unavailable: {reason}"))
+        elif error is not None:
+            invalid.append(error)
+            rows.append((name, backend.type, labels, f"invalid: {error.problem}"))
         else:
-            rows.append((name, backend.type, labels, "available"))
+            rows.append((name, backend.type, labels, "available" + _check_note(backend)))
     print("\nBackends:", file=out)
     if rows:
         print(_table([("NAME", "TYPE", "LABELS", "STATUS"), *rows]), file=out)
@@ -930,6 +947,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print("  (none: no enabled backend)", file=out)
     out.flush()
 
+    for error in invalid:
+        print(f"{args.prog}: config error: {error}", file=sys.stderr)
+    if invalid:
+        return EXIT_USAGE
     if problems:
         print(
             f"{args.prog}: {problems} enabled backend(s) cannot be created here (see STATUS)",
@@ -940,6 +961,26 @@ def _cmd_check(args: argparse.Namespace) -> int:
         connect_code = _run(lambda interrupt: _connect(config, args, interrupt))
         code = max(code, connect_code) if connect_code < EXIT_USAGE else connect_code
     return code
+
+
+def _check_note(backend: CommunicatorBackendConfig) -> str:
+    """A warning for a backend that is valid but may send nothing."""
+    if backend.type == "email" and not getattr(backend, "default_recipients", True):
+        return " (no default_recipients: a message without metadata['recipients'] is skipped)"
+    return ""
+
+
+def _construction_error(
+    name: str, backend: CommunicatorBackendConfig, source: str
+) -> ConfigError | None:
+    """Build ``backend`` as ``send`` would (no network): its ConfigError, naming ``source``."""
+    from processpype.communications.backends import create_communicator
+
+    try:
+        create_communicator(name, backend)
+    except ConfigError as exc:
+        return exc.with_source(source)
+    return None
 
 
 async def _connect(
@@ -1011,42 +1052,22 @@ def masked_config(config: CommunicationsConfig) -> dict[str, Any]:
     """``config`` as plain data with every secret masked (webhook URLs keep their host)."""
     from pydantic import SecretStr
 
+    from processpype.communications._masking import mask_url, mask_value
+
     data: dict[str, Any] = config.model_dump(mode="json")
     for name, backend in config.backends.items():
         dumped = data["backends"][name]
-        for field in type(backend).model_fields:
+        for field, info in type(backend).model_fields.items():
             value = getattr(backend, field)
             if isinstance(value, SecretStr) and "url" in field:
-                dumped[field] = _masked_url(value.get_secret_value())
+                dumped[field] = mask_url(value.get_secret_value())
+            elif info.annotation is Any:  # free-form data, such as a webhook body
+                dumped[field] = mask_value(dumped.get(field), field)
         for key in backend.model_extra or {}:
-            dumped[key] = _masked_extra(key, dumped.get(key))
+            dumped[key] = mask_value(dumped.get(key), key)
     if config.outbox is not None:  # host and database shown, the password masked
         data["outbox"]["url"] = config.outbox.display_url
     return data
-
-
-def _masked_extra(key: str, value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _masked_extra(k, v) for k, v in value.items()}
-    if _SECRET_KEY.search(key) and value not in (None, ""):
-        return _MASK
-    if isinstance(value, str) and ("url" in key.lower() or "webhook" in key.lower()):
-        return _masked_url(value)
-    return value
-
-
-def _masked_url(url: str) -> str:
-    """``scheme://host[:port]/**********``: the path and query often carry a token."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port
-    except ValueError:
-        return _MASK
-    if not parts.scheme or not host:
-        return _MASK
-    where = f"{host}:{port}" if port else host
-    return f"{parts.scheme}://{where}/{_MASK}"
 
 
 def _indent(text: str, prefix: str = "  ") -> str:
@@ -1082,7 +1103,7 @@ async def _listen(
 
     names = [name for name, backend in config.backends.items() if backend.enabled]
     dispatcher = CommunicationDispatcher()
-    created, failed_early = _create_communicators(config, names, dispatcher)
+    created, failed_early = _create_communicators(config, names, dispatcher, source=source)
     for name, reason in failed_early.items():
         print(f"{args.prog}: {name}: {reason}", file=sys.stderr)
     receivers = [c for c in created if c.supports_receiving]
@@ -1254,7 +1275,8 @@ def _print_smtpd_banner(server: Any, args: argparse.Namespace) -> None:
     lines = [
         f"{args.prog}: SMTP test server listening on {server.host}:{server.port} "
         f"({mode}{auth}); Ctrl-C to stop",
-        "Point an email backend at it:",
+        "Point an email backend at it (a whole config file, ready to paste):",
+        "  enabled: true",
         "  backends:",
         "    local-mail:",
         "      type: email",

@@ -24,6 +24,10 @@ from processpype.config.models import CommunicatorBackendConfig, ConsoleCommunic
 from processpype.testing.recording import RecordingCommunicator
 
 
+def _config(type_name: str) -> CommunicatorBackendConfig:
+    return CommunicatorBackendConfig(type=type_name)
+
+
 @pytest.fixture
 def custom_type() -> Iterator[str]:
     yield "pager"
@@ -47,11 +51,42 @@ def test_registered_factory_builds_the_backend(custom_type: str) -> None:
     assert config.model_extra == {"pager_url": "https://p.invalid"}
 
 
-def test_registering_a_type_twice_is_refused_unless_replacing(custom_type: str) -> None:
+def test_a_different_factory_under_a_taken_name_is_refused_unless_replacing(
+    custom_type: str,
+) -> None:
     register_backend(custom_type, RecordingCommunicator)
     with pytest.raises(ValueError, match="already registered"):
-        register_backend(custom_type, RecordingCommunicator)
-    register_backend(custom_type, RecordingCommunicator, replace=True)
+        register_backend(custom_type, NoOpCommunicator)
+    register_backend(custom_type, NoOpCommunicator, replace=True)
+
+    assert isinstance(create_communicator("x", _config(custom_type)), NoOpCommunicator)
+
+
+def test_the_same_factory_registered_again_replaces_it(custom_type: str) -> None:
+    # What a re-run notebook cell does: a new class object with the same qualified name.
+    def define() -> type[RecordingCommunicator]:
+        class CellBackend(RecordingCommunicator):
+            pass
+
+        return CellBackend
+
+    first, second = define(), define()
+    register_backend(custom_type, first)
+    register_backend(custom_type, second)
+
+    assert type(create_communicator("x", _config(custom_type))) is second
+
+
+def test_a_lambda_from_the_same_line_replaces_itself_but_not_another_lambda(
+    custom_type: str,
+) -> None:
+    factories = [lambda name, config: RecordingCommunicator(name) for _ in range(2)]
+    other = lambda name, config: NoOpCommunicator(name, config)  # noqa: E731
+
+    register_backend(custom_type, factories[0])
+    register_backend(custom_type, factories[1])
+    with pytest.raises(ValueError, match="already registered"):
+        register_backend(custom_type, other)
 
 
 def test_factory_must_be_callable(custom_type: str) -> None:

@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -475,13 +476,25 @@ backends:
 
 def test_check_exits_1_for_an_unknown_backend_type(tmp_path: Path) -> None:
     config = write(
-        tmp_path / "notify.yaml", "enabled: true\nbackends:\n  tg:\n    type: telegarm\n"
+        tmp_path / "notify.yaml", "enabled: true\nbackends:\n  tg:\n    type: pagerduty\n"
     )
 
     result = run_cli("check", str(config))
 
     assert result.returncode == 1
-    assert "unknown backend type 'telegarm'" in result.stdout
+    assert "unknown backend type 'pagerduty'" in result.stdout
+
+
+def test_check_refuses_a_typo_of_a_built_in_type_with_a_suggestion(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "notify.yaml", "enabled: true\nbackends:\n  tg:\n    type: telegarm\n"
+    )
+
+    result = run_cli("check", str(config))
+
+    assert result.returncode == 2
+    assert f"{config}: backends.tg.type: unknown backend type 'telegarm'" in result.stderr
+    assert "did you mean 'telegram'?" in result.stderr
 
 
 def _email_config(tmp_path: Path, port: int) -> Path:
@@ -548,6 +561,20 @@ def test_smtpd_prints_a_mail_sent_by_the_email_backend(tmp_path: Path, smtpd: Ru
     smtpd.stdout.wait_for(r"^all 3 volumes done$")
     assert "From: alerts@example.com" in smtpd.stdout.seen
     assert "To: ops@example.com" in smtpd.stdout.seen
+
+
+def test_the_config_snippet_smtpd_prints_sends_as_pasted(tmp_path: Path, smtpd: Running) -> None:
+    smtpd.stderr.wait_for(r"default_recipients: \[you@example\.com\]")
+    lines = smtpd.stderr.seen
+    first = next(i for i, line in enumerate(lines) if "ready to paste):" in line) + 1
+    last = next(i for i, line in enumerate(lines) if "default_recipients:" in line) + 1
+    snippet = textwrap.dedent("\n".join(line.rstrip("\n") for line in lines[first:last]))
+    config = write(tmp_path / "pasted.yaml", snippet + "\n")
+
+    sent = run_cli("send", "-c", str(config), "pasted as is")
+
+    assert sent.returncode == 0, sent.stdout + sent.stderr
+    smtpd.stdout.wait_for(r"^pasted as is$")
 
 
 def test_smtpd_stops_cleanly_on_ctrl_c(smtpd: Running) -> None:

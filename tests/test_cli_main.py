@@ -132,3 +132,47 @@ def test_a_backend_without_an_outcome_by_the_timeout_is_not_delivered(
 
     assert code == 1
     assert capsys.readouterr().out == "slow: not delivered: no outcome within 0.2 s (--timeout)\n"
+
+
+def test_send_exits_1_and_says_why_when_every_backend_skipped(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "notify.yaml"
+    config.write_text("enabled: true\nbackends:\n  pager:\n    type: pagerduty\n")
+
+    code = main(["send", "-c", str(config), "hello"])
+
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "pager: skipped: unknown backend type 'pagerduty'" in captured.out
+    assert "nothing was delivered" in captured.err
+
+
+def test_send_refuses_a_typo_of_a_built_in_type_naming_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "notify.yaml"
+    config.write_text("enabled: true\nbackends:\n  mail:\n    type: Email\n")
+
+    code = main(["send", "-c", str(config), "hello"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{config}: backends.mail.type: unknown backend type 'Email'" in err
+    assert "did you mean 'email'?" in err
+
+
+def test_check_warns_about_an_email_backend_without_recipients(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "notify.yaml"
+    config.write_text(
+        "enabled: true\nbackends:\n  mail:\n    type: email\n    from_address: a@example.com\n"
+    )
+
+    code = main(["check", str(config)])
+
+    assert code == 0
+    assert "available (no default_recipients: a message without metadata['recipients']" in (
+        capsys.readouterr().out
+    )

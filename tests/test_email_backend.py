@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Iterator
 from email.utils import parsedate_to_datetime
 
@@ -11,6 +12,7 @@ import pytest
 from email_helpers import backend, message
 
 from processpype.communications.backends import create_communicator
+from processpype.communications.backends._smtp_failures import classify
 from processpype.communications.backends.email import EmailCommunicator
 from processpype.communications.dispatcher import CommunicationDispatcher
 from processpype.communications.errors import BackendStartError, ConfigError, SendError
@@ -327,7 +329,7 @@ async def test_password_never_appears_in_logs_reprs_or_errors(
 
 
 @pytest.mark.asyncio
-async def test_untrusted_certificate_says_to_set_cert_bundle_or_validate_certs() -> None:
+async def test_untrusted_certificate_says_to_set_cert_bundle_never_to_skip_the_check() -> None:
     with SMTPTestServer(tls="implicit") as secure:
         mail = backend(secure, cert_bundle=None)
         with pytest.raises(BackendStartError) as failed:
@@ -336,7 +338,7 @@ async def test_untrusted_certificate_says_to_set_cert_bundle_or_validate_certs()
     assert "TLS handshake" in text
     assert "certificate" in text
     assert "cert_bundle" in text
-    assert "validate_certs" in text
+    assert "validate_certs" not in text  # a hint never weakens TLS
 
 
 @pytest.mark.asyncio
@@ -374,7 +376,7 @@ async def test_implicit_tls_on_a_plain_port_says_which_setting_to_change(
     with pytest.raises(BackendStartError) as failed:
         await mail.start()
     assert "TLS" in str(failed.value)
-    assert "start_tls: true" in str(failed.value)
+    assert "use_tls: false and start_tls: true" in str(failed.value)
 
 
 @pytest.mark.asyncio
@@ -384,7 +386,10 @@ async def test_start_tls_against_a_server_without_starttls_is_a_clear_error(
     mail = backend(server, start_tls=True)
     with pytest.raises(BackendStartError, match="STARTTLS") as failed:
         await mail.start()
-    assert "start_tls: false" in str(failed.value)
+    # An attacker can strip the STARTTLS offer: the hint never says to turn TLS off.
+    assert "start_tls: false" not in str(failed.value)
+    assert "use_tls: true" in str(failed.value)
+    assert "do not turn TLS off" in str(failed.value)
 
 
 @pytest.mark.asyncio
@@ -394,6 +399,30 @@ async def test_username_against_a_server_without_auth_is_a_clear_error(
     mail = backend(server, username="alerts", password=PASSWORD)
     with pytest.raises(BackendStartError, match="AUTH"):
         await mail.start()
+
+
+@pytest.mark.asyncio
+async def test_auth_offered_only_after_starttls_says_to_turn_starttls_on() -> None:
+    with SMTPTestServer(tls="starttls", auth=("alerts", PASSWORD)) as secure:
+        mail = backend(secure, start_tls=False, use_tls=False)
+        with pytest.raises(BackendStartError, match="AUTH") as failed:
+            await mail.start()
+
+    text = str(failed.value)
+    assert "the server offers AUTH only over TLS: set start_tls: true" in text
+    assert "start_tls: false" not in text
+    assert PASSWORD not in text
+
+
+def test_implicit_tls_to_a_plain_server_on_port_465_says_use_tls_false() -> None:
+    # What the handshake raises when the first bytes are an SMTP banner, not TLS.
+    error = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1000)")
+
+    failure = classify(error, "connect", use_tls=True, port=465)
+
+    assert "the server on port 465 answered in plain text, not TLS" in failure.reason
+    assert "use_tls: false and start_tls: true" in failure.reason
+    assert not failure.temporary
 
 
 # -- lifecycle and wiring ------------------------------------------------------------

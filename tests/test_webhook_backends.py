@@ -402,7 +402,7 @@ async def test_errors_and_logs_show_only_scheme_and_host(
         with pytest.raises(SendError) as caught:
             await hook.deliver(message())
     # httpx's own request log line is masked too.
-    assert 'POST https://hooks.example.com/*** "HTTP/1.1 503' in caplog.text
+    assert 'POST https://hooks.example.com/********** "HTTP/1.1 503' in caplog.text
     for secret in (SECRET, "/intake", "hdr-secret"):
         assert secret not in str(caught.value)
         assert secret not in caplog.text

@@ -41,7 +41,10 @@ SECTIONS: list[tuple[str, type[BaseModel], str]] = [
         "Every backend",
         CommunicatorBackendConfig,
         "Keys every backend accepts. A `type` that is not built in keeps its other keys "
-        "for a third-party backend (`config.model_extra`).",
+        "for a third-party backend (`config.model_extra`); a `type` within a letter's case "
+        'or two edits of a built-in one (`Email`, `emial`) is an error that asks "did you '
+        'mean". Extra keys named like secrets (`*token*`, `*key*`, `*secret*`, '
+        "`password`, ...) and passwords in URLs are masked in `repr`, logs and `check`.",
     ),
     ("`type: console`", ConsoleCommunicatorConfig, "No extra needed."),
     ("`type: telegram`", TelegramCommunicatorConfig, "Extra `telegram` (telethon)."),
@@ -119,7 +122,8 @@ def render() -> str:
         "`python tools/config_reference.py`; do not edit by hand.",
         "",
         "Strings may use `${VAR}` and `${VAR:-default}` (environment, or the `env=` mapping",
-        "given to `load_config` / `Notifier.from_yaml`); `$${` is a literal `${`.",
+        "given to `load_config` / `Notifier.from_yaml`); `$${` is a literal `${`. A default",
+        "may hold a placeholder itself: `${A:-${B:-fallback}}`.",
         "Built-in backend types refuse unknown keys.",
     ]
     for title, model, note in SECTIONS:

@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from processpype.communications._masking import config_secrets, register_secrets
 from processpype.communications.delivery import DeliveryResult
 from processpype.communications.models import IncomingMessage, OutgoingMessage
 
@@ -36,6 +37,9 @@ class Communicator(ABC):
         self._config = config
         self._started = False
         self._incoming_handler: IncomingHandler | None = None
+        # Every configured secret is masked in logs, reports and errors while this
+        # backend lives, whoever wrote the backend.
+        register_secrets(self, config_secrets(config))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self._name!r}, started={self._started})"
@@ -102,6 +106,10 @@ class Communicator(ABC):
             return
         handler(message)
 
+    def _on_incoming(self, message: IncomingMessage) -> None:
+        """Upstream processpype's name for ``_publish_incoming`` (backends written for it)."""
+        self._publish_incoming(message)
+
     @abstractmethod
     async def start(self) -> None:
         """Initialize and connect the backend. Must set ``self._started = True``."""
@@ -133,11 +141,22 @@ class NoOpCommunicator(Communicator):
 
     ``reason`` says why (the missing package and the extra to install, or the unknown
     type); every message it receives is reported as skipped with that reason.
+    ``NoOpCommunicator()`` with no arguments (as upstream code writes it) is named
+    ``"noop"`` with a default config. A subclass that overrides ``send`` is a real
+    backend: its ``send`` is called and the message reported delivered.
     """
 
     def __init__(
-        self, name: str, config: CommunicatorBackendConfig, *, reason: str = "no-op backend"
+        self,
+        name: str = "noop",
+        config: CommunicatorBackendConfig | None = None,
+        *,
+        reason: str = "no-op backend",
     ) -> None:
+        if config is None:
+            from processpype.config.models import CommunicatorBackendConfig
+
+            config = CommunicatorBackendConfig(type="noop")
         super().__init__(name, config)
         self._started = True
         self.reason = reason
@@ -158,5 +177,11 @@ class NoOpCommunicator(Communicator):
         """Drop the message."""
 
     async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
-        """Report the message as skipped, with the reason this backend is a no-op."""
+        """Report the message as skipped, with the reason this backend is a no-op.
+
+        A subclass's own ``send`` is called instead, and the message reported delivered.
+        """
+        if type(self).send is not NoOpCommunicator.send:
+            await self.send(message)
+            return DeliveryResult.delivered(self._name)
         return DeliveryResult.skipped(self._name, self.reason)

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from processpype.communications._masking import redact
 from processpype.communications.errors import DeliveryError, describe_error
 from processpype.communications.models import OutgoingMessage
 
-__all__ = ["IDEMPOTENCY_KEY", "DeliveryReport", "DeliveryResult", "DeliveryStatus"]
+__all__ = [
+    "COMMUNICATIONS_DISABLED",
+    "IDEMPOTENCY_KEY",
+    "DeliveryReport",
+    "DeliveryResult",
+    "DeliveryStatus",
+]
 
 DeliveryStatus = Literal["delivered", "failed", "skipped", "queued"]
 """``queued``: a Redis outbox has the message and a worker will deliver it (counted as ok)."""
@@ -17,6 +24,9 @@ DeliveryStatus = Literal["delivered", "failed", "skipped", "queued"]
 IDEMPOTENCY_KEY = "idempotency_key"
 """Metadata key of a message's stable id: the email ``Message-ID`` and the webhook
 ``Idempotency-Key`` header are made from it, so a resent message can be recognised."""
+
+COMMUNICATIONS_DISABLED = "communications are disabled (communications.enabled is false)"
+"""The skip reason of every result while communications are switched off on purpose."""
 
 
 class DeliveryResult(BaseModel):
@@ -36,6 +46,13 @@ class DeliveryResult(BaseModel):
             "for editing it later; empty when the backend cannot edit"
         ),
     )
+
+    @field_validator("error")
+    @classmethod
+    def _masked(cls, error: str | None) -> str | None:
+        # Whoever built the result (a third-party backend too), a secret that a server or
+        # a library quoted never reaches the report.
+        return redact(error) if error else error
 
     @classmethod
     def delivered(
@@ -103,8 +120,23 @@ class DeliveryReport(BaseModel):
 
     @property
     def ok(self) -> bool:
-        """True when the label reached at least one backend and no result failed."""
-        return bool(self.results) and not any(r.status == "failed" for r in self.results)
+        """True when at least one backend delivered (or queued it in the outbox) and none failed.
+
+        Also True when every result was skipped because communications are disabled
+        (the deliberate off switch). A message that no backend handles, or that every
+        backend skipped (an unknown type, a missing package, no recipient), is not ok.
+        """
+        results = self.results
+        if any(r.status == "failed" for r in results):
+            return False
+        if any(r.status in ("delivered", "queued") for r in results):
+            return True
+        return bool(results) and all(r.error == COMMUNICATIONS_DISABLED for r in results)
+
+    @property
+    def skipped(self) -> tuple[DeliveryResult, ...]:
+        """The results whose status is ``skipped``."""
+        return tuple(r for r in self.results if r.status == "skipped")
 
     @property
     def failed(self) -> tuple[DeliveryResult, ...]:
@@ -134,6 +166,13 @@ class DeliveryReport(BaseModel):
                 f"no backend handles label {self.message.label!r}; the message went nowhere",
                 report=self,
             )
+        if not self.failed:
+            details = "; ".join(f"{r.backend}: {r.error}" for r in self.results)
+            raise DeliveryError(
+                f"nothing was delivered for label {self.message.label!r}: every backend "
+                f"skipped it ({details})",
+                report=self,
+            )
         details = "; ".join(f"{r.backend}: {r.error}" for r in self.failed)
         raise DeliveryError(f"delivery failed at {details}", report=self)
 
@@ -141,6 +180,8 @@ class DeliveryReport(BaseModel):
         if not self.results:
             return f"label {self.message.label!r}: no backend"
         parts = []
+        if not self.ok and not self.failed:
+            parts.append("nothing delivered")
         for r in self.results:
             part = f"{r.backend}: {r.status}"
             if r.error:

@@ -356,6 +356,10 @@ class CommunicationDispatcher:
         )
         return all(results)
 
+    async def stop_one(self, communicator: Communicator) -> None:
+        """Stop one communicator; a failure is logged, never raised."""
+        await _stop_one(communicator)
+
     async def stop_all(self) -> None:
         """Stop all registered communicators concurrently; failures are logged."""
         await asyncio.gather(*(_stop_one(c) for c in self.communicators.values()))

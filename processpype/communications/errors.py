@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from processpype.communications._masking import redact
+
 if TYPE_CHECKING:
     from processpype.communications.delivery import DeliveryReport
 
@@ -60,6 +62,16 @@ class ConfigError(ProcesspypeError, ValueError):
         super().__init__(prefix + message)
         self.source = source
         self.key = key
+        self.problem = message
+        """The message without the file and key prefix."""
+
+    def with_source(self, source: str) -> ConfigError:
+        """This error naming ``source`` (the config file), unless it names one already."""
+        if self.source:
+            return self
+        error = ConfigError(self.problem, source=source, key=self.key)
+        error.__cause__ = self.__cause__
+        return error
 
 
 class BackendUnavailableError(ProcesspypeError, ImportError):
@@ -79,7 +91,8 @@ class CommunicatorError(ProcesspypeError):
     """A backend could not do its work; ``backend`` names the communicator."""
 
     def __init__(self, message: str, *, backend: str = "") -> None:
-        super().__init__(message)
+        # A lower library's text (a server's reply, a URL) may quote a secret.
+        super().__init__(redact(message))
         self.backend = backend
 
 
@@ -143,6 +156,6 @@ class NotifierClosedError(ProcesspypeError, RuntimeError):
 
 
 def describe_error(exc: BaseException) -> str:
-    """``"TypeName: message"`` (or just the type name) for logs and delivery results."""
-    text = str(exc)
+    """``"TypeName: message"`` (or just the type name), secrets masked, for logs and results."""
+    text = redact(str(exc))
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

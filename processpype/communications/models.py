@@ -345,6 +345,24 @@ class OutgoingMessage(BaseModel):
         default_factory=list, description="Files sent with the message"
     )
 
+    @model_validator(mode="after")
+    def _valid_text(self) -> OutgoingMessage:
+        # A lone surrogate (text decoded with errors="surrogateescape") cannot be encoded
+        # by any backend: refuse it here, naming the field, not as a UnicodeEncodeError
+        # deep inside one. One check for every field keeps the cost of a send low.
+        for field in ("message", "subject", "source", "label"):
+            text = getattr(self, field)
+            if text is not None and not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise ValueError(
+                        f"{field} holds a lone surrogate ({text[exc.start]!r} at index "
+                        f"{exc.start}), which is not valid text: decode bytes with "
+                        "errors='replace'"
+                    ) from None
+        return self
+
 
 class IncomingMessage(BaseModel):
     """A message received from a communicator backend (published as event)."""

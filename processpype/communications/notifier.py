@@ -28,6 +28,7 @@ import atexit
 import concurrent.futures
 import concurrent.futures.thread  # its exit hook must be registered before ours
 import contextlib
+import contextvars
 import functools
 import itertools
 import logging
@@ -52,9 +53,14 @@ if TYPE_CHECKING:
 from processpype.communications._timeouts import check_timeout
 from processpype.communications.backends import create_communicator
 from processpype.communications.base import Communicator, NoOpCommunicator
-from processpype.communications.delivery import DeliveryReport, DeliveryResult
+from processpype.communications.delivery import (
+    COMMUNICATIONS_DISABLED,
+    DeliveryReport,
+    DeliveryResult,
+)
 from processpype.communications.dispatcher import CommunicationDispatcher
 from processpype.communications.errors import (
+    ConfigError,
     DeliveryTimeoutError,
     NotifierClosedError,
     QueueFullError,
@@ -79,7 +85,7 @@ __all__ = ["Notifier"]
 
 logger = logging.getLogger("processpype.communications.notifier")
 
-_DISABLED_REASON = "communications are disabled (communications.enabled is false)"
+_DISABLED_REASON = COMMUNICATIONS_DISABLED
 _DRAIN_BATCH = 512
 """Messages dispatched per loop callback, so a flood never starves the loop's I/O."""
 _CLOSE_GRACE = 5.0
@@ -113,6 +119,7 @@ class _Delivery:
     __slots__ = (
         "afuture",
         "aloop",
+        "context",
         "future",
         "lock",
         "message",
@@ -125,6 +132,9 @@ class _Delivery:
 
     def __init__(self, message: OutgoingMessage) -> None:
         self.message = message
+        # The sender's contextvars: backends run in them (a notebook's console output
+        # lands under the sending cell; the caller's logging and tracing context shows).
+        self.context = contextvars.copy_context()
         self.future: concurrent.futures.Future[DeliveryReport] | None = None
         self.lock: threading.Lock | None = None
         self.picked: threading.Lock | None = None
@@ -315,7 +325,11 @@ class Notifier:
         **kwargs: Any,
     ) -> Notifier:
         """A Notifier for the YAML file at ``path`` (``${VAR}`` resolved from ``env``)."""
-        return cls(load_config(path, env=env), **kwargs)
+        config = load_config(path, env=env)
+        try:
+            return cls(config, **kwargs)
+        except ConfigError as exc:  # a backend refused its settings: name the file too
+            raise exc.with_source(os.fspath(path)) from exc.__cause__
 
     @classmethod
     def from_config(
@@ -1067,6 +1081,9 @@ class Notifier:
             self._dispatcher.deliver_to(communicator, delivery.message),
             loop=self._loop,
             eager_start=True,
+            # A copy per backend: a context cannot be entered twice, and one backend's
+            # changes to it must not leak into another's.
+            context=delivery.context.copy(),
         )
 
     def _watch(
@@ -1319,7 +1336,13 @@ class Notifier:
             self._fail_rest(delivery, self._abort_reason)
         self._flush_settled()
         if undelivered:
-            self._report_undelivered(undelivered, at_exit=at_exit, when=when)
+            # The wait the caller chose: close(timeout) when given, else drain_timeout.
+            waited = (
+                f"drain_timeout={self._drain_timeout}s"
+                if at_exit or timeout is None
+                else f"close timeout={timeout:g}s"
+            )
+            self._report_undelivered(undelivered, at_exit=at_exit, when=when, waited=waited)
         return flushed and not undelivered
 
     def _abandon_everything(self) -> None:
@@ -1402,17 +1425,31 @@ class Notifier:
         return undelivered
 
     async def _stop_backends(self, grace: float) -> None:
-        try:
-            async with asyncio.timeout_at(asyncio.get_running_loop().time() + _left(grace)):
-                await self._dispatcher.stop_all()
-        except TimeoutError:
-            still = [name for name, c in self.communicators.items() if c.is_started]
+        # One task per backend, so the log names those whose stop() did not return (a
+        # backend clears is_started as its stop begins: that flag cannot tell).
+        stopping = {
+            asyncio.ensure_future(self._dispatcher.stop_one(c)): name
+            for name, c in self.communicators.items()
+        }
+        if not stopping:
+            return
+        _, still = await asyncio.wait(stopping, timeout=_left(grace))
+        if still:
+            for task in still:
+                task.cancel()
             logger.error(
-                "%s: backends still stopping at close: %s", self._name, ", ".join(still) or "?"
+                "%s: backends still stopping at close: %s",
+                self._name,
+                ", ".join(sorted(stopping[task] for task in still)),
             )
 
     def _report_undelivered(
-        self, undelivered: list[_Undelivered], *, at_exit: bool, when: str | None = None
+        self,
+        undelivered: list[_Undelivered],
+        *,
+        at_exit: bool,
+        waited: str,
+        when: str | None = None,
     ) -> None:
         if when is None:
             when = "at interpreter exit" if at_exit else "when the notifier closed"
@@ -1421,14 +1458,13 @@ class Notifier:
         in_flight = [entry for entry in undelivered if entry.in_flight]
         if not_sent:
             lines.append(
-                f"processpype: {len(not_sent)} message(s) were not delivered {when} "
-                f"(drain_timeout={self._drain_timeout}s):"
+                f"processpype: {len(not_sent)} message(s) were not delivered {when} ({waited}):"
             )
             lines += _report_lines(not_sent, "")
         if in_flight:
             lines.append(
                 f"processpype: {len(in_flight)} message(s) were being sent {when} and may "
-                f"have been delivered (drain_timeout={self._drain_timeout}s); resending them "
+                f"have been delivered ({waited}); resending them "
                 "could deliver them twice:"
             )
             lines += _report_lines(in_flight, " (may have been delivered)")
@@ -1503,8 +1539,10 @@ def _coerce_config(config: CommunicationsConfig | Mapping[str, Any]) -> Communic
         if "communications" in config:
             section = config["communications"]
             if not isinstance(section, Mapping):
-                raise TypeError(
-                    f"config['communications'] must be a mapping, not {type(section).__name__}"
+                raise ConfigError(
+                    f"must be a mapping of settings, not {type(section).__name__}",
+                    source="<config>",
+                    key="communications",
                 )
             return config_from_mapping(section, prefix=("communications",))
         return config_from_mapping(config)
@@ -1541,6 +1579,9 @@ def _outgoing(
         raise TypeError(
             f"message must be a str or an OutgoingMessage, not {type(message).__name__}"
         )
+    if not message or message.isspace():
+        # Services refuse an empty text (Telegram, Slack, Discord), and so does the CLI.
+        raise ValueError("the message is empty: give the text to send")
     # Only non-default fields are passed: validation is the cost of a send.
     fields: dict[str, Any] = {"message": message}
     if label != "default":

@@ -22,7 +22,6 @@ from processpype.config.models import BUILTIN_BACKEND_TYPES, CommunicationsConfi
 
 __all__ = ["config_from_mapping", "format_validation_error", "load_config", "load_config_text"]
 
-_PLACEHOLDER = re.compile(r"\$\$\{|\$\{([^}]*)\}|(\$\{)")
 _BACKEND_TAGS = frozenset({*BUILTIN_BACKEND_TYPES, "custom"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -49,6 +48,12 @@ def load_config_text(
     """Parse YAML ``text`` (named ``source`` in errors) into a communications config."""
     try:
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(
+            f"invalid YAML: nested deeper than the parser can follow (at most {_MAX_DEPTH} "
+            "levels are allowed)",
+            source=source,
+        ) from None
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -117,59 +122,129 @@ def _key_path(parts: tuple[str | int, ...]) -> str:
     return text
 
 
+_MAX_DEPTH = 64
+"""Deepest nesting of mappings and lists a config may have (no real config comes close)."""
+
+
 def substitute_env(
     value: Any, env: Mapping[str, str], *, source: str, path: tuple[str | int, ...] = ()
 ) -> Any:
-    """Return ``value`` with ``${VAR}`` placeholders in its strings replaced from ``env``."""
+    """Return ``value`` with ``${VAR}`` placeholders in its strings replaced from ``env``.
+
+    A mapping or list that contains itself (a YAML alias inside its own anchor), or
+    nesting deeper than 64 levels, is a ``ConfigError`` naming the key path.
+    """
+    return _walk(value, env, source, path, set())
+
+
+def _walk(
+    value: Any,
+    env: Mapping[str, str],
+    source: str,
+    path: tuple[str | int, ...],
+    open_nodes: set[int],
+) -> Any:
     if isinstance(value, str):
         return _substitute(value, env, source=source, path=path)
-    if isinstance(value, dict):
-        return {
-            key: substitute_env(item, env, source=source, path=(*path, str(key)))
-            for key, item in value.items()
-        }
-    if isinstance(value, list):
+    if not isinstance(value, dict | list):
+        return value
+    if id(value) in open_nodes:
+        raise ConfigError(
+            "refers to itself (a YAML alias used inside its own anchor)",
+            source=source,
+            key=_key_path(path) or "<root>",
+        )
+    if len(path) >= _MAX_DEPTH:
+        raise ConfigError(
+            f"nested deeper than {_MAX_DEPTH} levels",
+            source=source,
+            key=_key_path(path[:4]) + "...",
+        )
+    open_nodes.add(id(value))
+    try:
+        if isinstance(value, dict):
+            return {
+                key: _walk(item, env, source, (*path, str(key)), open_nodes)
+                for key, item in value.items()
+            }
         return [
-            substitute_env(item, env, source=source, path=(*path, index))
-            for index, item in enumerate(value)
+            _walk(item, env, source, (*path, index), open_nodes) for index, item in enumerate(value)
         ]
-    return value
+    finally:
+        open_nodes.discard(id(value))
 
 
 def _substitute(
     text: str, env: Mapping[str, str], *, source: str, path: tuple[str | int, ...]
 ) -> str:
+    """Resolve the placeholders of ``text``; a default may hold placeholders itself."""
     if "$" not in text:
         return text
+    out: list[str] = []
+    index = 0
+    while True:
+        start = text.find("$", index)
+        if start < 0:
+            out.append(text[index:])
+            return "".join(out)
+        out.append(text[index:start])
+        if text.startswith("$${", start):
+            out.append("${")
+            index = start + 3
+        elif text.startswith("${", start):
+            end = _closing_brace(text, start + 2)
+            if end < 0:
+                raise ConfigError(
+                    "a '${' is never closed with '}' (write $${ for a literal ${)",
+                    source=source,
+                    key=_key_path(path),
+                )
+            out.append(_resolve(text[start + 2 : end], env, source=source, path=path))
+            index = end + 1
+        else:
+            out.append("$")
+            index = start + 1
 
-    def replace(match: re.Match[str]) -> str:
-        if match.group(0) == "$${":
-            return "${"
-        if match.group(2):
-            raise ConfigError(
-                "a '${' is never closed with '}' (write $${ for a literal ${)",
-                source=source,
-                key=_key_path(path),
-            )
-        expression = match.group(1)
-        name, has_default, default = expression.partition(":-")
-        if not _NAME.fullmatch(name):
-            raise ConfigError(
-                # The text is not repeated: it could be part of a password.
-                "invalid placeholder: use ${NAME} or ${NAME:-default} (write $${ for a literal ${)",
-                source=source,
-                key=_key_path(path),
-            )
-        found = env.get(name)
-        if found is not None and (found != "" or not has_default):
-            return found
-        if has_default:
-            return default
+
+def _closing_brace(text: str, index: int) -> int:
+    """Index of the ``}`` closing a ``${`` whose expression starts at ``index``, or -1."""
+    depth = 1
+    while index < len(text):
+        if text.startswith("$${", index):
+            index += 3
+            continue
+        if text.startswith("${", index):
+            depth += 1
+            index += 2
+            continue
+        if text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index
+        index += 1
+    return -1
+
+
+def _resolve(
+    expression: str, env: Mapping[str, str], *, source: str, path: tuple[str | int, ...]
+) -> str:
+    name, has_default, default = expression.partition(":-")
+    if not _NAME.fullmatch(name):
         raise ConfigError(
-            f"environment variable {name} is not set "
-            f"(set it, or write ${{{name}:-default}} for a default)",
+            # The text is not repeated: it could be part of a password.
+            "invalid placeholder: use ${NAME} or ${NAME:-default} (write $${ for a literal ${)",
             source=source,
             key=_key_path(path),
         )
-
-    return _PLACEHOLDER.sub(replace, text)
+    found = env.get(name)
+    if found is not None and (found != "" or not has_default):
+        return found
+    if has_default:
+        # ``${A:-${B}}``: the default is resolved in turn (only when it is used).
+        return _substitute(default, env, source=source, path=path)
+    raise ConfigError(
+        f"environment variable {name} is not set "
+        f"(set it, or write ${{{name}:-default}} for a default)",
+        source=source,
+        key=_key_path(path),
+    )

@@ -8,6 +8,7 @@ Secrets are ``SecretStr``: masked in ``repr``, ``str`` and JSON dumps.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from email.utils import parseaddr
 from typing import Annotated, Any, Literal
 
@@ -22,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from processpype.communications._masking import mask_value
 from processpype.communications.models import MessageSeverity
 from processpype.config.outbox import OutboxConfig
 
@@ -75,6 +77,33 @@ class CommunicatorBackendConfig(ConfigurationModel):
         default=MessageSeverity.DEBUG,
         description="Messages below this severity never reach the backend",
     )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        # Third-party keys (``api_key``, a ``dsn`` with a password, a ``token`` in a list)
+        # and free-form fields (a webhook ``body``) are masked by name, like ``check`` does.
+        fields = type(self).model_fields
+        for name, value in super().__repr_args__():
+            field = fields.get(name) if isinstance(name, str) else None
+            if field is None or field.annotation in (Any, "Any"):
+                value = mask_value(value, name)
+            yield name, value
+
+    @field_validator("type")
+    @classmethod
+    def _type_not_a_typo(cls, value: str) -> str:
+        if value in BUILTIN_BACKEND_TYPES:
+            return value
+        suggestion = _close_builtin_type(value)
+        if suggestion is not None:
+            from processpype.communications.backends import backend_unavailable_reason
+
+            # A registered or installed plugin of that name is no typo.
+            if backend_unavailable_reason(value) is not None:
+                raise ValueError(
+                    f"unknown backend type {value!r}: did you mean {suggestion!r}? "
+                    f"(built-in types: {', '.join(BUILTIN_BACKEND_TYPES)})"
+                )
+        return value
 
     @field_validator("labels")
     @classmethod
@@ -153,6 +182,12 @@ class TelegramChatConfig(ConfigurationModel):
         value = value.strip()
         if not value:
             raise ValueError("chat_id cannot be empty")
+        if any(char.isspace() for char in value):
+            # No chat id, username or link holds a space: telethon would fail at send.
+            raise ValueError(
+                f"{value!r} is not a chat: use a numeric id (-1001234567890), an "
+                "@username or a t.me link"
+            )
         return value
 
 
@@ -225,11 +260,13 @@ class TelegramCommunicatorConfig(_StrictBackendConfig):
     @field_validator("api_hash", "token")
     @classmethod
     def _secret_not_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
+        stripped = value.get_secret_value().strip()
+        if not stripped:
             # Without a token telethon falls into an interactive phone login that reads
             # stdin and hangs a script: refuse it here, before any connection.
             raise ValueError("cannot be empty")
-        return value
+        # Stripped here, once: the value masked in logs is the value used.
+        return value if stripped == value.get_secret_value() else SecretStr(stripped)
 
     @field_validator("token")
     @classmethod
@@ -303,6 +340,18 @@ class EmailCommunicatorConfig(_RetryingBackendConfig):
                 f"{value!r} is not an email address "
                 "(expected alerts@example.com or Alerts <alerts@example.com>)"
             )
+        return value
+
+    @field_validator("default_recipients")
+    @classmethod
+    def _recipients_are_addresses(cls, value: list[str]) -> list[str]:
+        # Checked here, not at the first send: ``check`` refuses what ``send`` would.
+        for index, item in enumerate(value):
+            if "@" not in parseaddr(item)[1]:
+                raise ValueError(
+                    f"[{index}] {item!r} is not an email address "
+                    "(expected ops@example.com or Ops <ops@example.com>)"
+                )
         return value
 
     @model_validator(mode="after")
@@ -407,6 +456,38 @@ BUILTIN_BACKEND_TYPES: dict[str, type[CommunicatorBackendConfig]] = {
     "slack": SlackCommunicatorConfig,
     "discord": DiscordCommunicatorConfig,
 }
+
+
+def _edit_distance(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) turning ``a`` into ``b``."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, char_a in enumerate(a, 1):
+        current = [i]
+        for j, char_b in enumerate(b, 1):
+            cost = min(
+                previous[j] + 1,
+                current[j - 1] + 1,
+                previous[j - 1] + (char_a != char_b),
+            )
+            if i > 1 and j > 1 and char_a == b[j - 2] and a[i - 2] == char_b:
+                cost = min(cost, previous2[j - 2] + 1)
+            current.append(cost)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def _close_builtin_type(value: str) -> str | None:
+    """The built-in type ``value`` is a slip of (case, or one or two edits), if any."""
+    lowered = value.strip().lower()
+    if len(lowered) < 3:
+        return None
+    best: tuple[int, str] | None = None
+    for name in BUILTIN_BACKEND_TYPES:
+        distance = _edit_distance(lowered, name)
+        if distance <= 2 and (best is None or distance < best[0]):
+            best = (distance, name)
+    return best[1] if best else None
 
 
 def _backend_tag(value: Any) -> str | None:

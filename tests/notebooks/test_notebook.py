@@ -36,4 +36,9 @@ def test_the_notebook_sends_and_awaits_inside_the_kernels_running_loop(tmp_path:
     assert printed[2].strip() == "rec: delivered"  # the awaited asend's report
     assert printed[4].strip() == "deliveries: 23"
     assert printed[5].strip() == "attached: figure.png image/png"  # a figure as a PNG
-    assert printed[6].strip() == "closed"
+    # The console backend prints from the notifier's thread, in the sender's contextvars:
+    # its lines show under the cell that sent them, not the one that made the notifier.
+    assert printed[6] == ""
+    assert printed[7] == "[INFO] default printed under the sending cell\n"
+    assert printed[8] == "[INFO] default and under this one\n"
+    assert printed[9].strip() == "closed"

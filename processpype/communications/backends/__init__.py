@@ -66,19 +66,38 @@ _lock = threading.Lock()
 def register_backend(type_name: str, factory: BackendFactory, *, replace: bool = False) -> None:
     """Register a factory ``(name, config) -> Communicator`` for backend ``type_name``.
 
-    A registered type takes precedence over entry points and built-in types. Registering
-    a type twice is refused unless ``replace=True``.
+    A registered type takes precedence over entry points and built-in types. The same
+    factory registered again (the same qualified name, as when a notebook cell that
+    defines and registers it runs again) replaces the old one; a different factory under
+    a taken name is refused unless ``replace=True``.
     """
     if not type_name or not type_name.strip():
         raise ValueError("a backend type name cannot be empty")
     if not callable(factory):
         raise TypeError(f"the factory for backend type {type_name!r} is not callable")
     with _lock:
-        if type_name in _registry and not replace:
+        existing = _registry.get(type_name)
+        if existing is not None and not replace and _qualified(existing) != _qualified(factory):
             raise ValueError(
                 f"backend type {type_name!r} is already registered; pass replace=True to override"
             )
         _registry[type_name] = factory
+
+
+def _qualified(factory: BackendFactory) -> tuple[object, ...]:
+    """What stays the same when the cell defining a factory runs again.
+
+    A class or function: its module and qualified name (a lambda also its code's file
+    and line, since every lambda is called ``<lambda>``); anything else: its identity.
+    """
+    module = getattr(factory, "__module__", None)
+    name = getattr(factory, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(name, str):
+        return ("object", id(factory))
+    code = getattr(factory, "__code__", None)
+    if code is not None:
+        return (module, name, code.co_filename, code.co_firstlineno)
+    return (module, name)
 
 
 def unregister_backend(type_name: str) -> None:

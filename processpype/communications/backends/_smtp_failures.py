@@ -48,21 +48,38 @@ def _find_ssl_error(exc: BaseException) -> ssl.SSLError | None:
     return None
 
 
+_PLAIN_TEXT_REASONS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG")
+
+
+def _plain_text_answer(error: ssl.SSLError) -> bool:
+    """True when a TLS handshake read something that is no TLS (an SMTP banner)."""
+    text = f"{getattr(error, 'reason', None) or ''} {error}".upper().replace(" ", "_")
+    return any(reason in text for reason in _PLAIN_TEXT_REASONS)
+
+
 def _tls_failure(error: ssl.SSLError, step: str, *, use_tls: bool, port: int) -> SMTPFailure:
     if isinstance(error, ssl.SSLCertVerificationError):
         detail = error.verify_message or error.reason or str(error)
         reason = (
             f"the server's certificate could not be verified ({detail}); for a private or "
-            "self-signed server set cert_bundle to the CA file that signed it, or "
-            "validate_certs: false to skip the check (test servers only)"
+            "self-signed server set cert_bundle to the CA file that signed it, and check "
+            "that host is the name the certificate was issued for"
         )
         return SMTPFailure("TLS handshake", reason, temporary=False, drop_connection=True)
-    detail = error.reason or str(error)
+    detail = getattr(error, "reason", None) or str(error)
     hint = ""
-    if use_tls and port != 465:
+    if use_tls and _plain_text_answer(error):
+        # The server's first bytes were no TLS record: it speaks plain SMTP on this port.
+        # The fix keeps TLS: STARTTLS upgrades the plain connection before any password.
+        hint = (
+            f"; the server on port {port} answered in plain text, not TLS: set use_tls: "
+            "false and start_tls: true to upgrade with STARTTLS (usually port 587), or "
+            "point port at the server's implicit TLS port (usually 465)"
+        )
+    elif use_tls and port != 465:
         hint = (
             f"; use_tls is implicit TLS (usually port 465) but port is {port}: for a "
-            "STARTTLS port such as 587 set start_tls: true"
+            "STARTTLS port such as 587 set use_tls: false and start_tls: true"
         )
     return SMTPFailure(
         "TLS handshake" if step == "connect" else step,
@@ -86,8 +103,39 @@ def _reply_step(exc: aiosmtplib.SMTPResponseException, step: str) -> str:
     return step
 
 
+def _protocol_hint(text: str, use_tls: bool, start_tls: bool) -> str:
+    """``text`` with the setting that leads to a working, still encrypted, configuration.
+
+    Never advice that weakens TLS: a server that stops offering STARTTLS may have had
+    the offer stripped by an attacker, and turning STARTTLS off would hand them the
+    password. The AUTH case is tested first: aiosmtplib's AUTH message names STARTTLS.
+    """
+    lowered = text.lower()
+    encrypted = use_tls or start_tls
+    if "auth extension" in lowered:
+        if not encrypted:
+            return (
+                f"{text}; the server offers AUTH only over TLS: set start_tls: true "
+                "(usually port 587) or use_tls: true (usually port 465)"
+            )
+        return f"{text}; the server offers no AUTH even over TLS: leave username empty"
+    if "starttls" in lowered:
+        return (
+            f"{text}; the server did not offer STARTTLS: if it speaks implicit TLS set "
+            "use_tls: true and its TLS port (usually 465); if it should offer STARTTLS, "
+            "something on the way may have removed the offer: do not turn TLS off"
+        )
+    return text
+
+
 def classify(
-    exc: BaseException, step: str, *, use_tls: bool = False, port: int = 0, username: str = ""
+    exc: BaseException,
+    step: str,
+    *,
+    use_tls: bool = False,
+    port: int = 0,
+    username: str = "",
+    start_tls: bool = False,
 ) -> SMTPFailure:
     """Describe ``exc``, raised during ``step``, as an ``SMTPFailure``."""
     ssl_error = _find_ssl_error(exc)
@@ -144,13 +192,12 @@ def classify(
         return SMTPFailure(step, str(exc), temporary=False, drop_connection=False)
 
     if isinstance(exc, aiosmtplib.SMTPException):
-        text = str(exc)
-        lowered = text.lower()
-        if "starttls" in lowered:
-            text += "; set start_tls: false, or use_tls: true if the port speaks implicit TLS"
-        elif "auth" in lowered:
-            text += "; use TLS (start_tls or use_tls), or leave username empty"
-        return SMTPFailure(step, text, temporary=False, drop_connection=True)
+        return SMTPFailure(
+            step,
+            _protocol_hint(str(exc), use_tls, start_tls),
+            temporary=False,
+            drop_connection=True,
+        )
 
     if isinstance(exc, ValueError):
         return SMTPFailure(step, str(exc), temporary=False, drop_connection=False)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
+from processpype.communications.backends._json import message_json
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
 from processpype.communications.models import OutgoingMessage
@@ -57,7 +58,7 @@ class ConsoleCommunicator(Communicator):
 
     def _render(self, message: OutgoingMessage, edit_of: str | None = None) -> str:
         if self._format == "json":
-            record = message.model_dump(mode="json")
+            record = message_json(message)  # what the webhook accepts, this accepts
             record["time"] = datetime.now(UTC).isoformat()
             record["backend"] = self.name
             if edit_of is not None:

@@ -581,7 +581,12 @@ class EmailCommunicator(Communicator):
     def _classify(self, error: BaseException, step: str) -> SMTPFailure:
         config = self._email_config
         return classify(
-            error, step, use_tls=config.use_tls, port=config.port, username=config.username
+            error,
+            step,
+            use_tls=config.use_tls,
+            port=config.port,
+            username=config.username,
+            start_tls=config.start_tls,
         )
 
 

@@ -43,6 +43,7 @@ from typing import Any
 from telethon import TelegramClient, errors, events, utils
 from telethon.sessions import StringSession
 
+from processpype.communications._masking import redact
 from processpype.communications.ask import Answer, Question
 from processpype.communications.backends._telegram_files import (
     FileChunk,
@@ -332,9 +333,7 @@ class TelegramCommunicator(Communicator):
         return self._queue.pending if self._queue is not None else 0
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return redact(text, self._secrets)
 
     def _scrubbed(self, exc: BaseException) -> str:
         return self._scrub(describe_error(exc))

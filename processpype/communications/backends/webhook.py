@@ -31,18 +31,17 @@ import logging
 import math
 import re
 import string
-import threading
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple
 
 import httpx
-from pydantic_core import to_jsonable_python
 
 from processpype import __version__
+from processpype.communications._masking import redact, url_secrets
 from processpype.communications.backends._attachment_limits import count_problem, total_problem
+from processpype.communications.backends._json import message_json
 from processpype.communications.backends._parts import cut_notice, cut_warning, prefix_to_split
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
@@ -101,48 +100,6 @@ _HttpBackendConfig = WebhookCommunicatorConfig | SlackCommunicatorConfig | Disco
 
 
 # -- helpers: URLs, Retry-After, splitting ------------------------------------------------
-
-
-class _HttpxLogRedaction(logging.Filter):
-    """Masks the URLs of running webhook backends in httpx's own log lines.
-
-    httpx logs every request at INFO with its full URL, which for Slack and Discord holds
-    the token; this filter replaces such a URL with its scheme and host.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self._secret_urls: Counter[str] = Counter()
-        self._masked: dict[str, str] = {}
-
-    def add(self, url: str, masked: str) -> None:
-        """Mask ``url`` as ``masked`` (counted: one per running backend)."""
-        with self._lock:
-            self._secret_urls[url] += 1
-            self._masked[url] = masked
-
-    def discard(self, url: str) -> None:
-        """Stop masking ``url`` once no running backend uses it."""
-        with self._lock:
-            self._secret_urls[url] -= 1
-            if self._secret_urls[url] <= 0:
-                del self._secret_urls[url]
-                self._masked.pop(url, None)
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Replace masked URLs among the record's arguments; never drop the record."""
-        if self._masked and isinstance(record.args, tuple):
-            masked = self._masked
-            record.args = tuple(
-                masked.get(str(arg), arg) if isinstance(arg, httpx.URL | str) else arg
-                for arg in record.args
-            )
-        return True
-
-
-_REDACTION = _HttpxLogRedaction()
-logging.getLogger("httpx").addFilter(_REDACTION)
 
 
 def _endpoint(url: str, key: str) -> str:
@@ -479,8 +436,7 @@ def _message_fields(message: OutgoingMessage) -> dict[str, Any]:
     ``attachments`` lists each file's ``filename``, ``content_type`` and ``size`` (no
     bytes: the JSON dump leaves them out).
     """
-    data: dict[str, Any] = to_jsonable_python(message, fallback=str)
-    return data
+    return message_json(message)
 
 
 def _uses_field(node: Any, root: str) -> bool:
@@ -548,8 +504,10 @@ class _HttpCommunicator(Communicator):
         super().__init__(name, config)
         self._http_config = config
         self._endpoint = _endpoint(config.url.get_secret_value(), f"backends.{name}.url")
-        # The URL as httpx writes it, so the log filter recognises it.
+        # The URL as httpx writes it, so the log redaction recognises it.
         self._url = str(httpx.URL(config.url.get_secret_value().strip()))
+        # A server may echo the path or query (``Cannot POST /services/T0/B0/SECRET``).
+        self._secrets = url_secrets(self._url)
         self._client: httpx.AsyncClient | None = None
         self._lock: asyncio.Lock | None = None
         self._idle: asyncio.Event | None = None
@@ -591,7 +549,6 @@ class _HttpCommunicator(Communicator):
     async def start(self) -> None:
         """Open the HTTP client (no request is made)."""
         if self._client is None:
-            _REDACTION.add(self._url, f"{self._endpoint}/***")
             self._client = httpx.AsyncClient(
                 headers=self._headers(),
                 timeout=httpx.Timeout(self._http_config.timeout),
@@ -616,10 +573,7 @@ class _HttpCommunicator(Communicator):
         finally:
             client, self._client = self._client, None
             if client is not None:
-                try:
-                    await client.aclose()
-                finally:
-                    _REDACTION.discard(self._url)
+                await client.aclose()
 
     async def send(self, message: OutgoingMessage) -> None:
         """Post ``message``; raises ``SendError`` when it did not go out."""
@@ -789,7 +743,7 @@ class _HttpCommunicator(Communicator):
                 self._reply = response
                 return attempt
             if status == 429 or status >= 500:
-                detail = _one_line(response.text)
+                detail = self._echo(response)
                 problem = f"HTTP {status} from {where}" + (f": {detail}" if detail else "")
                 if attempt >= config.max_attempts:
                     raise self._fail(
@@ -852,12 +806,16 @@ class _HttpCommunicator(Communicator):
                     target = "an invalid address"
             moved = f" redirects to {target}" if target else " redirects"
             return f"HTTP {status} from {self._endpoint}{moved}: set url to the new address"
-        detail = _one_line(response.text)
+        detail = self._echo(response)
         return (
             f"HTTP {status} from {self._endpoint}"
             + (f": {detail}" if detail else "")
             + (" (not retried)")
         )
+
+    def _echo(self, response: httpx.Response) -> str:
+        """The start of a reply's body on one line, with any echo of the URL's secrets masked."""
+        return _one_line(redact(response.text, self._secrets))
 
     def _backoff(self, attempt: int) -> float:
         config = self._http_config
@@ -1112,13 +1070,13 @@ class _DiscordEdits:
         base = httpx.URL(backend._url)
         self._base = base
         self._wait_url = str(base.copy_merge_params({"wait": "true"}))
-        self._masked = f"{backend.endpoint}/***"
 
     def start(self) -> None:
-        _REDACTION.add(self._wait_url, self._masked)
+        """Nothing to set up: the URLs derive from the webhook URL, whose secret path
+        segments the backend registered for masking (log lines included)."""
 
     def stop(self) -> None:
-        _REDACTION.discard(self._wait_url)
+        """Nothing to tear down (see ``start``)."""
 
     def _message_url(self, message_id: str) -> str:
         # Query parameters (thread_id) stay: Discord needs them to find a thread's message.
@@ -1185,11 +1143,7 @@ class _DiscordEdits:
                     url = self._message_url(reference[index])
                     # An edit takes no username: it stays the one of the post.
                     body = {k: v for k, v in payload.items() if k != "username"}
-                    _REDACTION.add(url, self._masked)
-                    try:
-                        tries = await backend._post(body, part, parts, method="PATCH", url=url)
-                    finally:
-                        _REDACTION.discard(url)
+                    tries = await backend._post(body, part, parts, method="PATCH", url=url)
                     ids.append(reference[index])
                 else:
                     tries, message_id = await self._post_for_id(payload, part, parts)
@@ -1209,7 +1163,6 @@ class _DiscordEdits:
             return
         url = self._message_url(message_id)
         deadline = backend._http_config.attempt_deadline()
-        _REDACTION.add(url, self._masked)
         try:
             async with asyncio.timeout(deadline):  # the whole request, as for every post
                 response = await backend._request(client, "DELETE", url, None)
@@ -1232,8 +1185,6 @@ class _DiscordEdits:
                 backend.name,
                 describe_error(exc),
             )
-        finally:
-            _REDACTION.discard(url)
 
 
 def _delivered(
