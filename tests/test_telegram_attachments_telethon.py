@@ -173,7 +173,7 @@ async def test_an_upload_that_stops_advancing_fails_at_its_deadline() -> None:
     piece = FileChunk("nightly dump", None, None, (document,), True)
 
     async with asyncio.timeout(30):  # the test's own bound, far above the upload's deadline
-        with pytest.raises(TimeoutError):
+        with pytest.raises(TimeoutError, match=r"send_timeout=0.2s plus 600,000 bytes"):
             await send_file_chunk(client, PEER, None, piece, send_timeout=0.2)
 
     assert len(sender.of(functions.upload.SaveFilePartRequest)) == 2

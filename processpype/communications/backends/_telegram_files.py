@@ -127,5 +127,12 @@ async def send_file_chunk(
         if piece.force_document:
             options["mime_type"] = only.content_type.split(";", 1)[0].strip()
     size = sum(a.size for a in piece.files)
-    async with asyncio.timeout(send_timeout + size / UPLOAD_BYTES_PER_SECOND):
-        await client.send_file(entity, files[0] if len(files) == 1 else files, **options)
+    deadline = send_timeout + size / UPLOAD_BYTES_PER_SECOND
+    try:
+        async with asyncio.timeout(deadline):
+            await client.send_file(entity, files[0] if len(files) == 1 else files, **options)
+    except TimeoutError as exc:
+        raise TimeoutError(
+            f"{deadline:.3g}s (send_timeout={send_timeout}s plus {size:,} bytes at "
+            f"{UPLOAD_BYTES_PER_SECOND // 1024} KiB/s)"
+        ) from exc

@@ -927,11 +927,12 @@ class TelegramCommunicator(Communicator):
                 "flood", reason, delay=max(float(seconds), 0.0) * self._limits.time_scale
             )
         if isinstance(exc, TimeoutError):
-            # Telegram may have received it: retrying could post the message twice.
+            # Telegram may have received it: retrying could post the message twice. A
+            # file's deadline (send_file_chunk) says how it was reckoned.
+            within = str(exc) or f"send_timeout={self._tg_config.send_timeout}s"
             return SendFailure(
                 "fatal",
-                f"no answer within send_timeout={self._tg_config.send_timeout}s; not retried "
-                "because Telegram may have received it",
+                f"no answer within {within}; not retried because Telegram may have received it",
             )
         if _is_server_error(exc):
             return SendFailure("retry", reason)  # 500, -503, "unsuccessful N time(s)"
