@@ -184,6 +184,19 @@ def test_a_post_and_an_edit_past_max_parts_both_say_what_was_cut(
     assert all("more characters cut" in text for text in list(discord.messages.values())[-1:])
 
 
+def test_a_long_non_ascii_post_is_still_referenced_and_editable(
+    notifier: Notifier, discord: DiscordServer
+) -> None:
+    # Discord answers with the whole message: 1,900 "é" are some 11 KiB of JSON escapes.
+    report = notifier.send("é" * 1900)
+    [message_id] = report.results[0].reference
+
+    edited = notifier.edit(report, "short")
+
+    assert edited.ok
+    assert discord.messages[message_id].endswith("short")
+
+
 def test_editing_a_message_discord_does_not_know_fails(
     notifier: Notifier, discord: DiscordServer
 ) -> None:

@@ -102,6 +102,21 @@ async def test_a_huge_error_page_is_read_only_up_to_a_few_kib_and_the_connection
 
 
 @pytest.mark.asyncio
+async def test_a_huge_2xx_reply_to_discord_is_read_only_up_to_its_bound(
+    server: FaultyServer,
+) -> None:
+    # Discord's reply is read (for the message id), but not without end.
+    server.replies.append(Reply(huge=256 * 1024 * 1024))
+    async with webhook(server.url, "discord", timeout=5) as chat:
+        async with asyncio.timeout(20):
+            result = await chat.deliver(OutgoingMessage(message="posted"))
+
+    assert result.status == "delivered"
+    assert result.reference == ()  # no message id in that reply: nothing to edit later
+    assert server.sent_bytes < 64 * 1024 * 1024
+
+
+@pytest.mark.asyncio
 async def test_a_retried_5xx_with_a_huge_body_keeps_memory_bounded(server: FaultyServer) -> None:
     server.replies.extend([Reply(status=503, huge=64 * 1024 * 1024), Reply()])
     async with webhook(server.url, timeout=5) as hook:

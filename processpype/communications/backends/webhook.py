@@ -86,6 +86,9 @@ _ERROR_BODY_CHARS = 200
 _BODY_LIMIT = 8192
 """Bytes of a reply read at most (error text, Discord's retry_after); the rest is dropped
 with the connection, so a 256 MiB error page costs 8 KiB."""
+_REPLY_LIMIT = 1024 * 1024
+"""Bytes of a 2xx reply read at most by a backend that needs it (Discord's posted message,
+with its id: its 2,000 characters of content, JSON-escaped, and files' URLs pass 8 KiB)."""
 _BAD_HEADER_CHARS = "\x00\x0b\x0c"  # besides CR and LF, what h11 refuses in a value
 _SEVERITY_EMOJI: dict[MessageSeverity, str] = {
     MessageSeverity.DEBUG: "\N{MEDIUM WHITE CIRCLE}",
@@ -499,6 +502,7 @@ class _HttpCommunicator(Communicator):
     """What the three webhook backends share: the client, the send lock, retries."""
 
     _kind: ClassVar[str] = "webhook"
+    _reads_reply: ClassVar[bool] = False  # True: a 2xx reply's body is read up to _REPLY_LIMIT
 
     def __init__(self, name: str, config: _HttpBackendConfig) -> None:
         super().__init__(name, config)
@@ -767,7 +771,8 @@ class _HttpCommunicator(Communicator):
         payload: Any,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request; the reply with at most ``_BODY_LIMIT`` bytes of its body.
+        """Send one request; the reply with at most ``_BODY_LIMIT`` bytes of its body
+        (``_REPLY_LIMIT`` for a 2xx reply the backend reads).
 
         The body is streamed: past the limit the response is closed unread, which drops
         the connection instead of reading a huge page to the end.
@@ -775,12 +780,17 @@ class _HttpCommunicator(Communicator):
         async with client.stream(
             method, url, headers=headers, **_request_content(payload)
         ) as streamed:
+            limit = (
+                _REPLY_LIMIT
+                if self._reads_reply and 200 <= streamed.status_code < 300
+                else _BODY_LIMIT
+            )
             chunks: list[bytes] = []
             size = 0
             async for chunk in streamed.aiter_bytes():
                 chunks.append(chunk)
                 size += len(chunk)
-                if size >= _BODY_LIMIT:
+                if size >= limit:
                     break
         kept = [
             (key, value)
@@ -790,7 +800,7 @@ class _HttpCommunicator(Communicator):
         return httpx.Response(
             streamed.status_code,
             headers=kept,
-            content=b"".join(chunks)[:_BODY_LIMIT],
+            content=b"".join(chunks)[:limit],
             request=streamed.request,
         )
 
@@ -974,6 +984,7 @@ class DiscordCommunicator(_HttpCommunicator):
     """
 
     _kind = "discord"
+    _reads_reply = True  # the posted message, for its id
 
     def __init__(self, name: str, config: DiscordCommunicatorConfig) -> None:
         super().__init__(name, config)
