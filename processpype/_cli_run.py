@@ -14,9 +14,10 @@ found and 126 when it could not be run. SIGTERM and SIGHUP sent to processpype-n
 are passed on to the command; Ctrl-C reaches the command from the terminal, and
 processpype-notify waits for it to end and reports.
 
-The backends connect while the command runs, so a slow login does not delay it. The
-message names the command line (shortened): pass ``--name`` when its arguments hold a
-secret.
+The backends connect while the command runs, so a slow login does not delay it; they
+only send (a bot with ``listen_to_commands`` does not listen here, nor compete for an
+outbox's update lease). The message names the command line (shortened): pass ``--name``
+when its arguments hold a secret.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from typing import IO, Any
 
 from processpype.cli import EXIT_USAGE, CLIError, resolve_config
 from processpype.communications._jobtext import format_duration, shorten
+from processpype.config.models import CommunicationsConfig
 
 __all__ = ["add_run_command", "run_command"]
 
@@ -97,6 +99,7 @@ def run_command(args: argparse.Namespace) -> int:
             "run passes stdin to the command: give -c the path of a config file, not '-'"
         )
     config, _ = resolve_config(args.config)
+    config = _send_only(config)
     name = args.name or shorten(shlex.join(command), _NAME_CHARS)
     notifier = Notifier(config, start=False, name="processpype-notify-run")
     # Connect while the command runs: a slow login must not delay it.
@@ -131,6 +134,21 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         notifier.close()
     return outcome.exit_code
+
+
+def _send_only(config: CommunicationsConfig) -> CommunicationsConfig:
+    """``config`` with listening turned off: ``run`` sends one message and leaves.
+
+    A listening bot here would take updates (or an outbox's update lease) from the
+    process that answers them, for as long as the command runs.
+    """
+    backends = {
+        name: backend.model_copy(update={"listen_to_commands": False})
+        if getattr(backend, "listen_to_commands", False)
+        else backend
+        for name, backend in config.backends.items()
+    }
+    return config.model_copy(update={"backends": backends})
 
 
 def _start_quietly(notifier: Any) -> None:

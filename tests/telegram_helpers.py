@@ -226,13 +226,15 @@ class StubTelegram:
         return [r for r in self.requests if isinstance(r, request_type)]
 
     def answer(self, request: Any, auth_key: bytes) -> Any:
+        sent = request
         while isinstance(request, _WRAPPERS):
             request = request.query
         self.requests.append(request)
         scripted = self.script.get(type(request))
         if scripted:
             code, message = scripted.popleft()
-            raise rpc_message_to_error(types.RpcError(code, message), request)
+            # telethon's sender names the request as it was sent (wrappers included).
+            raise rpc_message_to_error(types.RpcError(code, message), sent)
         now = datetime.now(UTC)
         if isinstance(request, functions.help.GetConfigRequest):
             return None  # connect() does not read it
@@ -264,6 +266,22 @@ class StubTelegram:
             return types.UpdateShortSentMessage(
                 id=next(self._ids), pts=1, pts_count=1, date=now, out=True
             )
+        if isinstance(
+            request, functions.upload.SaveFilePartRequest | functions.upload.SaveBigFilePartRequest
+        ):
+            return True
+        if isinstance(
+            request, functions.messages.SendMediaRequest | functions.messages.SendMultiMediaRequest
+        ):
+            return types.Updates(updates=[], users=[], chats=[], date=now, seq=0)
+        if isinstance(request, functions.messages.EditMessageRequest):
+            message = types.Message(
+                id=request.id, peer_id=types.PeerChat(111), date=now, message=request.message
+            )
+            update = types.UpdateEditMessage(message=message, pts=2, pts_count=1)
+            return types.Updates(updates=[update], users=[], chats=[], date=now, seq=0)
+        if isinstance(request, functions.messages.DeleteMessagesRequest):
+            return types.messages.AffectedMessages(pts=3, pts_count=len(request.id))
         raise errors.MethodInvalidError(request=request)
 
 
@@ -307,7 +325,9 @@ class StubSender:
             return done
         return asyncio.shield(self._disconnected)
 
-    def send(self, request: Any, ordered: bool = False) -> asyncio.Future[Any]:
+    def send(self, request: Any, ordered: bool = False) -> Any:
+        if isinstance(request, list):  # a batch (delete_messages sends one): a future each
+            return [self.send(one, ordered) for one in request]
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,29 +46,6 @@ def run(
     )
     records = [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
     return done, records
-
-
-@contextlib.contextmanager
-def started(
-    path: Path, name: str, script: str, *, start_new_session: bool = False
-) -> Iterator[subprocess.Popen[str]]:
-    """``run`` of a Python ``script`` that printed ready; killed if still alive, pipes closed."""
-    command = [PY, "-m", "processpype", "run", "-c", str(path), "--name", name]
-    with subprocess.Popen(
-        [*command, "--", PY, "-c", script],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=start_new_session,
-    ) as child:  # leaving closes both pipes and waits for the process
-        try:
-            assert child.stdout is not None
-            assert child.stdout.readline() == "ready\n"
-            yield child
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
 
 
 def test_a_command_that_succeeds_is_reported_and_exits_0(tmp_path: Path) -> None:
@@ -120,9 +95,35 @@ def test_a_command_ended_by_a_signal_exits_128_plus_n(tmp_path: Path) -> None:
 def test_sigterm_to_run_is_passed_to_the_command(tmp_path: Path) -> None:
     path, out = config(tmp_path)
     script = "import sys, time; print('ready', flush=True); time.sleep(60)"
-    with started(path, "sleeper", script) as child:
-        child.send_signal(signal.SIGTERM)
-        child.wait(30)
+    child = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "processpype",
+            "run",
+            "-c",
+            str(path),
+            "--name",
+            "sleeper",
+            "--",
+            PY,
+            "-c",
+            script,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    with child:  # closes its pipes
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+            child.send_signal(signal.SIGTERM)
+            child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
     assert child.returncode == 128 + signal.SIGTERM
     [record] = [json.loads(line) for line in out.read_text().splitlines()]
@@ -135,6 +136,19 @@ def test_a_command_that_cannot_be_found_exits_127(tmp_path: Path) -> None:
 
     assert done.returncode == 127
     assert "could not be started" in record["message"]
+
+
+def test_a_command_that_cannot_be_run_exits_126(tmp_path: Path) -> None:
+    script = tmp_path / "not-executable.sh"
+    script.write_text("#!/bin/sh\necho never\n")
+    script.chmod(0o644)
+
+    done, [record] = run(tmp_path, str(script))
+
+    assert done.returncode == 126
+    assert done.stdout == ""
+    assert "could not be started" in record["message"]
+    assert record["severity"] == "error"
 
 
 def test_run_without_a_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -158,9 +172,36 @@ def test_ctrl_c_reaches_the_command_and_is_reported_as_interrupted(tmp_path: Pat
     path, out = config(tmp_path)
     script = "import time; print('ready', flush=True); time.sleep(60)"
     # A new session is a terminal's process group: Ctrl-C goes to both processes.
-    with started(path, "train", script, start_new_session=True) as child:
-        os.killpg(child.pid, signal.SIGINT)
-        child.wait(30)
+    child = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "processpype",
+            "run",
+            "-c",
+            str(path),
+            "--name",
+            "train",
+            "--",
+            PY,
+            "-c",
+            script,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    with child:  # closes its pipes
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline() == "ready\n"
+            os.killpg(child.pid, signal.SIGINT)
+            child.communicate(timeout=30)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
 
     assert child.returncode == 128 + signal.SIGINT
     [record] = [json.loads(line) for line in out.read_text().splitlines()]

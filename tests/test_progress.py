@@ -231,3 +231,91 @@ def test_a_notifier_closed_during_the_loop_never_stops_it(notifier: Notifier) ->
         seen.append(item)
 
     assert seen == [0, 1, 2, 3, 4]
+
+
+def test_slack_and_a_generic_webhook_get_the_first_and_the_final_post(
+    processpype_webhooks: Any, processpype_notifier: Any
+) -> None:
+    slack = "https://hooks.slack.com/services/T000/B000/secret"
+    hook = "https://hooks.example.com/notify"
+    notifier = processpype_notifier(
+        {
+            "enabled": True,
+            "backends": {
+                "slack": {"type": "slack", "url": slack},
+                "hook": {"type": "webhook", "url": hook},
+            },
+        }
+    )
+    clock = FakeClock()
+
+    for _ in notifier.progress(range(30), desc="sync", min_interval=1.0, clock=clock):
+        clock.advance(1)
+
+    for url in (slack, hook):
+        posts = [r for r in processpype_webhooks.requests if r.url == url]
+        assert [r.method for r in posts] == ["POST", "POST"]
+        assert "sync: 0/30" in posts[0].text
+        assert "sync: done, 30/30" in posts[1].text
+
+
+def check_loss(step: int) -> None:
+    if step == 4:
+        raise ValueError("loss is nan")
+
+
+def test_a_failure_in_a_plain_loop_is_named_by_the_watch_around_it(notifier: Notifier) -> None:
+    clock = FakeClock()
+
+    def run() -> None:
+        with notifier.watch("train"):
+            for step in notifier.progress(range(10), desc="epochs", clock=clock):
+                clock.advance(1)
+                check_loss(step)
+
+    with pytest.raises(ValueError, match="nan"):
+        run()
+
+    rec = recorder(notifier)
+    final = rec.edits[-1].message
+    assert final.severity is MessageSeverity.ERROR
+    assert final.message.startswith("\N{CROSS MARK} epochs: failed at 4 of 10 after 5.00s")
+    assert final.message.endswith("ValueError: loss is nan")
+    assert rec.messages[-1].message.startswith("\N{CROSS MARK} train failed after ")
+
+
+def test_a_loop_left_by_break_stays_stopped_when_the_watch_fails_later(
+    notifier: Notifier,
+) -> None:
+    clock = FakeClock()
+
+    def run() -> None:
+        with notifier.watch("scan"):
+            for step in notifier.progress(range(10), desc="pages", clock=clock):
+                if step == 2:
+                    break
+            raise KeyError("after the loop")
+
+    with pytest.raises(KeyError):
+        run()
+
+    final = recorder(notifier).edits[-1].message
+    assert final.message.startswith("\N{WARNING SIGN} pages: stopped at 2 of 10")
+
+
+@pytest.mark.asyncio
+async def test_a_failure_in_a_plain_loop_is_named_by_an_async_watch(notifier: Notifier) -> None:
+    clock = FakeClock()
+
+    async def run() -> None:
+        async with notifier.watch("upload"):
+            for step in notifier.progress(range(6), desc="files", clock=clock):
+                if step == 3:
+                    raise OSError("bucket gone")
+
+    with pytest.raises(OSError, match="gone"):
+        await run()
+
+    final = recorder(notifier).edits[-1].message
+    assert final.message.startswith("\N{CROSS MARK} files: failed at 3 of 6")
+    assert final.message.endswith("OSError: bucket gone")

@@ -51,7 +51,9 @@ def doc(name: str = "log.txt", data: bytes = b"line 1\nline 2\n") -> Attachment:
 
 @pytest.fixture
 def fake() -> FakeTelegramClient:
-    return FakeTelegramClient()
+    fake = FakeTelegramClient()
+    fake.internal_retry_delay = 0.0  # telethon sleeps 2 s before repeating a request
+    return fake
 
 
 @pytest_asyncio.fixture
@@ -200,7 +202,9 @@ async def test_a_failed_file_is_retried_like_text(
     make_backend: BackendMaker, fake: FakeTelegramClient
 ) -> None:
     backend = await make_backend()
-    fake.fail_next(errors.ServerError(request=None, message="INTERNAL", code=500))
+    # telethon repeats the media request once itself (request_retries=1): two 500s
+    # fail the first attempt, the backend's second attempt gets through.
+    fake.fail_next(errors.ServerError(request=None, message="INTERNAL", code=500), count=2)
     result = await deliver(backend, "retry me", [doc()])
     assert (result.status, result.attempts) == ("delivered", 2)
     assert len(fake.sent_files) == 1

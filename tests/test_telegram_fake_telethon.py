@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from telethon import errors
 from telethon.sessions import StringSession
+from telethon.tl import functions
 
 from processpype.testing.telegram import FakeTelegramClient
 
@@ -137,3 +140,132 @@ async def test_scripted_login_flood_wait_is_remembered_for_the_login_request() -
         await fake.start(bot_token=TOKEN)  # telethon's memory refuses it locally
 
     assert fake.logins == 0
+
+
+# -- files, edits and deletions run through the same request logic -------------------------
+
+
+async def sent_one(fake: FakeTelegramClient, chat: int) -> int:
+    message = await fake.send_message(chat, "to edit")
+    return int(message.id)
+
+
+@pytest.mark.asyncio
+async def test_flood_wait_on_a_file_refuses_later_files_to_every_chat_but_not_texts() -> None:
+    fake = await started(FakeTelegramClient())
+    fake.fail_next(errors.FloodWaitError(request=None, capture=6), chat=GROUP)
+
+    with pytest.raises(errors.FloodWaitError):
+        await fake.send_file(GROUP, b"flooded")
+    with pytest.raises(errors.FloodWaitError) as caught:
+        await fake.send_file(OTHER, b"refused locally")
+    await fake.send_message(OTHER, "a text is another request type")
+
+    assert type(caught.value.request).__name__ == "SendMediaRequest"
+    assert fake.sent_files == []
+    assert fake.texts == ["a text is another request type"]
+
+
+@pytest.mark.asyncio
+async def test_album_flood_wait_is_remembered_apart_from_single_files() -> None:
+    fake = await started(FakeTelegramClient())
+    fake.fail_next(errors.FloodWaitError(request=None, capture=6), chat=GROUP)
+
+    with pytest.raises(errors.FloodWaitError) as caught:
+        await fake.send_file(GROUP, [b"a", b"b"])
+    with pytest.raises(errors.FloodWaitError):
+        await fake.send_file(OTHER, [b"c", b"d"])
+    await fake.send_file(OTHER, b"a single file")
+
+    assert type(caught.value.request).__name__ == "SendMultiMediaRequest"
+    assert [f.data for f in fake.sent_files] == [b"a single file"]
+
+
+@pytest.mark.asyncio
+async def test_flood_wait_on_an_edit_refuses_later_edits_in_every_chat() -> None:
+    fake = await started(FakeTelegramClient())
+    first, second = await sent_one(fake, GROUP), await sent_one(fake, OTHER)
+    fake.fail_next(errors.FloodWaitError(request=None, capture=6), chat=GROUP)
+
+    with pytest.raises(errors.FloodWaitError) as caught:
+        await fake.edit_message(GROUP, first, "flooded")
+    with pytest.raises(errors.FloodWaitError):
+        await fake.edit_message(OTHER, second, "refused locally")
+
+    assert type(caught.value.request).__name__ == "EditMessageRequest"
+    assert fake.edits == []
+
+
+@pytest.mark.asyncio
+async def test_deletions_run_as_telethons_delete_request() -> None:
+    fake = await started(FakeTelegramClient())
+    message_id = await sent_one(fake, GROUP)
+    fake.fail_next(errors.FloodWaitError(request=None, capture=6), chat=GROUP)
+
+    with pytest.raises(errors.FloodWaitError) as caught:
+        await fake.delete_messages(GROUP, [message_id])
+
+    # A supergroup's messages are deleted with the channels' request, as telethon does.
+    assert isinstance(caught.value.request, functions.channels.DeleteMessagesRequest)
+    assert caught.value.request.CONSTRUCTOR_ID in fake._flood_waited_requests
+    assert fake.deleted == []
+
+
+@pytest.mark.asyncio
+async def test_server_errors_on_files_and_edits_are_repeated_internally() -> None:
+    fake = await started(FakeTelegramClient(), request_retries=1, raise_last_call_error=True)
+    fake.internal_retry_delay = 0.0
+    message_id = await sent_one(fake, GROUP)
+    internal = errors.ServerError(request=None, message="INTERNAL", code=500)
+
+    fake.fail_next(internal)
+    await fake.send_file(GROUP, b"after one repeat")
+    fake.fail_next(internal)
+    await fake.edit_message(GROUP, message_id, "after one repeat too")
+
+    assert [f.data for f in fake.sent_files] == [b"after one repeat"]
+    assert [e.text for e in fake.edits] == ["after one repeat too"]
+
+
+@pytest.mark.asyncio
+async def test_silent_mode_hangs_files_edits_and_deletions() -> None:
+    fake = await started(FakeTelegramClient())
+    message_id = await sent_one(fake, GROUP)
+    fake.silent = True
+    calls: list[Callable[[], Awaitable[Any]]] = [
+        lambda: fake.send_file(GROUP, b"hangs"),
+        lambda: fake.edit_message(GROUP, message_id, "hangs"),
+        lambda: fake.delete_messages(GROUP, [message_id]),
+    ]
+
+    for call in calls:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await call()
+
+    assert (fake.sent_files, fake.edits, fake.deleted) == ([], [], [])
+
+
+@pytest.mark.asyncio
+async def test_a_client_without_updates_keeps_no_flood_memory_like_telethon() -> None:
+    # telethon files the wait under InvokeWithoutUpdatesRequest, which it never checks.
+    fake = await started(FakeTelegramClient(), receive_updates=False)
+    fake.fail_next(errors.FloodWaitError(request=None, capture=6), chat=GROUP)
+
+    with pytest.raises(errors.FloodWaitError) as caught:
+        await fake.send_message(GROUP, "flooded")
+    await fake.send_message(OTHER, "not refused")
+
+    assert type(caught.value.request).__name__ == "InvokeWithoutUpdatesRequest"
+    assert fake.texts == ["not refused"]
+
+
+@pytest.mark.asyncio
+async def test_an_album_of_more_than_ten_files_is_two_sends_for_the_rate_limits() -> None:
+    fake = await started(FakeTelegramClient(enforce_rate_limits=True))
+
+    with pytest.raises(errors.FloodWaitError):
+        await fake.send_file(OTHER, [b"%d" % i for i in range(12)])  # two albums, at once
+
+    assert len(fake.sent_files) == 10  # the first album; the second broke the chat's limit
+    assert fake.flood_waits == 1

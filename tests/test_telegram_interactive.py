@@ -366,3 +366,27 @@ def test_edits_in_a_group_keep_to_the_group_limit_without_a_flood_wait(
 
     assert fake.flood_waits == 0
     assert fake.message(GROUP, fake.sent[0].message_id).text == "rows: 45"
+
+
+def test_with_two_telegram_backends_the_question_is_asked_once_on_the_first(
+    processpype_notifier: Any,
+) -> None:
+    fakes = [FakeTelegramClient(), FakeTelegramClient()]
+    notifier = processpype_notifier({"enabled": True})
+    for number, client in enumerate(fakes, start=1):
+        config = FakeTelegramClient.telegram_config(
+            listen_to_commands=True,
+            chats={"default": {"chat_id": str(PRIVATE), "command_authorized": True}},
+        )
+        notifier.add_communicator(
+            TelegramCommunicator(f"tg{number}", config, client_factory=client.as_client_factory())
+        )
+    first, second = fakes
+
+    pool, answer = ask_in_background(notifier, choices=["yes", "no"], timeout=10)
+    with pool:
+        [question] = first.wait_for_sent(1)
+        first.press_button(PRIVATE, question.message_id, question.buttons[0][0].data, sender_id=1)
+
+        assert answer.result(5) == "yes"
+    assert second.sent == []

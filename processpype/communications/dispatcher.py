@@ -266,6 +266,11 @@ class CommunicationDispatcher:
         ):
             if resend:
                 return await self.deliver_to(communicator, message)
+            if earlier.status == "queued":
+                # A worker delivers it: the id the service gave it is not known here.
+                return DeliveryResult.skipped(
+                    name, "nothing to edit here: the message was queued in the outbox"
+                )
             if not communicator.supports_editing:
                 return DeliveryResult.skipped(name, "this backend cannot edit messages")
             return DeliveryResult.skipped(

@@ -675,7 +675,7 @@ class Notifier:
 
         ``fields`` (``severity``, ``subject``, ``source``, ``metadata``) replace those of
         the original message; the label stays. Backends that cannot edit, or where the
-        original was not delivered, are reported as skipped.
+        original was not delivered (or only queued in an outbox), are reported as skipped.
         """
         self._refuse_on_loop_thread("edit()")
         future = self._edit_future(report, _edited(report, message, fields))
@@ -840,7 +840,9 @@ class Notifier:
 
         A text reply equal to a choice (any case) answers too. After ``timeout`` seconds
         without an answer the question says so and ``default`` is returned. Raises
-        ``ValueError`` when no backend of ``label`` can ask.
+        ``ValueError`` when no backend of ``label`` can ask. The first backend of the
+        label that can ask is used (one question, one answer). With an outbox, the
+        process holding the bot's update lease asks; elsewhere ``RuntimeError``.
         """
         from processpype.communications.ask import Question, ask_on
 

@@ -12,8 +12,10 @@ the final one, as a new message.
 Progress is driven from one thread. ``update`` never blocks: edits are handed to the
 notifier's loop and their outcome is not waited for; only the final edit waits (up to
 ``final_timeout``). An exception raised in the body of a plain ``for`` loop is not seen
-by the iterator (Python only closes it): use ``with notifier.progress(...) as p: for x
-in p: ...`` to have the final message name that exception.
+by the iterator (Python only closes it, as after a ``break``), so the final message says
+"stopped"; inside a ``Notifier.watch`` block that the exception ends, the watch edits
+it into "failed at k of n" with the exception. Elsewhere, use ``with
+notifier.progress(...) as p: for x in p: ...`` to have the final message name it.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from processpype.communications._jobtext import format_duration, format_rate, shorten
@@ -94,6 +97,7 @@ class Progress[T = Any]:
         self._editing: concurrent.futures.Future[DeliveryReport] | None = None
         self._entered = False
         self._left_early = False
+        self._ended_at: float | None = None
 
     def __repr__(self) -> str:
         total = "?" if self.total is None else _count(self.total)
@@ -114,6 +118,7 @@ class Progress[T = Any]:
                 self._left_early = True  # __exit__ knows why, and reports it
             else:
                 self._end("stopped", None)
+                self._offer_amend(sys._getframe(1))
             raise
         except BaseException as exc:  # the iterable itself failed
             self._end(_state_for(exc), exc)
@@ -150,6 +155,8 @@ class Progress[T = Any]:
         report = self._ready_report()
         if report is None:
             return  # the first message (or the previous edit) is still on its way
+        if not _editable(report):
+            return  # nothing can be edited (e.g. queued in an outbox): the final one only
         self._last_edit_at = now
         try:
             self._editing = self._notifier._edit_future(report, self._message("running", None))
@@ -163,6 +170,28 @@ class Progress[T = Any]:
         """End it now as done (``with`` and iteration do this themselves)."""
         if self.state == "running":
             self._end("done", None)
+
+    def _offer_amend(self, frame: FrameType) -> None:
+        """Let a watch around the loop say it failed, if an exception ended it (frame)."""
+        from processpype.communications.watch import note_loop_left
+
+        if self.final_report is not None and _editable(self.final_report):
+            note_loop_left(frame, self._amend_failed)
+
+    def _amend_failed(self, exc: BaseException) -> None:
+        """Edit the final "stopped" message into "failed at k of n" with ``exc``."""
+        report = self.final_report
+        if self.state != "stopped" or report is None:
+            return
+        self.state = "failed"
+        message = self._message("failed", exc, at=self._ended_at)
+        try:
+            future = self._notifier._edit_future(report, message)
+            self.final_report = future.result(self.final_timeout)
+        except Exception as exc_edit:
+            logger.warning("progress %r: could not name the failure: %s", self.desc, exc_edit)
+        else:
+            self.edits += 1
 
     # -- the messages -----------------------------------------------------------------
 
@@ -200,7 +229,8 @@ class Progress[T = Any]:
         if self._started_at is None:
             self._begin()
         self.state = state
-        message = self._message(state, exc)
+        self._ended_at = self._clock()
+        message = self._message(state, exc, at=self._ended_at)
         try:
             report = self._wait_first()
             if self._editing is not None:
@@ -219,10 +249,12 @@ class Progress[T = Any]:
             self._report = self._first.result(self.final_timeout)
         return self._report
 
-    def _message(self, state: State, exc: BaseException | None) -> OutgoingMessage:
+    def _message(
+        self, state: State, exc: BaseException | None, *, at: float | None = None
+    ) -> OutgoingMessage:
         name = self.desc or "progress"
         assert self._started_at is not None
-        elapsed = max(0.0, self._clock() - self._started_at)
+        elapsed = max(0.0, (self._clock() if at is None else at) - self._started_at)
         n, total = self.n, self.total
         done = f"{_count(n)}/{_count(total)}" if total is not None else _count(n)
         rate = n / elapsed if elapsed > 0 else 0.0
@@ -271,6 +303,11 @@ class Progress[T = Any]:
             source=_SOURCE,
             metadata=metadata,
         )
+
+
+def _editable(report: DeliveryReport) -> bool:
+    """True when a backend delivered the message and can find it again to edit it."""
+    return any(r.status == "delivered" and r.reference for r in report.results)
 
 
 def _state_for(exc: BaseException) -> State:

@@ -19,6 +19,7 @@ notify is logged and never replaces the job's own outcome.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 import logging
@@ -26,7 +27,7 @@ import reprlib
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, cast
 
 from processpype.communications._jobtext import format_duration, shorten
@@ -36,7 +37,7 @@ from processpype.communications.models import MessageSeverity
 if TYPE_CHECKING:
     from processpype.communications.notifier import Notifier
 
-__all__ = ["Watch"]
+__all__ = ["Watch", "note_loop_left"]
 
 logger = logging.getLogger("processpype.communications.watch")
 
@@ -47,6 +48,29 @@ _SEND_TIMEOUT = 10.0
 _UNSET: Any = object()
 
 Outcome = Literal["started", "finished", "failed", "interrupted"]
+
+_watching: contextvars.ContextVar[tuple[Watch, ...]] = contextvars.ContextVar(
+    "processpype_watches", default=()
+)
+"""The watches whose block runs in this context, innermost last."""
+
+Amend = Callable[[BaseException], None]
+
+
+def note_loop_left(frame: FrameType, amend: Amend) -> bool:
+    """Tell the innermost running watch that a loop in ``frame`` was left without a reason.
+
+    A ``progress`` iterated by a plain ``for`` loop is only closed when the loop is left,
+    whether by ``break`` or by an exception, and cannot tell which. When the watch
+    around it then ends with an exception that passed through ``frame`` at the line
+    that was running when the loop was left, that exception ended the loop, and the
+    watch calls ``amend(exception)``. False when no watch runs.
+    """
+    watches = _watching.get()
+    if not watches:
+        return False
+    watches[-1]._left_loops.append((frame, frame.f_lineno, amend))
+    return True
 
 
 class Watch:
@@ -79,6 +103,8 @@ class Watch:
         self.result: Any = _UNSET
         """Set it inside a ``with`` block to report it (with ``include_result``)."""
         self._started: list[float] = []
+        self._tokens: list[contextvars.Token[tuple[Watch, ...]]] = []
+        self._left_loops: list[tuple[FrameType, int, Amend]] = []
 
     def __repr__(self) -> str:
         return f"Watch(name={self.name!r}, label={self.label!r})"
@@ -99,6 +125,7 @@ class Watch:
 
     def __enter__(self) -> Self:
         self._started.append(time.monotonic())
+        self._push()
         if self.notify_start:
             self._send(*self._message("started", None, 0.0))
         return self
@@ -110,10 +137,13 @@ class Watch:
         tb: TracebackType | None,
     ) -> None:
         elapsed = time.monotonic() - self._started.pop()
+        for amend in self._pop(exc):
+            amend(cast(BaseException, exc))
         self._send(*self._message(_outcome(exc), exc, elapsed))
 
     async def __aenter__(self) -> Self:
         self._started.append(time.monotonic())
+        self._push()
         if self.notify_start:
             await self._asend(*self._message("started", None, 0.0))
         return self
@@ -125,7 +155,30 @@ class Watch:
         tb: TracebackType | None,
     ) -> None:
         elapsed = time.monotonic() - self._started.pop()
+        for amend in self._pop(exc):
+            # It waits for an edit: on a worker thread, so this loop keeps running.
+            await asyncio.to_thread(amend, cast(BaseException, exc))
         await self._asend(*self._message(_outcome(exc), exc, elapsed))
+
+    def _push(self) -> None:
+        self._tokens.append(_watching.set((*_watching.get(), self)))
+
+    def _pop(self, exc: BaseException | None) -> list[Amend]:
+        """Leave the watch's context; the loops that ``exc`` ended, to be told so."""
+        token = self._tokens.pop()
+        try:
+            _watching.reset(token)
+        except ValueError:  # left in another context than entered: drop it from this one
+            _watching.set(tuple(w for w in _watching.get() if w is not self))
+        left, self._left_loops = self._left_loops, []
+        if not isinstance(exc, Exception) or not left:
+            return []
+        passed: set[tuple[int, int]] = set()
+        tb = exc.__traceback__
+        while tb is not None:
+            passed.add((id(tb.tb_frame), tb.tb_lineno))
+            tb = tb.tb_next
+        return [amend for frame, line, amend in left if (id(frame), line) in passed]
 
     # -- the decorator ----------------------------------------------------------------
 

@@ -218,31 +218,44 @@ class TelegramCommunicatorConfig(_StrictBackendConfig):
     send_timeout: float = Field(
         default=30.0,
         gt=0,
-        description="How long send() waits for room in a full queue, and one request "
-        "to Telegram may take",
+        allow_inf_nan=False,
+        description="How long send() waits for room in a full queue, and the requests "
+        "of one message piece may take (a file: plus its upload time)",
     )
     stop_timeout: float = Field(
-        default=10.0, ge=0, description="How long stop() drains the queue before giving up"
+        default=10.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="How long stop() drains the queue before giving up",
     )
     session_path: str | None = Field(
         default=None, description="Where a file session lives (default: user data directory)"
     )
-    per_chat_per_second: float = Field(default=1.0, gt=0, description="Messages/s in one chat")
+    per_chat_per_second: float = Field(
+        default=1.0, gt=0, allow_inf_nan=False, description="Messages/s in one chat"
+    )
     per_group_per_minute: int = Field(default=20, ge=1, description="Messages/min in one group")
-    global_per_second: float = Field(default=30.0, gt=0, description="Messages/s across chats")
+    global_per_second: float = Field(
+        default=30.0, gt=0, allow_inf_nan=False, description="Messages/s across chats"
+    )
     max_attempts: int = Field(default=3, ge=1, description="Tries per chunk (flood waits excluded)")
     retry_base_delay: float = Field(
-        default=1.0, ge=0, description="First retry delay in seconds; doubles on each retry"
+        default=1.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="First retry delay in seconds; doubles on each retry",
     )
     connect_timeout: float = Field(
         default=15.0,
         gt=0,
+        allow_inf_nan=False,
         description="Seconds that connecting, the auth-key exchange, the login and get_me "
         "may take in start(), and one reconnect",
     )
     max_flood_wait: float = Field(
         default=300.0,
         ge=0,
+        allow_inf_nan=False,
         description="Longest flood wait (s) a message waits out; a longer one fails it",
     )
     persist_session: bool = Field(
@@ -253,6 +266,7 @@ class TelegramCommunicatorConfig(_StrictBackendConfig):
     max_command_age: float = Field(
         default=300.0,
         gt=0,
+        allow_inf_nan=False,
         description="Incoming commands older than this (s) are dropped, not handled",
     )
     link_preview: bool = Field(default=False, description="Show link previews in messages")

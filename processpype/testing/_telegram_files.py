@@ -7,29 +7,35 @@ to 10 (telethon slices longer lists the same way); a file given as bytes (named
 ``.png``/``.jpg``/``.jpeg`` name and no ``force_document``); Telegram's answers with
 telethon's error classes: ``PhotoSaveFileInvalidError`` for a photo over 10 MB,
 ``MediaCaptionTooLongError`` for a caption over 1,024 UTF-16 units (after parsing),
-``FilePartsInvalidError`` for a file over what a bot may upload. Scripted failures
-(``fail_next``), rate limits and ``latency`` apply as for ``send_message``; one call
-counts as one send (telethon makes one request per album of 10).
+``FilePartsInvalidError`` for a file over what a bot may upload. Each media request
+runs through the fake's ``_call`` as telethon's does (``SendMediaRequest`` for one
+file, ``SendMultiMediaRequest`` per album of up to 10): flood memory, internal retries
+of server errors, silent mode. Scripted failures (``fail_next``), rate limits and
+``latency`` apply per media request, as for ``send_message``: an album counts as one
+send, a list of 12 files as two.
 
-What it does not reproduce: photo recompression and resizing (the bytes are kept as
-given), thumbnails, voice and video notes, ``file_id`` reuse, URLs, upload progress.
+What it does not reproduce: the upload requests (telethon's ``SaveFilePartRequest``
+parts and ``UploadMediaRequest``; the file is read at once), photo recompression and
+resizing (the bytes are kept as given), thumbnails, voice and video notes, ``file_id``
+reuse, URLs, upload progress.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from telethon import errors, utils
-from telethon.tl import types
+from telethon.tl import functions, types
 
 from processpype.communications.backends._telegram_files import (
     ALBUM_LIMIT,
@@ -86,6 +92,7 @@ class _Host(Protocol):
     def _take_failure(self, key: int | str) -> BaseException | None: ...
     def _check_rate_limits(self, key: int | str, entity: Any) -> float: ...
     def _notify(self) -> None: ...
+    async def _call(self, request: Any, attempt: Callable[[], Awaitable[Any]]) -> Any: ...
     def _peer(self, entity: Any) -> Any: ...
     def _refuse_on_own_loop(self, name: str, alternative: str) -> None: ...
     async def _wait_async(self, predicate: Callable[[], bool], timeout: float) -> None: ...
@@ -113,6 +120,75 @@ def _read(file: Any) -> tuple[str, bytes]:
     raise TypeError(f"Cannot use {file!r} as file")
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The ``send_file`` arguments every file of one call shares."""
+
+    force_document: bool
+    mime_type: str | None
+    reply_to: int | None
+    parse_mode: Any
+    formatting_entities: list[Any] | None
+
+
+async def _deliver(
+    host: _Host,
+    entity: Any,
+    key: int | str,
+    files: list[tuple[str, bytes]],
+    captions: list[Any],
+    album: int | None,
+    options: _Options,
+) -> list[Any]:
+    """One media request reaching Telegram: check, count, record; the sent messages."""
+    if not host._connected:
+        raise ConnectionError("Cannot send requests while disconnected")
+    failure = host._take_failure(key)
+    if failure is not None:
+        raise failure
+    batch: list[SentFile] = []
+    for index, (name, data) in enumerate(files):
+        text = str(captions[index] or "") if index < len(captions) else ""
+        _check_caption(host, text, options.parse_mode, options.formatting_entities)
+        photo = bool(utils.is_image(name)) and not options.force_document
+        if photo and len(data) > PHOTO_LIMIT:
+            raise errors.PhotoSaveFileInvalidError(request=None)
+        if len(data) > DOCUMENT_LIMIT:
+            raise errors.FilePartsInvalidError(request=None)
+        batch.append(
+            SentFile(
+                chat=entity,
+                filename=name,
+                data=data,
+                photo=photo,
+                mime_type=None if photo else options.mime_type,
+                caption=text,
+                reply_to=options.reply_to,
+                time=0.0,
+                album=album,
+                parse_mode=host.parse_mode if options.parse_mode == () else options.parse_mode,
+                entities=options.formatting_entities,
+            )
+        )
+    # One request, one send against the rate limits (an album of up to 10 included).
+    now = host._check_rate_limits(key, entity) if host.enforce_rate_limits else time.monotonic()
+    records = [_stamped(record, now, next(host._ids)) for record in batch]
+    with host._lock:
+        host.sent_files.extend(records)
+    host._notify()
+    await asyncio.sleep(host.latency)
+    return [
+        types.Message(
+            id=record.message_id,
+            peer_id=host._peer(entity),
+            date=datetime.now(UTC),
+            message=record.caption,
+            out=True,
+        )
+        for record in records
+    ]
+
+
 class FileSending:
     """Mixin: telethon's ``send_file`` for the fake client (see the module docstring)."""
 
@@ -136,8 +212,6 @@ class FileSending:
         try:
             if not file:
                 raise TypeError(f"Cannot use {file!r} as file")
-            if not self._connected:
-                raise ConnectionError("Cannot send requests while disconnected")
             self._check_entity(entity)
             key: int | str = (
                 entity.lower()
@@ -146,67 +220,48 @@ class FileSending:
                 if isinstance(entity, int)
                 else utils.get_peer_id(entity)
             )
-            failure = self._take_failure(key)
-            if failure is not None:
-                raise failure
             album = isinstance(file, list | tuple)
-            items = list(file) if album else [file]
+            # Read once, as telethon uploads once: a retried request sends the same media.
+            items = [_read(item) for item in (list(file) if album else [file])]
             captions = caption if isinstance(caption, list) else [caption or ""]
-            batch: list[SentFile] = []
-            for start in range(0, len(items), ALBUM_LIMIT):
-                group = items[start : start + ALBUM_LIMIT]
-                album_id = next(self._ids) if album else None
-                for index, item in enumerate(group):
-                    name, data = _read(item)
-                    text = captions[start + index] if start + index < len(captions) else ""
-                    _check_caption(self, str(text or ""), parse_mode, formatting_entities)
-                    photo = bool(utils.is_image(name)) and not force_document
-                    if photo and len(data) > PHOTO_LIMIT:
-                        raise errors.PhotoSaveFileInvalidError(request=None)
-                    if len(data) > DOCUMENT_LIMIT:
-                        raise errors.FilePartsInvalidError(request=None)
-                    batch.append(
-                        SentFile(
-                            chat=entity,
-                            filename=name,
-                            data=data,
-                            photo=photo,
-                            mime_type=None if photo else mime_type,
-                            caption=str(text or ""),
-                            reply_to=utils.get_message_id(reply_to),
-                            time=0.0,
-                            album=album_id,
-                            parse_mode=self.parse_mode if parse_mode == () else parse_mode,
-                            entities=formatting_entities,
-                        )
-                    )
-            now = (
-                self._check_rate_limits(key, entity)
-                if self.enforce_rate_limits
-                else time.monotonic()
+            options = _Options(
+                force_document,
+                mime_type,
+                utils.get_message_id(reply_to),
+                parse_mode,
+                formatting_entities,
             )
-            records = [_stamped(record, now, next(self._ids)) for record in batch]
-            with self._lock:
-                self.sent_files.extend(records)
-            self._notify()
-            await asyncio.sleep(self.latency)
+            if not album:
+                # telethon: SendMediaRequest; its flood memory and retries are _call's.
+                single = functions.messages.SendMediaRequest(
+                    peer=types.InputPeerEmpty(), media=types.InputMediaEmpty(), message=""
+                )
+                [message] = await self._call(
+                    single,
+                    lambda: _deliver(self, entity, key, items, captions[:1], None, options),
+                )
+                return message
+            messages: list[Any] = []
+            for start in range(0, len(items), ALBUM_LIMIT):
+                # telethon slices a list into albums of 10: one SendMultiMediaRequest each.
+                group = items[start : start + ALBUM_LIMIT]
+                texts = captions[start : start + ALBUM_LIMIT]
+                request = functions.messages.SendMultiMediaRequest(
+                    peer=types.InputPeerEmpty(), multi_media=[]
+                )
+                album_id = next(self._ids)
+                messages += await self._call(
+                    request,
+                    functools.partial(_deliver, self, entity, key, group, texts, album_id, options),
+                )
+            return messages
         except Exception as exc:
             from processpype.testing.telegram import FailedSend  # the module mixing this in
 
             with self._lock:
                 self.errors.append(FailedSend(entity, exc, time.monotonic()))
+            self._notify()
             raise
-        messages = [
-            types.Message(
-                id=record.message_id,
-                peer_id=self._peer(entity),
-                date=datetime.now(UTC),
-                message=record.caption,
-                out=True,
-            )
-            for record in records
-        ]
-        return messages if album else messages[0]
 
     def wait_for_files(self: _Host, count: int, timeout: float = 5.0) -> list[SentFile]:
         """Block until ``count`` files were sent; return them all (``TimeoutError`` if not)."""

@@ -15,7 +15,7 @@ Sent messages keep their inline buttons; ``edit_message`` and ``delete_messages`
 work on them as on Telegram, and ``press_button`` delivers a press as telethon's own
 ``CallbackQuery`` event (the bot's ``event.answer`` lands in ``callback_answers``).
 Not reproduced: the 64-byte limit on button data, the deadline for answering a press,
-the limit on how old a message may be to be edited, and media.
+the limit on how old a message may be to be edited, and editing media.
 
 Point every ``TelegramCommunicator`` at one fake with ``set_default_client_factory(
 fake.as_client_factory())``, or pass ``client_factory=fake.as_client_factory()``. The
@@ -23,13 +23,20 @@ fake is safe to read and drive from a test thread while a Notifier's loop sends.
 
 Where the backend depends on telethon's own logic, the fake runs the same logic
 (``_call``, as telethon's ``UserMethods._call`` does, keyed by the telethon request type
-of each method, so other methods can join it):
+of each method: ``SendMessageRequest``, ``SendMediaRequest`` for one file,
+``SendMultiMediaRequest`` per album of up to 10, ``EditMessageRequest``,
+``DeleteMessagesRequest`` (``channels.`` for supergroups), ``SetBotCallbackAnswerRequest``,
+``ImportBotAuthorization``):
 
 - **Flood memory.** A ``FloodWaitError`` (not ``SlowModeWaitError``) is remembered per
   request type in ``_flood_waited_requests[Request.CONSTRUCTOR_ID]``; every later
   request of that type, to any chat, fails locally with ``FloodWaitError`` until the
   wait ends, except that a wait with 3 s or less left is forgotten. Waits up to
-  ``flood_sleep_threshold`` are slept through, as telethon does.
+  ``flood_sleep_threshold`` are slept through, as telethon does. A client built with
+  ``receive_updates=False`` wraps each request in ``InvokeWithoutUpdatesRequest``:
+  telethon files the wait under the wrapper's id (the error's ``.request`` is the
+  wrapper), which it never checks, so such a client has no flood memory; nor has the
+  fake then.
 - **Server errors** (``ServerError``, ``TimedOutError``, ``RpcCallFailError``, ...) are
   repeated ``request_retries`` times after ``internal_retry_delay`` (telethon: 2 s), each
   repeat taking the next scripted failure; then the last error is raised with
@@ -47,6 +54,11 @@ of each method, so other methods can join it):
 Differences that remain: no network, no MTProto, no update gaps, no DC migrations, no
 entity cache beyond injected messages (usernames are accepted without resolving),
 file sessions (paths) are not written to, and ``catch_up`` is recorded, not acted on.
+Uploads are not requests of their own: telethon sends each file in 512 KiB
+``SaveFilePartRequest`` parts (and ``UploadMediaRequest`` per album photo) before the
+media request, each with its own flood memory and retries; the fake reads the file at
+once and runs only the media request. A scripted failure (``fail_next``) is taken by
+the next request to that chat of any kind: a message, a file, an edit or a deletion.
 """
 
 from __future__ import annotations
@@ -162,7 +174,8 @@ class CallbackAnswer(NamedTuple):
 
 
 class FailedSend(NamedTuple):
-    """One ``send_message`` call that raised: the chat, the error, and when."""
+    """One call that raised (``send_message``, ``send_file``, ``edit_message``,
+    ``delete_messages``): the chat, the error, and when."""
 
     chat: Any
     error: BaseException
@@ -190,7 +203,7 @@ class FakeTelegramClient(FileSending):
 
     ``enforce_rate_limits`` makes it answer ``FloodWaitError`` when a send breaks
     ``rate_limits`` (Telegram's documented limits by default) by more than
-    ``rate_limit_tolerance`` seconds; ``latency`` delays every ``send_message``.
+    ``rate_limit_tolerance`` seconds; ``latency`` delays every message, file and edit.
     """
 
     def __init__(
@@ -637,6 +650,13 @@ class FakeTelegramClient(FileSending):
         """
         scale = self.rate_limits.time_scale
         constructor = request.CONSTRUCTOR_ID
+        # A client built with receive_updates=False wraps each request in
+        # InvokeWithoutUpdatesRequest: telethon then files a flood wait under the
+        # wrapper's id (and the error names the wrapper), which its check before a
+        # request never looks up. Quirk reproduced: such a client has no flood memory.
+        sent: TLRequest = request
+        if self.client_options.get("receive_updates") is False:
+            sent = functions.InvokeWithoutUpdatesRequest(query=request)
         due = self._flood_waited_requests.get(constructor)
         if due is not None:
             diff = round((due - time.time()) / scale)
@@ -661,10 +681,10 @@ class FakeTelegramClient(FileSending):
             except _FLOOD_ERRORS as exc:
                 last_error = exc
                 if getattr(exc, "request", None) is None:
-                    exc.request = request  # type: ignore[attr-defined]
+                    exc.request = sent  # type: ignore[attr-defined]
                 seconds = int(getattr(exc, "seconds", 0))
                 if not isinstance(exc, errors.SlowModeWaitError):
-                    self._flood_waited_requests[constructor] = time.time() + seconds * scale
+                    self._flood_waited_requests[sent.CONSTRUCTOR_ID] = time.time() + seconds * scale
                 if seconds == 0:
                     seconds = exc.seconds = 1  # type: ignore[attr-defined]
                 if seconds <= self.flood_sleep_threshold:
@@ -1222,13 +1242,19 @@ class FakeTelegramClient(FileSending):
         ``buttons`` removes the message's inline keyboard. Edits count against the
         same rate limits as sends.
         """
+        request = functions.messages.EditMessageRequest(peer=types.InputPeerEmpty(), id=0)
         try:
-            return await self._edit(
-                entity, message, text, parse_mode, formatting_entities, file, buttons
+            if file is not None:
+                raise NotImplementedError("FakeTelegramClient edits text messages only")
+            self._check_entity(entity)
+            return await self._call(
+                request,
+                lambda: self._edit(entity, message, text, parse_mode, formatting_entities, buttons),
             )
         except Exception as exc:
             with self._lock:
                 self.errors.append(FailedSend(entity, exc, time.monotonic()))
+            self._notify()
             raise
 
     async def _edit(
@@ -1238,15 +1264,11 @@ class FakeTelegramClient(FileSending):
         text: str | None,
         parse_mode: Any,
         formatting_entities: list[Any] | None,
-        file: Any,
         buttons: Any,
     ) -> Any:
         now = time.monotonic()
-        if file is not None:
-            raise NotImplementedError("FakeTelegramClient edits text messages only")
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
-        self._check_entity(entity)
         key = _chat_key(entity if isinstance(entity, int | str) else utils.get_peer_id(entity))
         message_id = utils.get_message_id(message)
         failure = self._take_failure(key)
@@ -1288,12 +1310,35 @@ class FakeTelegramClient(FileSending):
     async def delete_messages(
         self, entity: Any, message_ids: Any, *, revoke: bool = True
     ) -> list[Any]:
-        """Delete messages this fake sent (unknown ids are ignored, as Telegram does)."""
+        """Delete messages this fake sent (unknown ids are ignored, as Telegram does).
+
+        Runs as telethon's ``DeleteMessagesRequest`` (``channels.`` for a channel or
+        supergroup, ``messages.`` otherwise): flood memory, retries, silent mode apply.
+        """
+        try:
+            self._check_entity(entity)
+            key = _chat_key(entity if isinstance(entity, int | str) else utils.get_peer_id(entity))
+            ids = message_ids if utils.is_list_like(message_ids) else [message_ids]
+            request: TLRequest
+            if isinstance(key, int) and utils.resolve_id(key)[1] is types.PeerChannel:
+                request = functions.channels.DeleteMessagesRequest(
+                    channel=types.InputChannelEmpty(), id=[]
+                )
+            else:
+                request = functions.messages.DeleteMessagesRequest(id=[], revoke=revoke)
+            return await self._call(request, lambda: self._delete(key, ids))
+        except Exception as exc:
+            with self._lock:
+                self.errors.append(FailedSend(entity, exc, time.monotonic()))
+            self._notify()
+            raise
+
+    async def _delete(self, key: int | str, ids: Any) -> list[Any]:
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
-        self._check_entity(entity)
-        key = _chat_key(entity if isinstance(entity, int | str) else utils.get_peer_id(entity))
-        ids = message_ids if utils.is_list_like(message_ids) else [message_ids]
+        failure = self._take_failure(key)
+        if failure is not None:
+            raise failure
         count = 0
         with self._lock:
             for message_id in ids:
@@ -1306,14 +1351,18 @@ class FakeTelegramClient(FileSending):
     async def __call__(self, request: Any, ordered: bool = False) -> Any:
         """Invoke a raw request; the fake answers ``SetBotCallbackAnswerRequest`` only."""
         if isinstance(request, functions.messages.SetBotCallbackAnswerRequest):
-            if not self._connected:
-                raise ConnectionError("Cannot send requests while disconnected")
-            with self._lock:
-                self.callback_answers.append(
-                    CallbackAnswer(request.query_id, request.message, bool(request.alert))
-                )
-            self._notify()
-            return True
+
+            async def answer() -> bool:
+                if not self._connected:
+                    raise ConnectionError("Cannot send requests while disconnected")
+                with self._lock:
+                    self.callback_answers.append(
+                        CallbackAnswer(request.query_id, request.message, bool(request.alert))
+                    )
+                self._notify()
+                return True
+
+            return await self._call(request, answer)
         raise NotImplementedError(
             f"FakeTelegramClient does not answer {type(request).__name__} requests"
         )

@@ -9,6 +9,7 @@ import nbformat
 from nbclient import NotebookClient
 
 NOTEBOOK = Path(__file__).with_name("training_under_watch.ipynb")
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def stdout_of(cell: Any) -> str:
@@ -37,3 +38,13 @@ def test_a_training_cell_under_watch_reports_its_progress_and_its_end(tmp_path: 
     ]
     assert printed[3].strip() == "ValueError: validation set is empty"
     assert printed[4].strip() == "closed"
+
+
+def test_the_notebooks_training_cell_is_the_readmes_example_as_written() -> None:
+    readme = README.read_text(encoding="utf-8")
+    section = readme.split("In a notebook, a training cell under `watch`", 1)[1]
+    example = section.split("```python\n", 1)[1].split("```", 1)[0]
+    notebook = nbformat.read(NOTEBOOK, as_version=4)  # type: ignore[no-untyped-call]
+    cells = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+
+    assert cells[1].strip() == example.strip()

@@ -47,6 +47,15 @@ NOT_ALLOWED = "You are not allowed to answer this question."
 CLOSED = "This question is closed."
 
 
+_ANSWER_TIMEOUT = 5.0
+
+
+async def _answer(event: Any, message: str | None = None, *, alert: bool = False) -> None:
+    """Answer a button press (one request), within a deadline: a silent link never holds it."""
+    async with asyncio.timeout(_ANSWER_TIMEOUT):
+        await event.answer(message, alert=alert)
+
+
 class TrackedJob(Job):
     """A queued message that remembers the ids of its posted pieces.
 
@@ -178,6 +187,14 @@ class TelegramInteractions:
             try:
                 await client.delete_messages(entity, list(surplus))
             except errors.RPCError as exc:
+                if isinstance(exc, errors.FloodError):
+                    # Imported here: the backend module imports this one. telethon would
+                    # otherwise refuse every later deletion, in any chat, until it ends.
+                    from processpype.communications.backends.telegram import (
+                        _forget_flood_memory,
+                    )
+
+                    _forget_flood_memory(client, exc)
                 logger.warning(
                     "%s: could not delete %d piece(s) an edit made superfluous: %s",
                     self._backend.name,
@@ -325,11 +342,11 @@ class TelegramInteractions:
             token, _, index_text = data[len(_DATA_PREFIX) :].partition(":")
             pending = self._pending.get(token)
             if pending is None or pending.answer.done():
-                await event.answer(CLOSED)
+                await _answer(event, CLOSED)
                 return
             sender_id = event.sender_id
             if event.chat_id != pending.target.entity and isinstance(pending.target.entity, int):
-                await event.answer(NOT_ALLOWED, alert=True)
+                await _answer(event, NOT_ALLOWED, alert=True)
                 return
             if not self._allowed(pending, sender_id):
                 logger.info(
@@ -337,12 +354,12 @@ class TelegramInteractions:
                     self._backend.name,
                     sender_id,
                 )
-                await event.answer(NOT_ALLOWED, alert=True)
+                await _answer(event, NOT_ALLOWED, alert=True)
                 return
             try:
                 choice = pending.question.choices[int(index_text)]
             except (ValueError, IndexError):
-                await event.answer(CLOSED)
+                await _answer(event, CLOSED)
                 return
             sender = await self._backend._sender_name(event)
             if not pending.answer.done():
@@ -354,7 +371,7 @@ class TelegramInteractions:
                         via="button",
                     )
                 )
-            await event.answer(f"Answered: {choice}")
+            await _answer(event, f"Answered: {choice}")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -364,4 +381,4 @@ class TelegramInteractions:
                 self._backend._scrubbed(exc),
             )
             with contextlib.suppress(Exception):
-                await event.answer()
+                await _answer(event)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import re
@@ -95,7 +96,9 @@ ClientFactory = Callable[..., Any]
 """Builds a client: ``factory(session, api_id, api_hash, **options)``, like ``TelegramClient``.
 
 ``options`` are the keyword arguments of ``TelegramClient`` the backend relies on
-(``TelegramCommunicator.client_options()``); ``telethon_client`` is the default.
+(``TelegramCommunicator.client_options()``); ``telethon_client`` is the default. A
+factory written for earlier versions, taking ``(session, api_id, api_hash)`` only, still
+works: it gets the options it names (none), and a warning says which it misses.
 """
 
 _SENDER_LOOKUP_TIMEOUT = 5.0
@@ -137,6 +140,29 @@ def telethon_client(session: Any, api_id: int, api_hash: str, **options: Any) ->
     ``client._sender``.
     """
     return TelegramClient(session, api_id, api_hash, **{**_CLIENT_DEFAULTS, **options})
+
+
+def _build_client(
+    factory: ClientFactory, session: Any, api_id: int, api_hash: str, options: dict[str, Any]
+) -> tuple[Any, list[str]]:
+    """Call ``factory`` with the options it accepts; return the client and the options left out.
+
+    Before ``client_options`` existed a factory took ``(session, api_id, api_hash)``:
+    such a factory gets only the keyword arguments it names (with ``**kwargs``, all).
+    """
+    try:
+        parameters = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):  # no signature to read (a C callable): pass them all
+        return factory(session, api_id, api_hash, **options), []
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return factory(session, api_id, api_hash, **options), []
+    named = {
+        p.name
+        for p in parameters[3:]
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+    taken = {key: value for key, value in options.items() if key in named}
+    return factory(session, api_id, api_hash, **taken), sorted(set(options) - set(taken))
 
 
 def _is_server_error(exc: BaseException) -> bool:
@@ -229,8 +255,9 @@ def _topic_of(message: Any) -> int | None:
 class TelegramCommunicator(Communicator):
     """Telegram bot communicator with send and optional receive support.
 
-    ``client_factory(session, api_id, api_hash)`` builds the client (default: telethon's
-    ``TelegramClient``, or what ``set_default_client_factory`` set). ``rate_limits``
+    ``client_factory(session, api_id, api_hash, **options)`` builds the client (default:
+    ``telethon_client``, or what ``set_default_client_factory`` set); ``options`` are
+    ``client_options()``, and a factory taking only the first three still works. ``rate_limits``
     replaces the limits read from the config (a benchmark can speed up their clock).
     """
 
@@ -504,14 +531,26 @@ class TelegramCommunicator(Communicator):
         session = self._session()
         config = self._tg_config
         try:
-            client = self._client_factory(
-                session, config.api_id, config.api_hash.get_secret_value(), **self.client_options()
+            client, left_out = _build_client(
+                self._client_factory,
+                session,
+                config.api_id,
+                config.api_hash.get_secret_value(),
+                self.client_options(),
             )
         except ValueError as exc:
             raise ConfigError(
                 f"the Telegram client refused api_id/api_hash: {self._scrubbed(exc)}",
                 key=f"backends.{self.name}",
             ) from exc
+        if left_out:
+            logger.warning(
+                "%s: the client_factory takes no %s: the client is built without them "
+                "(accept **options to get them); flood_sleep_threshold is set to 0 on it",
+                self.name,
+                ", ".join(left_out),
+            )
+        # Whatever the factory did: telethon must raise flood waits, not sleep in them.
         with contextlib.suppress(AttributeError):
             client.flood_sleep_threshold = 0
         self._stopping = False
@@ -866,6 +905,13 @@ class TelegramCommunicator(Communicator):
         return await queue.join(timeout)
 
     async def _send_chunk(self, job: Job, chunk: Chunk) -> None:
+        """Send one piece of ``job``: one try, every network step of it bounded.
+
+        A reconnect within ``connect_timeout``; each round trip of a shared limiter
+        within its own deadline; the piece's requests (a text, an edit and its
+        deletions, or a file's upload and media) within one ``send_timeout`` (plus the
+        upload time of a file's bytes).
+        """
         client = self._client
         if client is None:
             raise ConnectionError("the backend is stopping")
@@ -877,19 +923,15 @@ class TelegramCommunicator(Communicator):
         # The General topic (id 1) takes plain posts: reply_to=1 would make the message a
         # reply to message 1.
         topic = job.target.topic_id if job.target.topic_id != 1 else None
-        if isinstance(chunk, FileChunk):
-            try:
+        try:
+            if isinstance(chunk, FileChunk):
+                # One deadline for the whole upload (every file part, the media, the
+                # album): send_timeout plus the time its bytes may take.
                 await send_file_chunk(
                     client, job.target.entity, topic, chunk, self._tg_config.send_timeout
                 )
-            except errors.FloodError as exc:
-                _forget_flood_memory(client, exc)
-                raise
-            except TimeoutError:
-                await self._disconnect_quietly(client)
-                raise
-            return
-        try:
+                return
+            # One deadline for every request of the piece (an edit and its deletions).
             async with asyncio.timeout(self._tg_config.send_timeout):
                 if isinstance(job, TrackedJob) and job.custom:  # an edit, or buttons
                     await self._interactions.send_piece(client, job, chunk)

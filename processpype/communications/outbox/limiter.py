@@ -100,6 +100,9 @@ class SharedTelegramLimiter:
         )
         self._token = uuid.uuid4().hex[:12]
         self._sequence = 0
+        # One round trip to Redis may take this long, whatever socket timeout the
+        # client has: a black-holed Redis must not hold a Telegram send for ever.
+        self._call_timeout = config.connect_timeout + 1.0
 
     def __repr__(self) -> str:
         return f"SharedTelegramLimiter(prefix={self._prefix!r}, url={self._config.display_url!r})"
@@ -111,11 +114,12 @@ class SharedTelegramLimiter:
             self._sequence += 1
             member = f"{self._token}-{self._sequence}"
             try:
-                wait_us = int(
-                    await self._script(
-                        keys=keys, args=[*self._args, "1" if grouped else "0", member]
+                async with asyncio.timeout(self._call_timeout):
+                    wait_us = int(
+                        await self._script(
+                            keys=keys, args=[*self._args, "1" if grouped else "0", member]
+                        )
                     )
-                )
             except Exception as exc:
                 if is_unavailable(exc):
                     raise unavailable_error(self._config, exc) from exc

@@ -18,7 +18,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from processpype.communications.backends import create_communicator
 from processpype.communications.base import Communicator
@@ -37,12 +37,20 @@ from processpype.communications.outbox.lease import IncomingReader, UpdateLease
 from processpype.config.models import CommunicatorBackendConfig
 from processpype.config.outbox import OutboxConfig
 
+if TYPE_CHECKING:
+    from processpype.communications.ask import Answer, Question
+
 __all__ = ["OutboxProducer", "QueuedCommunicator"]
 
 logger = logging.getLogger("processpype.communications.outbox")
 
 _BLOCK_MS = 1000
 """Longest single blocking read while waiting for outcomes (the socket timeout is longer)."""
+
+_LEASE_POLL = 0.05
+"""Seconds between looks at the update lease while a question waits for it."""
+_LEASE_WAIT_CAP = 30.0
+"""Longest wait of a question for the update lease."""
 
 BackendFactory = Callable[[str, CommunicatorBackendConfig], Communicator]
 
@@ -291,6 +299,37 @@ class QueuedCommunicator(Communicator):
     def supports_receiving(self) -> bool:
         """True when the configured backend receives messages."""
         return self._receiver is not None
+
+    @property
+    def supports_asking(self) -> bool:
+        """True when the configured backend can ask (in the holder of its update lease)."""
+        return self._receiver is not None and self._receiver.supports_asking
+
+    async def ask(self, question: Question) -> Answer | None:
+        """Ask with the real backend, which runs here only while this process holds its lease.
+
+        Button presses and replies reach only the process holding the bot's update
+        connection, so the question is posted from there. Waits for the lease (up to
+        ``lease_time`` plus ``connect_timeout``, at most 30 s or the question's timeout);
+        raises ``RuntimeError`` when another process holds it.
+        """
+        receiver, lease = self._receiver, self._lease
+        if receiver is None or lease is None:
+            raise RuntimeError(f"{self._name}: this Notifier does not receive, so it cannot ask")
+        config = self._producer.config
+        # Bounded well inside the grace Notifier.ask allows beyond the question's timeout.
+        deadline = time.monotonic() + min(
+            question.timeout, config.lease_time + config.connect_timeout, _LEASE_WAIT_CAP
+        )
+        while not (lease.holding and receiver.is_started):
+            if time.monotonic() >= deadline:
+                raise RuntimeError(
+                    f"{self._name}: cannot ask from this process: another process holds the "
+                    "bot's update connection (the outbox's update lease), and only that one "
+                    "sees button presses and replies; ask from the process that listens"
+                )
+            await asyncio.sleep(_LEASE_POLL)
+        return await receiver.ask(question)
 
     @property
     def lease(self) -> UpdateLease | None:
