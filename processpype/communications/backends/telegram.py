@@ -48,6 +48,7 @@ from processpype.communications._masking import redact
 from processpype.communications.ask import Answer, Question
 from processpype.communications.backends._telegram_files import (
     FileChunk,
+    UploadTimeoutError,
     plan_pieces,
     send_file_chunk,
 )
@@ -971,7 +972,11 @@ class TelegramCommunicator(Communicator):
         if isinstance(exc, TimeoutError):
             # Telegram may have received it: retrying could post the message twice. A
             # file's deadline (send_file_chunk) says how it was reckoned.
-            within = str(exc) or f"send_timeout={self._tg_config.send_timeout}s"
+            within = (
+                str(exc)
+                if isinstance(exc, UploadTimeoutError)
+                else f"send_timeout={self._tg_config.send_timeout}s"
+            )
             return SendFailure(
                 "fatal",
                 f"no answer within {within}; not retried because Telegram may have received it",
