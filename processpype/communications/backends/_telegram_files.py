@@ -138,6 +138,6 @@ async def send_file_chunk(
             await client.send_file(entity, files[0] if len(files) == 1 else files, **options)
     except TimeoutError as exc:
         raise UploadTimeoutError(
-            f"{deadline:.3g}s (send_timeout={send_timeout}s plus {size:,} bytes at "
-            f"{UPLOAD_BYTES_PER_SECOND // 1024} KiB/s)"
+            f"send_timeout={send_timeout}s plus {size:,} bytes at "
+            f"{UPLOAD_BYTES_PER_SECOND // 1024} KiB/s ({deadline:.3g}s)"
         ) from exc
