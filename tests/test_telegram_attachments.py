@@ -300,3 +300,47 @@ async def test_fake_names_bytes_unnamed_as_telethon_does() -> None:
     fake = await started_fake()
     await fake.send_file(GROUP, b"raw")
     assert (fake.sent_files[0].filename, fake.sent_files[0].photo) == ("unnamed", False)
+
+
+@pytest.mark.asyncio
+async def test_fake_send_message_with_a_file_sends_the_text_as_its_caption() -> None:
+    # telethon's send_message(file=...) hands over to send_file with caption=message.
+    fake = await started_fake()
+    sent = await fake.send_message(GROUP, "loss curve", file=io.BytesIO(PNG), reply_to=7)
+    [record] = fake.sent_files
+    assert (record.caption, record.reply_to, record.data) == ("loss curve", 7, PNG)
+    assert sent.id == record.message_id
+    assert fake.sent == []
+
+
+@pytest.mark.asyncio
+async def test_fake_send_message_with_a_file_refuses_a_long_caption_as_telethon_does() -> None:
+    fake = await started_fake()
+    with pytest.raises(errors.MediaCaptionTooLongError):
+        await fake.send_message(GROUP, "x" * 1025, file=b"data")
+    assert fake.sent_files == []
+
+
+@pytest.mark.asyncio
+async def test_fake_send_file_keeps_its_own_flood_memory_as_telethon_does() -> None:
+    # telethon remembers a flood wait per request type: SendMedia, not SendMessage.
+    fake = await started_fake()
+    fake.flood_sleep_threshold = 0  # as the backend configures telethon
+    fake.fail_next(errors.FloodWaitError(request=None, capture=30))
+    with pytest.raises(errors.FloodWaitError):
+        await fake.send_file(GROUP, b"one")
+    with pytest.raises(errors.FloodWaitError) as remembered:
+        await fake.send_file(PRIVATE, b"other chat")
+    assert type(remembered.value.request).__name__ == "SendMediaRequest"
+    await fake.send_message(PRIVATE, "text still goes")
+    assert [s.text for s in fake.sent] == ["text still goes"]
+    assert fake.sent_files == []
+
+
+@pytest.mark.asyncio
+async def test_fake_send_file_repeats_a_server_error_like_telethon() -> None:
+    fake = await started_fake()
+    fake.internal_retry_delay = 0
+    fake.fail_next(errors.ServerError(request=None, message="RPC_CALL_FAIL", code=500))
+    await fake.send_file(GROUP, b"data")
+    assert len(fake.sent_files) == 1

@@ -178,3 +178,72 @@ async def test_an_upload_that_stops_advancing_fails_at_its_deadline() -> None:
 
     assert len(sender.of(functions.upload.SaveFilePartRequest)) == 2
     assert not sender.of(functions.messages.SendMediaRequest)
+
+
+class AnsweringSender(StubSender):
+    """Answers a sent file as Telegram does: the new message's id and the message."""
+
+    def _answer(self, request: Any) -> Any:
+        if isinstance(request, functions.messages.SendMediaRequest):
+            message = types.Message(
+                id=77,
+                peer_id=types.PeerUser(user_id=42),
+                date=datetime.now(UTC),
+                message=request.message,
+                out=True,
+            )
+            return types.Updates(
+                updates=[
+                    types.UpdateMessageID(id=77, random_id=request.random_id),
+                    types.UpdateNewMessage(message=message, pts=1, pts_count=1),
+                ],
+                users=[],
+                chats=[],
+                date=datetime.now(UTC),
+                seq=0,
+            )
+        return super()._answer(request)
+
+
+@pytest.mark.asyncio
+async def test_a_sent_file_returns_telegrams_message_with_its_id() -> None:
+    # The backend keeps this id as the reference an edit of the caption needs.
+    client = TelegramClient(StringSession(), 12345, "0123456789abcdef0123456789abcdef")
+    client._sender = AnsweringSender()
+    piece = FileChunk("run 7", None, None, (Attachment.from_bytes(b"log", "run.log"),), True)
+    sent = await send_file_chunk(client, PEER, None, piece, send_timeout=10)
+    assert isinstance(sent, types.Message)
+    assert (sent.id, sent.message) == (77, "run 7")
+
+
+class EditingSender(StubSender):
+    """Answers an edit as Telegram does: the edited message."""
+
+    def _answer(self, request: Any) -> Any:
+        if isinstance(request, functions.messages.EditMessageRequest):
+            message = types.Message(
+                id=request.id,
+                peer_id=types.PeerUser(user_id=42),
+                date=datetime.now(UTC),
+                message=request.message,
+                out=True,
+            )
+            return types.Updates(
+                updates=[types.UpdateEditMessage(message=message, pts=2, pts_count=1)],
+                users=[],
+                chats=[],
+                date=datetime.now(UTC),
+                seq=0,
+            )
+        return super()._answer(request)
+
+
+@pytest.mark.asyncio
+async def test_editing_a_files_message_sends_only_the_new_caption() -> None:
+    # What the backend's edit of a caption puts on the wire: the text, no media.
+    client = TelegramClient(StringSession(), 12345, "0123456789abcdef0123456789abcdef")
+    sender = EditingSender()
+    client._sender = sender
+    await client.edit_message(PEER, 77, "epoch 2", parse_mode=None)
+    [request] = sender.of(functions.messages.EditMessageRequest)
+    assert (request.id, request.message, request.media) == (77, "epoch 2", None)

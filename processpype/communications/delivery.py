@@ -38,7 +38,10 @@ class DeliveryResult(BaseModel):
     status: DeliveryStatus = Field(description="delivered, failed, skipped or queued")
     error: str | None = Field(default=None, description="Why it failed or was skipped")
     attempts: int = Field(default=0, ge=0, description="How many times it was tried")
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = Field(
+        default=(),
+        description="What a delivery left out (files a service cannot take, a cut text)",
+    )
     reference: tuple[str, ...] = Field(
         default=(),
         description=(

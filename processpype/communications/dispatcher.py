@@ -276,6 +276,9 @@ class CommunicationDispatcher:
             return DeliveryResult.skipped(
                 name, "nothing to edit: the earlier message was not delivered there"
             )
+        if message.attachments:
+            # An edit changes the text only: the files stay as they were first sent.
+            message = message.model_copy(update={"attachments": []})
         token = DELIVERING.set(True)  # what the edit logs is not an alert (as deliver_to)
         try:
             return await communicator.edit(earlier.reference, message)

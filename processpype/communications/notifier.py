@@ -674,8 +674,10 @@ class Notifier:
         """Edit what ``report`` delivered into ``message``, on every backend that can edit.
 
         ``fields`` (``severity``, ``subject``, ``source``, ``metadata``) replace those of
-        the original message; the label stays. Backends that cannot edit, or where the
-        original was not delivered (or only queued in an outbox), are reported as skipped.
+        the original message; the label stays. The text changes, attachments stay as
+        they were sent (other files are a ``ValueError``). Backends that cannot edit, or
+        where the original was not delivered (or only queued in an outbox), are reported
+        as skipped.
         """
         self._refuse_on_loop_thread("edit()")
         future = self._edit_future(report, _edited(report, message, fields))
@@ -1628,7 +1630,12 @@ def _edited(
             raise ValueError(
                 f"an edit keeps the label {report.message.label!r}; got {message.label!r}"
             )
-        return message
+        if message.attachments and message.attachments != report.message.attachments:
+            raise ValueError(
+                "an edit changes the text only: the files stay as they were sent (send "
+                "a new message for other files)"
+            )
+        return message.model_copy(update={"attachments": []}) if message.attachments else message
     if not isinstance(message, str):
         raise TypeError(
             f"message must be a str or an OutgoingMessage, not {type(message).__name__}"
@@ -1643,6 +1650,7 @@ def _edited(
     values = report.message.model_dump()
     values.update(fields)
     values["message"] = message
+    values["attachments"] = []  # an edit changes the text only: the files stay as sent
     if "severity" in fields:
         values["severity"] = MessageSeverity.coerce(fields["severity"])
     return OutgoingMessage.model_validate(values)

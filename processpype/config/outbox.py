@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 __all__ = ["OutboxConfig", "mask_url_password"]
 
 _SCHEMES = ("redis", "rediss", "unix")
+_REDIS_BULK_LIMIT = 512 * 1024 * 1024
+"""Redis's proto-max-bulk-len default: the largest string value it accepts."""
 
 
 def mask_url_password(url: str) -> str:
@@ -77,6 +79,14 @@ class OutboxConfig(BaseModel):
         default=600.0,
         gt=0,
         description="Seconds the outcome of a message sent with wait_for_delivery is kept",
+    )
+    max_entry_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        le=_REDIS_BULK_LIMIT,
+        description="Largest outbox entry (the message as JSON, attachments base64 encoded: "
+        "about 4/3 of their size); a larger message fails at once, nothing queued "
+        "(default 64 MiB; Redis refuses values over 512 MB)",
     )
     lease_time: float = Field(
         default=10.0,

@@ -17,7 +17,9 @@ send, a list of 12 files as two.
 What it does not reproduce: the upload requests (telethon's ``SaveFilePartRequest``
 parts and ``UploadMediaRequest``; the file is read at once), photo recompression and
 resizing (the bytes are kept as given), thumbnails, voice and video notes, ``file_id``
-reuse, URLs, upload progress.
+reuse, URLs, upload progress. ``send_message(file=...)`` comes here with the text as the
+caption, as in telethon; a file's message is kept so that ``edit_message`` changes its
+caption.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from processpype.communications.backends._telegram_files import (
 )
 from processpype.communications.backends._telegram_text import utf16_len
 
-__all__ = ["FileSending", "SentFile"]
+__all__ = ["FileSending", "SentFile", "caption_text"]
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class _Host(Protocol):
     parse_mode: str | None
     sent_files: list[SentFile]
     errors: list[Any]
+    _current: dict[tuple[int | str, int], tuple[Any, str]]
 
     def _check_entity(self, entity: Any) -> None: ...
     def _take_failure(self, key: int | str) -> BaseException | None: ...
@@ -147,9 +150,10 @@ async def _deliver(
     if failure is not None:
         raise failure
     batch: list[SentFile] = []
+    parsed: list[str] = []
     for index, (name, data) in enumerate(files):
         text = str(captions[index] or "") if index < len(captions) else ""
-        _check_caption(host, text, options.parse_mode, options.formatting_entities)
+        parsed.append(caption_text(host, text, options.parse_mode, options.formatting_entities))
         photo = bool(utils.is_image(name)) and not options.force_document
         if photo and len(data) > PHOTO_LIMIT:
             raise errors.PhotoSaveFileInvalidError(request=None)
@@ -173,8 +177,25 @@ async def _deliver(
     # One request, one send against the rate limits (an album of up to 10 included).
     now = host._check_rate_limits(key, entity) if host.enforce_rate_limits else time.monotonic()
     records = [_stamped(record, now, next(host._ids)) for record in batch]
+    from processpype.testing.telegram import SentMessage  # the module mixing this in
+
     with host._lock:
         host.sent_files.extend(records)
+        for record, shown in zip(records, parsed, strict=True):
+            # Kept as messages too, so that edit_message changes their captions.
+            host._current[(key, record.message_id)] = (
+                SentMessage(
+                    chat=record.chat,
+                    text=record.caption,
+                    reply_to=record.reply_to,
+                    parse_mode=record.parse_mode,
+                    time=record.time,
+                    entities=record.entities,
+                    message_id=record.message_id,
+                    media=True,
+                ),
+                shown,
+            )
     host._notify()
     await asyncio.sleep(host.latency)
     return [
@@ -302,9 +323,10 @@ def _stamped(record: SentFile, now: float, message_id: int) -> SentFile:
     )
 
 
-def _check_caption(
+def caption_text(
     host: _Host, caption: str, parse_mode: Any, formatting_entities: list[Any] | None
-) -> None:
+) -> str:
+    """``caption`` as Telegram keeps it (markup parsed); ``MediaCaptionTooLongError`` if long."""
     text = caption
     if formatting_entities is None and caption:
         mode = utils.sanitize_parse_mode(host.parse_mode if parse_mode == () else parse_mode)
@@ -312,3 +334,4 @@ def _check_caption(
             text, _ = mode.parse(caption)
     if utf16_len(text) > CAPTION_LIMIT:
         raise errors.MediaCaptionTooLongError(request=None)
+    return str(text)

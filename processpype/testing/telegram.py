@@ -8,14 +8,17 @@ would, with telethon's own error classes: ``MessageTooLongError`` over 4096 UTF-
 units (after parsing), ``ValueError`` for empty text and for digit-string chats,
 ``FloodWaitError`` when a rate limit is broken (``enforce_rate_limits=True``) or when
 scripted (``fail_next``).
-``send_file`` takes files, photos and albums (``processpype.testing._telegram_files``
-says what it reproduces and what not), recorded in ``sent_files``.
+``send_file`` (and ``send_message(file=...)``, which telethon hands over to it) takes
+files, photos and albums (``processpype.testing._telegram_files`` says what it
+reproduces and what not), recorded in ``sent_files``.
 Incoming messages (``inject_message``) are real telethon ``NewMessage`` events.
 Sent messages keep their inline buttons; ``edit_message`` and ``delete_messages``
 work on them as on Telegram, and ``press_button`` delivers a press as telethon's own
 ``CallbackQuery`` event (the bot's ``event.answer`` lands in ``callback_answers``).
-Not reproduced: the 64-byte limit on button data, the deadline for answering a press,
-the limit on how old a message may be to be edited, and editing media.
+A sent file is a message too: ``edit_message`` changes its caption (Telegram's caption
+limit applies). Not reproduced: the 64-byte limit on button data, the deadline for
+answering a press, the limit on how old a message may be to be edited, and replacing a
+message's media (``edit_message(file=...)`` raises ``NotImplementedError``).
 
 Point every ``TelegramCommunicator`` at one fake with ``set_default_client_factory(
 fake.as_client_factory())``, or pass ``client_factory=fake.as_client_factory()``. The
@@ -92,7 +95,7 @@ from processpype.communications.backends._telegram_limits import (
 )
 from processpype.communications.backends._telegram_text import MAX_MESSAGE_UNITS, utf16_len
 from processpype.config.models import TelegramCommunicatorConfig
-from processpype.testing._telegram_files import FileSending, SentFile
+from processpype.testing._telegram_files import FileSending, SentFile, caption_text
 
 __all__ = [
     "CallbackAnswer",
@@ -146,6 +149,9 @@ class SentMessage:
     buttons: tuple[tuple[InlineButton, ...], ...] = ()
     """The inline keyboard sent with it (rows of buttons); edits may change it."""
     link_preview: bool = True
+    media: bool = False
+    """True for a message ``send_file`` posted: ``text`` is its caption, and an edit
+    changes the caption only (up to 1,024 UTF-16 units; empty removes it)."""
 
 
 class InlineButton(NamedTuple):
@@ -805,7 +811,27 @@ class FakeTelegramClient(FileSending):
         send_as: Any = None,
         message_effect_id: int | None = None,
     ) -> Any:
-        """Accept a text message as Telegram would, or raise telethon's error for it."""
+        """Accept a text message as Telegram would, or raise telethon's error for it.
+
+        With ``file``, telethon sends the message as the file's caption through
+        ``send_file``; so does the fake (recorded in ``sent_files``).
+        """
+        if file is not None:
+            if isinstance(message, types.Message):
+                formatting_entities = formatting_entities or message.entities
+                message = message.message
+            return await self.send_file(
+                entity,
+                file,
+                caption=message,
+                reply_to=reply_to,
+                attributes=attributes,
+                parse_mode=parse_mode,
+                force_document=force_document,
+                formatting_entities=formatting_entities,
+                buttons=buttons,
+                silent=silent,
+            )
         request = functions.messages.SendMessageRequest(
             peer=types.InputPeerEmpty(), message=str(message)
         )
@@ -842,8 +868,6 @@ class FakeTelegramClient(FileSending):
         buttons: Any = None,
     ) -> Any:
         now = time.monotonic()  # when the request "reaches Telegram"
-        if file is not None:
-            raise NotImplementedError("FakeTelegramClient sends text messages only")
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
         self._check_entity(entity)
@@ -1280,9 +1304,18 @@ class FakeTelegramClient(FileSending):
             raise errors.MessageIdInvalidError(request=None)
         record, parsed = current
         new_text = record.text if text is None else str(text)
-        new_parsed = (
-            parsed if text is None else self._parsed_text(new_text, parse_mode, formatting_entities)
-        )
+        if record.media:  # a caption: Telegram's caption rules, the file stays
+            new_parsed = (
+                parsed
+                if text is None
+                else caption_text(self, new_text, parse_mode, formatting_entities)
+            )
+        else:
+            new_parsed = (
+                parsed
+                if text is None
+                else self._parsed_text(new_text, parse_mode, formatting_entities)
+            )
         rows = _inline_rows(ButtonMethods.build_reply_markup(buttons))
         if new_parsed == parsed and rows == record.buttons:
             raise errors.MessageNotModifiedError(request=None)

@@ -116,8 +116,11 @@ class UploadTimeoutError(TimeoutError):
 
 async def send_file_chunk(
     client: Any, entity: int | str, topic_id: int | None, piece: FileChunk, send_timeout: float
-) -> None:
-    """Send ``piece`` with ``client.send_file`` (a fresh stream per try), within a deadline."""
+) -> Any:
+    """Send ``piece`` with ``client.send_file`` (a fresh stream per try), within a deadline.
+
+    Returns what ``send_file`` returned: the message, or a list of them for an album.
+    """
     files = [_named(a, not piece.force_document) for a in piece.files]
     options: dict[str, Any] = {
         "caption": piece.text,
@@ -135,7 +138,7 @@ async def send_file_chunk(
     deadline = send_timeout + size / UPLOAD_BYTES_PER_SECOND
     try:
         async with asyncio.timeout(deadline):
-            await client.send_file(entity, files[0] if len(files) == 1 else files, **options)
+            return await client.send_file(entity, files[0] if len(files) == 1 else files, **options)
     except TimeoutError as exc:
         raise UploadTimeoutError(
             f"send_timeout={send_timeout}s plus {size:,} bytes at "

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from telethon import Button, errors, events
 
 from processpype.communications.ask import Answer, Question, answered_text, timed_out_text
+from processpype.communications.backends._telegram_files import FileChunk
 from processpype.communications.backends._telegram_queue import ChatTarget, Job
 from processpype.communications.backends._telegram_text import Chunk
 from processpype.communications.delivery import DeliveryResult
@@ -92,13 +93,26 @@ def remember_piece(job: Job, sent: Any) -> None:
 
 
 def with_reference(result: DeliveryResult, job: Job) -> DeliveryResult:
-    """``result`` with the ids of the posted pieces as its reference, when all are known."""
+    """``result`` with the ids of the posted pieces as its reference, when all are known.
+
+    Only the pieces that carry the text count: the text's own messages, or the file
+    whose caption it is (the first file of a message of files only). An edit changes
+    that text and leaves every file as it was.
+    """
     if result.status != "delivered" or not isinstance(job, TrackedJob):
         return result
-    ids = job.piece_ids
+    ids = _text_piece_ids(job)
     if not ids or any(i is None for i in ids):
         return result
     return result.model_copy(update={"reference": tuple(str(i) for i in ids)})
+
+
+def _text_piece_ids(job: TrackedJob) -> list[int | None]:
+    pieces = list(zip(job.chunks, job.piece_ids, strict=True))
+    texts = [i for chunk, i in pieces if not isinstance(chunk, FileChunk) or chunk.text]
+    if texts:
+        return texts
+    return [pieces[0][1]] if pieces else []  # files only: the first one's caption
 
 
 @dataclass
@@ -216,7 +230,7 @@ class TelegramInteractions:
         queue = backend._queue
         assert queue is not None  # _make_job checked it
         await queue.put(job, backend._tg_config.send_timeout)
-        result = await asyncio.shield(job.outcome)
+        result = await asyncio.shield(job.outcome)  # with the job's warnings (a max_parts cut)
         return with_reference(result, job), job
 
     async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
@@ -233,7 +247,11 @@ class TelegramInteractions:
                 attempts=0,
                 permanent=True,
             )
-        result, _ = await self._queue_job(message, edit_ids=ids)
+        # The text (or caption) changes; the files stay as they were posted.
+        text_only = (
+            message.model_copy(update={"attachments": []}) if message.attachments else message
+        )
+        result, _ = await self._queue_job(text_only, edit_ids=ids)
         return result
 
     # -- questions ------------------------------------------------------------------------

@@ -928,9 +928,10 @@ class TelegramCommunicator(Communicator):
             if isinstance(chunk, FileChunk):
                 # One deadline for the whole upload (every file part, the media, the
                 # album): send_timeout plus the time its bytes may take.
-                await send_file_chunk(
+                sent = await send_file_chunk(
                     client, job.target.entity, topic, chunk, self._tg_config.send_timeout
                 )
+                remember_piece(job, sent[0] if isinstance(sent, list) and sent else sent)
                 return
             # One deadline for every request of the piece (an edit and its deletions).
             async with asyncio.timeout(self._tg_config.send_timeout):

@@ -960,17 +960,37 @@ class SlackCommunicator(_HttpCommunicator):
 
         Files cannot travel through an incoming webhook: a last line names them.
         """
+        return self._body_text(message) + self._files_line(message)
+
+    @staticmethod
+    def _body_text(message: OutgoingMessage) -> str:
         severity = message.severity
         head = f"{_SEVERITY_EMOJI[severity]} *{severity.value.upper()}*"
-        text = _compose(head, message)
-        if message.attachments:
-            text += f"\n\N{PAPERCLIP} Not attached ({SLACK_NOT_ATTACHED}): " + ", ".join(
-                a.describe() for a in message.attachments
-            )
-        return text
+        return _compose(head, message)
+
+    @classmethod
+    def _files_line(cls, message: OutgoingMessage) -> str:
+        files = message.attachments
+        if not files:
+            return ""
+        line = f"\n\N{PAPERCLIP} Not attached ({SLACK_NOT_ATTACHED}): "
+        named: list[str] = []
+        for index, attachment in enumerate(files):
+            entry = attachment.describe()
+            if cls._cost(line + ", ".join([*named, entry])) > SLACK_TEXT_LIMIT // 2:
+                # Many files: the rest counted, so the line always fits one post.
+                return line + ", ".join(named) + f" and {len(files) - index} more"
+            named.append(entry)
+        return line + ", ".join(named)
 
     def _payloads(self, message: OutgoingMessage) -> _Bodies:
-        chunks, cut = self._split(self.render_text(message), SLACK_TEXT_LIMIT, self._cost)
+        line = self._files_line(message)
+        # The line naming the files ends the last piece, with room kept for it, so a
+        # max_parts cut of a long text cannot take it away.
+        room = max(SLACK_TEXT_LIMIT // 2, SLACK_TEXT_LIMIT - self._cost(line))
+        chunks, cut = self._split(self._body_text(message), room, self._cost)
+        if line:
+            chunks[-1] += line
         return _Bodies([{"text": self._escape(chunk)} for chunk in chunks], cut)
 
     def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
@@ -1081,6 +1101,9 @@ class _DiscordEdits:
         base = httpx.URL(backend._url)
         self._base = base
         self._wait_url = str(base.copy_merge_params({"wait": "true"}))
+        # Ids of posts that carry files (the last post of a message with attachments),
+        # most recent last: an edit keeps such a post instead of deleting it.
+        self._with_files: dict[str, None] = {}
 
     def start(self) -> None:
         """Nothing to set up: the URLs derive from the webhook URL, whose secret path
@@ -1131,6 +1154,10 @@ class _DiscordEdits:
                 ids.append(message_id)
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
+        if message.attachments and ids and ids[-1] is not None:
+            self._with_files[ids[-1]] = None
+            if len(self._with_files) > _FILE_POSTS_KEPT:
+                del self._with_files[next(iter(self._with_files))]
         return _delivered(backend.name, attempts, reference, warning)
 
     async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
@@ -1147,20 +1174,26 @@ class _DiscordEdits:
             logger.warning("%s: %s", backend.name, warning)
         attempts = 0
         ids: list[str | None] = []
+        targets, surplus = list(reference), list(reference[len(payloads) :])
+        if surplus and reference[-1] in self._with_files:
+            # The files are on the last post: it keeps them, with the text's last piece;
+            # the posts between go.
+            targets = [*reference[: len(payloads) - 1], reference[-1]]
+            surplus = list(reference[len(payloads) - 1 : -1])
         async with self._turn():
             for index, payload in enumerate(payloads):
                 part, parts = index + 1, len(payloads)
-                if index < len(reference):
-                    url = self._message_url(reference[index])
+                if index < len(targets):
+                    url = self._message_url(targets[index])
                     # An edit takes no username: it stays the one of the post.
                     body = {k: v for k, v in payload.items() if k != "username"}
                     tries = await backend._post(body, part, parts, method="PATCH", url=url)
-                    ids.append(reference[index])
+                    ids.append(targets[index])
                 else:
                     tries, message_id = await self._post_for_id(payload, part, parts)
                     ids.append(message_id)
                 attempts = max(attempts, tries)
-            for message_id in reference[len(payloads) :]:
+            for message_id in surplus:
                 await self._delete(message_id)
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
@@ -1196,6 +1229,10 @@ class _DiscordEdits:
                 backend.name,
                 describe_error(exc),
             )
+
+
+_FILE_POSTS_KEPT = 1024
+"""Discord posts with files remembered for edits (the oldest are forgotten beyond)."""
 
 
 def _delivered(

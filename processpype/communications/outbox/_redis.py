@@ -160,10 +160,14 @@ def decode_message(text: str) -> OutgoingMessage:
 
 
 def entry_fields(
-    backend: str, message: OutgoingMessage, key: str, *, outcome: bool
+    backend: str, message: OutgoingMessage, key: str, *, outcome: bool, encoded: str | None = None
 ) -> Mapping[str, Any]:
-    """The fields of one outbox entry: which backend, the message, its stable id."""
-    fields: dict[str, Any] = {"backend": backend, "key": key, "message": encode_message(message)}
+    """The fields of one outbox entry: which backend, the message, its stable id.
+
+    ``encoded``: the message as ``encode_message`` wrote it, when already done.
+    """
+    text = encode_message(message) if encoded is None else encoded
+    fields: dict[str, Any] = {"backend": backend, "key": key, "message": text}
     if outcome:
         fields["outcome"] = "1"
     return fields

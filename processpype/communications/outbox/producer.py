@@ -14,6 +14,7 @@ delivered in this process by the real backend and the result says so.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -23,8 +24,12 @@ from typing import TYPE_CHECKING, Any
 from processpype.communications.backends import create_communicator
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryReport, DeliveryResult
-from processpype.communications.errors import DeliveryTimeoutError, OutboxUnavailableError
-from processpype.communications.models import OutgoingMessage
+from processpype.communications.errors import (
+    DeliveryTimeoutError,
+    OutboxUnavailableError,
+    SendError,
+)
+from processpype.communications.models import OutgoingMessage, format_size
 from processpype.communications.outbox._redis import (
     OutboxKeys,
     Redis,
@@ -80,6 +85,7 @@ class OutboxProducer:
         self._flusher: asyncio.Task[None] | None = None
         self._waited: set[str] = set()
         self._down_since: float | None = None
+        self._last_encoded: tuple[OutgoingMessage, str, str] | None = None
 
     def __repr__(self) -> str:
         return f"OutboxProducer(url={self._config.display_url!r}, name={self._config.name!r})"
@@ -185,7 +191,12 @@ class OutboxProducer:
             key = uuid.uuid4().hex
             # Outside a Notifier (no prepare): every backend of this message shares the key.
             message.metadata[IDEMPOTENCY_KEY] = key
-        fields = entry_fields(backend, message, key, outcome=key in self._waited)
+        last = self._last_encoded
+        encoded = last[2] if last is not None and last[0] is message and last[1] == key else None
+        fields = entry_fields(backend, message, key, outcome=key in self._waited, encoded=encoded)
+        # The backends of one message share its JSON (one copy of its files, not one each).
+        self._last_encoded = (message, key, fields["message"])
+        self._check_size(backend, message, fields["message"])
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         # The entry's place in the order is fixed here, before the first await.
         self._batch.append((fields, future))
@@ -193,9 +204,28 @@ class OutboxProducer:
             self._flusher = asyncio.get_running_loop().create_task(self._flush())
         return await future
 
+    def _check_size(self, backend: str, message: OutgoingMessage, encoded: str) -> None:
+        """Refuse an entry over ``max_entry_bytes`` (raises a permanent ``SendError``)."""
+        limit = self._config.max_entry_bytes
+        # Base64 text is ASCII: len() is the byte count unless the text has non-ASCII.
+        size = len(encoded) if encoded.isascii() else len(encoded.encode())
+        if size <= limit:
+            return
+        files = sum(a.size for a in message.attachments)
+        why = f", {format_size(files)} of attachments" if files else ""
+        raise SendError(
+            f"{backend}: the message is {format_size(size)} ({size} bytes{why}) as an outbox "
+            f"entry, over communications.outbox.max_entry_bytes ({format_size(limit)}, "
+            f"{limit} bytes); nothing was queued",
+            backend=backend,
+            attempts=0,
+            permanent=True,
+        )
+
     async def _flush(self) -> None:
         # Let every delivery task created in this loop turn add its entry first.
         await asyncio.sleep(0)
+        self._last_encoded = None  # a message's JSON is not kept past its batch
         while self._batch:
             batch, self._batch = self._batch, []
             try:
@@ -269,8 +299,20 @@ def _outcome_result(fields: Mapping[str, str]) -> DeliveryResult | None:
         return None
     error = fields.get("error") or None
     attempts = int(fields.get("attempts") or 0)
+    try:
+        warnings = json.loads(fields.get("warnings") or "[]")
+    except ValueError:
+        warnings = []
+    if not isinstance(warnings, list):
+        warnings = []
     return DeliveryResult.model_validate(
-        {"backend": backend, "status": status, "error": error, "attempts": attempts}
+        {
+            "backend": backend,
+            "status": status,
+            "error": error,
+            "attempts": attempts,
+            "warnings": tuple(str(w) for w in warnings),
+        }
     )
 
 
@@ -386,12 +428,19 @@ class QueuedCommunicator(Communicator):
 
     async def send(self, message: OutgoingMessage) -> None:
         """Put ``message`` in the outbox (raises when that fails)."""
-        result = await self.deliver(message)
+        result = await self._queue(message)
         if result.status == "failed":
             raise OutboxUnavailableError(result.error or "the outbox is unreachable")
 
     async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
         """Report ``queued`` once Redis has the entry; fall back or fail when it cannot."""
+        try:
+            return await self._queue(message)
+        except SendError as exc:  # too large for an entry: no worker could ever deliver it
+            return DeliveryResult.failed(self._name, exc, attempts=0)
+
+    async def _queue(self, message: OutgoingMessage) -> DeliveryResult:
+        """``deliver``, raising ``SendError`` for a message too large for an entry."""
         try:
             await self._producer.enqueue(self._name, message)
         except OutboxUnavailableError as exc:

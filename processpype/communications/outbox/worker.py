@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import os
@@ -532,6 +533,8 @@ class OutboxWorker:
                 "status": result.status,
                 "error": result.error or "",
                 "attempts": str(result.attempts),
+                # A partial delivery (files a backend could not carry) says so to the sender.
+                "warnings": json.dumps(list(result.warnings)),
             },
         )
         pipe.expire(stream, max(1, math.ceil(self._outbox.outcome_ttl)))
