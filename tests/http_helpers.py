@@ -19,6 +19,7 @@ class Reply:
     trickle: float | None = None  # seconds between body bytes, sent after the headers
     huge: int | None = None  # send this many bytes of body (Content-Length says so)
     stall: bool = False  # read the request, then never answer (until the server stops)
+    upload_pace: float | None = None  # seconds between 64 KiB reads of the request body
 
 
 class FaultyServer(ThreadingHTTPServer):
@@ -61,11 +62,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
-        body = self.rfile.read(length)
+        reply = self.server.next_reply()
+        if reply.upload_pace is None:
+            body = self.rfile.read(length)
+        else:  # a slow link: the client's upload advances 64 KiB at a time
+            pieces: list[bytes] = []
+            left = length
+            while left > 0 and not self.server.stopping.wait(reply.upload_pace):
+                piece = self.rfile.read1(min(left, 65536))
+                if not piece:  # the client gave up and hung up
+                    with self.server.lock:
+                        self.server.aborted += 1
+                    self.close_connection = True
+                    return
+                pieces.append(piece)
+                left -= len(piece)
+            body = b"".join(pieces)
         with self.server.arrived:
             self.server.bodies.append(body)
             self.server.arrived.notify_all()
-        reply = self.server.next_reply()
         if reply.stall:
             self.server.stopping.wait(30)
             return

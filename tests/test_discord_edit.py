@@ -163,6 +163,40 @@ def test_an_edit_that_needs_fewer_pieces_deletes_the_rest(
     assert discord.seen[-1].method == "DELETE"
 
 
+def test_a_post_and_an_edit_past_max_parts_both_say_what_was_cut(
+    discord: DiscordServer, processpype_notifier: Any
+) -> None:
+    notifier: Notifier = processpype_notifier(
+        {
+            "enabled": True,
+            "backends": {"chat": {"type": "discord", "url": discord.url, "max_parts": 2}},
+        }
+    )
+    report = notifier.send("word " * 2000)  # 10,000 characters: five pieces uncapped
+
+    edited = notifier.edit(report, "more words " * 2000)
+
+    for result in (report.results[0], edited.results[0]):
+        assert result.status == "delivered"
+        (warning,) = result.warnings
+        assert "cut after 2 part(s)" in warning
+    assert len(edited.results[0].reference) == 2
+    assert all("more characters cut" in text for text in list(discord.messages.values())[-1:])
+
+
+def test_a_long_non_ascii_post_is_still_referenced_and_editable(
+    notifier: Notifier, discord: DiscordServer
+) -> None:
+    # Discord answers with the whole message: 1,900 "é" are some 11 KiB of JSON escapes.
+    report = notifier.send("é" * 1900)
+    [message_id] = report.results[0].reference
+
+    edited = notifier.edit(report, "short")
+
+    assert edited.ok
+    assert discord.messages[message_id].endswith("short")
+
+
 def test_editing_a_message_discord_does_not_know_fails(
     notifier: Notifier, discord: DiscordServer
 ) -> None:

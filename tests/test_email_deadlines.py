@@ -9,6 +9,7 @@ import pytest
 from email_helpers import backend, message
 
 from processpype.communications.errors import SendError
+from processpype.communications.models import Attachment
 from processpype.testing.smtp import SMTPTestServer
 
 
@@ -37,6 +38,28 @@ async def test_a_relay_that_trickles_its_reply_fails_at_the_attempt_deadline(
     assert info.value.attempts == 1  # not retried: the relay had the whole message
     assert after.status == "delivered"
     assert [m["Subject"] for m in server.messages] == ["[WARNING] Notification"]
+
+
+@pytest.mark.asyncio
+async def test_a_20_mib_attachment_to_a_trickling_relay_fails_at_the_attempt_deadline(
+    server: SMTPTestServer,
+) -> None:
+    # Large enough for the direct path (send_prepared), not sendmail's.
+    dump = Attachment.from_bytes(b"\x00" * (20 * 1024 * 1024), "dump.bin")
+    server.trickle_next(interval=0.05)
+    mail = backend(server, timeout=10, attempt_timeout=2, retry_base_delay=0.001)
+    await mail.start()
+    try:
+        async with asyncio.timeout(30):
+            with pytest.raises(SendError, match=r"within 2 s \(attempt_timeout\)") as info:
+                await mail.deliver(message("nightly dump", attachments=[dump]))
+            after = await mail.deliver(message("next one"))
+    finally:
+        await mail.stop()
+
+    assert info.value.attempts == 1  # not retried: the relay had the whole message
+    assert after.status == "delivered"
+    assert server.message_count == 1
 
 
 @pytest.mark.asyncio

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from http_helpers import FaultyServer, faulty_server
 from telegram_helpers import BackendMaker
+from telethon import errors
 
 from processpype.communications.backends import create_communicator
 from processpype.communications.backends._telegram_text import MAX_MESSAGE_UNITS, utf16_len
@@ -114,4 +115,51 @@ async def test_ten_megabytes_become_ten_telegram_messages_with_a_warning() -> No
     assert all(utf16_len(text) <= MAX_MESSAGE_UNITS for text in texts)
     assert "more characters cut: the message was longer than 10 parts" in texts[-1]
     assert result.status == "delivered"
+    assert any("max_parts" in warning for warning in result.warnings)
+
+
+@pytest.mark.asyncio
+async def test_each_message_keeps_its_own_cut_warning_when_sent_together(
+    server: FaultyServer,
+) -> None:
+    async with chat_backend("slack", server.url, max_parts=2) as chat:
+        async with asyncio.timeout(30):
+            long, short, again = await asyncio.gather(
+                chat.deliver(OutgoingMessage(message="x " * 20_000)),
+                chat.deliver(OutgoingMessage(message="fits in one")),
+                chat.deliver(OutgoingMessage(message="y " * 20_000)),
+            )
+
+    assert short.warnings == ()
+    assert len(long.warnings) == 1
+    assert len(again.warnings) == 1
+    assert "cut after 2 part(s)" in long.warnings[0]
+
+
+@pytest.mark.asyncio
+async def test_a_telegram_edit_past_max_parts_says_what_was_cut() -> None:
+    fake = FakeTelegramClient()
+    async with BackendMaker(fake, FAST) as make:
+        telegram = await make(max_parts=2)
+        async with asyncio.timeout(30):
+            posted = await telegram.deliver(OutgoingMessage(message="short"))
+            edited = await telegram.edit(posted.reference, OutgoingMessage(message=TEN_MB))
+            after = await telegram.deliver(OutgoingMessage(message="short again"))
+
+    assert posted.warnings == ()
+    assert edited.status == "delivered"
+    assert any("cut after 2 part(s)" in warning for warning in edited.warnings)
+    assert after.warnings == ()
+
+
+@pytest.mark.asyncio
+async def test_a_telegram_message_failed_after_a_cut_still_says_what_was_cut() -> None:
+    fake = FakeTelegramClient()
+    async with BackendMaker(fake, FAST) as make:
+        telegram = await make(max_parts=2)
+        fake.fail_next(errors.ChatWriteForbiddenError(request=None))
+        async with asyncio.timeout(30):
+            result = await telegram.deliver(OutgoingMessage(message=TEN_MB))
+
+    assert result.status == "failed"
     assert any("max_parts" in warning for warning in result.warnings)

@@ -83,6 +83,62 @@ def test_a_notifier_made_in_a_forked_multiprocessing_child_is_flushed_when_the_c
     assert problems == []
 
 
+def test_a_forked_child_loses_nothing_whether_its_notifier_is_collected_or_closed_at_exit(
+    tmp_path: Path,
+) -> None:
+    # Either order the docs describe: one notifier is dropped and collected while the
+    # child runs (it warns), the other is still referenced when multiprocessing exits.
+    out = tmp_path / "delivered.txt"
+    completed = run_script(
+        """
+        import gc, multiprocessing, warnings
+        from processpype import Notifier
+
+        kept = []
+
+        class OwnLock(OneAtATime):
+            # One lock per backend: the two notifiers run on two loops.
+            async def send(self, message):
+                if getattr(self, "own", None) is None:
+                    self.own = asyncio.Lock()
+                async with self.own:
+                    await asyncio.sleep(0.05)
+                    with open(sys.argv[1], "a", encoding="utf-8") as out:
+                        out.write(message.message + "\\n")
+
+        def own_backend():
+            return OwnLock("slow", CommunicatorBackendConfig(type="slow"))
+
+        def child():
+            warnings.simplefilter("always", ResourceWarning)
+            dropped = Notifier({"enabled": True, "backends": {}}, name="dropped")
+            dropped.add_communicator(own_backend())
+            for index in range(5):
+                dropped.send_nowait(f"dropped {index}")
+            del dropped  # still in flight: not collected until its messages have outcomes
+            gc.collect()
+            closed_at_exit = Notifier({"enabled": True, "backends": {}}, name="kept")
+            closed_at_exit.add_communicator(own_backend())
+            for index in range(5):
+                closed_at_exit.send_nowait(f"kept {index}")
+            kept.append(closed_at_exit)
+
+        if __name__ == "__main__":
+            process = multiprocessing.get_context("fork").Process(target=child)
+            process.start()
+            process.join(60)
+            print("exit code", process.exitcode)
+        """,
+        str(out),
+    )
+
+    assert completed.stdout.strip() == "exit code 0", completed.stderr
+    delivered = sorted(out.read_text(encoding="utf-8").splitlines())
+    assert delivered == sorted([f"dropped {i}" for i in range(5)] + [f"kept {i}" for i in range(5)])
+    assert "not delivered" not in completed.stderr
+    assert "kept was never closed" not in completed.stderr  # closed by the exit flush
+
+
 def test_what_a_forked_child_could_not_deliver_is_reported_on_its_stderr(tmp_path: Path) -> None:
     out = tmp_path / "delivered.txt"
     completed = run_script(

@@ -97,6 +97,38 @@ def test_sigterm_reports_on_stderr_what_the_drain_timeout_left_undelivered() -> 
     assert "'alert 2'" in err
 
 
+def test_sigterm_reports_an_edit_it_cut_short_as_may_have_been_applied(
+    smtp: SMTPTestServer,
+) -> None:
+    process = start_script(
+        """
+        import asyncio, threading
+        from processpype.testing.recording import RecordingCommunicator
+
+        editing = threading.Event()
+
+        class SlowEdits(RecordingCommunicator):
+            async def edit(self, reference, message):
+                editing.set()
+                await asyncio.Event().wait()  # a chat service that never answers the edit
+
+        notifier = Notifier({"enabled": True}, handle_signals=True, drain_timeout=0.3)
+        notifier.add_communicator(SlowEdits("chat"))
+        report = notifier.send("deploying")
+        threading.Thread(target=notifier.edit, args=(report, "deployed"), daemon=True).start()
+        assert editing.wait(10)
+        print("queued", flush=True)
+        time.sleep(120)
+        """,
+        smtp.port,
+    )
+    _, err = signal_when_ready(process, signal.SIGTERM)
+
+    assert process.returncode == 128 + signal.SIGTERM, err
+    assert "were being sent on SIGTERM and may have been delivered" in err
+    assert "-> chat (may have been delivered) (an edit into this text): 'deployed'" in err
+
+
 def test_sigterm_is_passed_on_to_the_handler_the_application_installed(
     smtp: SMTPTestServer,
 ) -> None:

@@ -153,6 +153,33 @@ async def test_an_image_named_without_a_suffix_still_goes_as_a_photo(
     assert isinstance(request.media, types.InputMediaUploadedPhoto)
 
 
+class StallingSender(StubSender):
+    """Answers the first file part, then never again: an upload whose link went quiet."""
+
+    def send(self, request: Any, ordered: bool = False) -> asyncio.Future[Any]:
+        parts = (functions.upload.SaveFilePartRequest, functions.upload.SaveBigFilePartRequest)
+        if isinstance(request, parts) and self.of(functions.upload.SaveFilePartRequest):
+            self.requests.append(request)
+            return asyncio.get_running_loop().create_future()  # never answered
+        return super().send(request, ordered)
+
+
+@pytest.mark.asyncio
+async def test_an_upload_that_stops_advancing_fails_at_its_deadline() -> None:
+    client = TelegramClient(StringSession(), 12345, "0123456789abcdef0123456789abcdef")
+    sender = StallingSender()
+    client._sender = sender
+    document = Attachment.from_bytes(os.urandom(600_000), "dump.bin")  # two parts
+    piece = FileChunk("nightly dump", None, None, (document,), True)
+
+    async with asyncio.timeout(30):  # the test's own bound, far above the upload's deadline
+        with pytest.raises(TimeoutError, match=r"send_timeout=0.2s plus 600,000 bytes"):
+            await send_file_chunk(client, PEER, None, piece, send_timeout=0.2)
+
+    assert len(sender.of(functions.upload.SaveFilePartRequest)) == 2
+    assert not sender.of(functions.messages.SendMediaRequest)
+
+
 class AnsweringSender(StubSender):
     """Answers a sent file as Telegram does: the new message's id and the message."""
 

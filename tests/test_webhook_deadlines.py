@@ -13,7 +13,7 @@ from http_helpers import FaultyServer, Reply, faulty_server
 from processpype.communications.backends import create_communicator
 from processpype.communications.base import Communicator
 from processpype.communications.errors import SendError
-from processpype.communications.models import OutgoingMessage
+from processpype.communications.models import Attachment, OutgoingMessage
 from processpype.config.loader import config_from_mapping
 
 
@@ -24,8 +24,8 @@ def server() -> Iterator[FaultyServer]:
 
 
 @contextlib.asynccontextmanager
-async def webhook(url: str, **settings: Any) -> AsyncIterator[Communicator]:
-    backend = {"type": "webhook", "url": url, "retry_base_delay": 0.001, **settings}
+async def webhook(url: str, kind: str = "webhook", **settings: Any) -> AsyncIterator[Communicator]:
+    backend = {"type": kind, "url": url, "retry_base_delay": 0.001, **settings}
     config = config_from_mapping({"backends": {"hook": backend}})
     communicator = create_communicator("hook", config.backends["hook"])
     await communicator.start()
@@ -50,6 +50,26 @@ async def test_a_trickling_response_fails_at_the_attempt_deadline_and_the_next_m
     assert info.value.attempts == 1  # not retried: the server had the request
     assert second.status == "delivered"
     assert len(server.bodies) == 2
+
+
+@pytest.mark.asyncio
+async def test_a_slow_upload_of_a_large_file_to_discord_fails_at_the_attempt_deadline(
+    server: FaultyServer,
+) -> None:
+    # 64 KiB every 50 ms: every write of the upload advances well inside the per-write
+    # timeout, and the 8 MiB would take some 6 s. Only a deadline on the whole try ends it.
+    server.replies.append(Reply(upload_pace=0.05))
+    dump = Attachment.from_bytes(b"\x00" * (8 * 1024 * 1024), "dump.bin")
+    async with webhook(server.url, "discord", timeout=5, attempt_timeout=0.5) as chat:
+        async with asyncio.timeout(20):
+            with pytest.raises(SendError, match=r"within 0.5 s \(attempt_timeout\)") as info:
+                await chat.deliver(OutgoingMessage(message="nightly dump", attachments=[dump]))
+            after = await chat.deliver(OutgoingMessage(message="next one"))
+
+    assert info.value.attempts == 1  # not retried: the server may have the upload
+    assert after.status == "delivered"
+    assert len(server.bodies) == 1  # the upload never completed; the next message did
+    assert b"next one" in server.bodies[0]
 
 
 @pytest.mark.asyncio
@@ -79,6 +99,21 @@ async def test_a_huge_error_page_is_read_only_up_to_a_few_kib_and_the_connection
     assert after.status == "delivered"
     # The client hung up long before the server could write the whole page.
     assert server.sent_bytes < huge // 4
+
+
+@pytest.mark.asyncio
+async def test_a_huge_2xx_reply_to_discord_is_read_only_up_to_its_bound(
+    server: FaultyServer,
+) -> None:
+    # Discord's reply is read (for the message id), but not without end.
+    server.replies.append(Reply(huge=256 * 1024 * 1024))
+    async with webhook(server.url, "discord", timeout=5) as chat:
+        async with asyncio.timeout(20):
+            result = await chat.deliver(OutgoingMessage(message="posted"))
+
+    assert result.status == "delivered"
+    assert result.reference == ()  # no message id in that reply: nothing to edit later
+    assert server.sent_bytes < 64 * 1024 * 1024
 
 
 @pytest.mark.asyncio

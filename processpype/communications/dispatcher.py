@@ -279,6 +279,7 @@ class CommunicationDispatcher:
         if message.attachments:
             # An edit changes the text only: the files stay as they were first sent.
             message = message.model_copy(update={"attachments": []})
+        token = DELIVERING.set(True)  # what the edit logs is not an alert (as deliver_to)
         try:
             return await communicator.edit(earlier.reference, message)
         except asyncio.CancelledError:
@@ -289,6 +290,8 @@ class CommunicationDispatcher:
             return DeliveryResult.failed(
                 name, exc, attempts=attempts if isinstance(attempts, int) else 1
             )
+        finally:
+            DELIVERING.reset(token)
 
     async def _retry_start(self, communicator: Communicator) -> DeliveryResult | None:
         """Start a backend whose start failed earlier, with backoff between tries.
@@ -372,7 +375,8 @@ class CommunicationDispatcher:
 
 async def _flush_one(communicator: Communicator, timeout: float | None) -> bool:
     try:
-        return await communicator.flush(timeout)
+        with delivery_work():  # a flush sends what is queued
+            return await communicator.flush(timeout)
     except asyncio.CancelledError:
         raise
     except Exception as exc:
@@ -382,7 +386,8 @@ async def _flush_one(communicator: Communicator, timeout: float | None) -> bool:
 
 async def _stop_one(communicator: Communicator) -> None:
     try:
-        await communicator.stop()
+        with delivery_work():  # a stop drains what is in flight
+            await communicator.stop()
     except asyncio.CancelledError:
         raise
     except Exception as exc:

@@ -275,6 +275,9 @@ class Notifier:
         # Dispatched, still waiting for a backend; a dict keeps the hand-off order.
         self._active: dict[_Delivery, None] = {}
         self._tasks: set[asyncio.Task[DeliveryResult]] = set()
+        # Edits under way (edit, progress): flush waits for them, close reports them.
+        self._edits: dict[asyncio.Task[DeliveryReport], tuple[DeliveryReport, OutgoingMessage]] = {}
+        self._cut_edits: set[asyncio.Task[DeliveryReport]] = set()
         self._held: dict[str, deque[tuple[_Delivery, int]]] = {}
         self._draining = False
         self._settled = 0
@@ -722,7 +725,53 @@ class Notifier:
             self.start()
         if self._closing:
             raise self._closed_error()
-        return self._loop_thread.submit(self._dispatcher.edit(report, message, resend=resend))
+        return self._loop_thread.submit(self._tracked_edit(report, message, resend))
+
+    async def _tracked_edit(
+        self, report: DeliveryReport, message: OutgoingMessage, resend: bool
+    ) -> DeliveryReport:
+        """Loop thread: the edit, known to ``flush`` and ``close`` while it runs.
+
+        Cut short by close, it still has a report: what may have been edited is failed
+        as "may have been applied", the rest skipped.
+        """
+        task = asyncio.current_task()
+        assert task is not None  # run_coroutine_threadsafe runs it as a task
+        self._edits[task] = (report, message)
+        try:
+            return await self._dispatcher.edit(report, message, resend=resend)
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise  # the caller stopped waiting (its timeout)
+            self._cut_edits.add(task)
+            reason = (
+                "the notifier closed while this backend was making the edit: it may have "
+                "been applied"
+            )
+            return DeliveryReport(
+                message=message,
+                results=tuple(
+                    DeliveryResult.failed(r.backend, reason, attempts=1)
+                    if _edit_reaches(r, resend)
+                    else DeliveryResult.skipped(r.backend, "the notifier closed before the edit")
+                    for r in report.results
+                ),
+            )
+        finally:
+            self._edits.pop(task, None)
+
+    async def _flush_on_loop(self, timeout: float | None) -> bool:
+        """Loop thread: wait for the edits under way, then for every backend's queue."""
+        edits = list(self._edits)
+        if edits:
+            loop = asyncio.get_running_loop()
+            began = loop.time()
+            _, running = await asyncio.wait(edits, timeout=timeout)
+            if running:
+                return False
+            if timeout is not None:
+                timeout = max(0.0, timeout - (loop.time() - began))
+        return await self._dispatcher.flush_all(timeout)
 
     def watch(
         self,
@@ -1195,7 +1244,7 @@ class Notifier:
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             return self._loop_thread.call(
-                self._dispatcher.flush_all(remaining),
+                self._flush_on_loop(remaining),
                 timeout=None if remaining is None else remaining + 1.0,
             )
         except (TimeoutError, RuntimeError):
@@ -1349,12 +1398,18 @@ class Notifier:
         held = {(id(delivery), index) for queue in self._held.values() for delivery, index in queue}
         self._held.clear()
         active = list(self._active)
-        tasks = list(self._tasks)
+        edits = list(self._edits.items())
+        tasks: list[asyncio.Task[Any]] = [*self._tasks, *(task for task, _ in edits)]
         for task in tasks:
             task.cancel()
         if tasks:
             # A request that completes while being cancelled still reports its outcome.
             await asyncio.wait(tasks, timeout=_left(grace) / 2)
+        for task, (earlier, edited) in edits:
+            if task in self._cut_edits or not task.done():
+                names = tuple(r.backend for r in earlier.results if _edit_reaches(r, True))
+                undelivered.append(_Undelivered(edited, names, True, edit=True))
+        self._cut_edits.clear()
         for delivery in active:
             targets, results = delivery.targets or [], delivery.results or []
             not_sent: list[str] = []
@@ -1437,19 +1492,28 @@ class _Undelivered(NamedTuple):
     backends: tuple[str, ...]
     in_flight: bool = False
     """True when a backend was sending it: it may have reached the service."""
+    edit: bool = False
+    """True for an edit of ``message`` (``Notifier.edit``, progress) cut short."""
 
 
 def _report_lines(entries: list[_Undelivered], note: str) -> list[str]:
     lines = []
-    for message, backends, _ in entries[:20]:
+    for message, backends, _, edit in entries[:20]:
         text = message.message
         preview = text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
+        what = " (an edit into this text)" if edit else ""
         lines.append(
-            f"  label {message.label!r} -> {', '.join(backends) or 'no backend'}{note}: {preview!r}"
+            f"  label {message.label!r} -> {', '.join(backends) or 'no backend'}{note}{what}: "
+            f"{preview!r}"
         )
     if len(entries) > 20:
         lines.append(f"  ... and {len(entries) - 20} more")
     return lines
+
+
+def _edit_reaches(earlier: DeliveryResult, resend: bool) -> bool:
+    """True when an edit of ``earlier`` makes a request (``edit_one``'s choice, in short)."""
+    return earlier.status == "delivered" and (bool(earlier.reference) or resend)
 
 
 def _close_for_signal(notifier: Notifier, signum: int) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "PHOTO_LIMIT",
     "UPLOAD_BYTES_PER_SECOND",
     "FileChunk",
+    "UploadTimeoutError",
     "plan_pieces",
     "send_file_chunk",
 ]
@@ -109,6 +110,10 @@ def _named(attachment: Attachment, photo: bool) -> io.BytesIO:
     return stream
 
 
+class UploadTimeoutError(TimeoutError):
+    """A file piece got no answer within its deadline; the text says how it was reckoned."""
+
+
 async def send_file_chunk(
     client: Any, entity: int | str, topic_id: int | None, piece: FileChunk, send_timeout: float
 ) -> Any:
@@ -130,5 +135,12 @@ async def send_file_chunk(
         if piece.force_document:
             options["mime_type"] = only.content_type.split(";", 1)[0].strip()
     size = sum(a.size for a in piece.files)
-    async with asyncio.timeout(send_timeout + size / UPLOAD_BYTES_PER_SECOND):
-        return await client.send_file(entity, files[0] if len(files) == 1 else files, **options)
+    deadline = send_timeout + size / UPLOAD_BYTES_PER_SECOND
+    try:
+        async with asyncio.timeout(deadline):
+            return await client.send_file(entity, files[0] if len(files) == 1 else files, **options)
+    except TimeoutError as exc:
+        raise UploadTimeoutError(
+            f"send_timeout={send_timeout}s plus {size:,} bytes at "
+            f"{UPLOAD_BYTES_PER_SECOND // 1024} KiB/s ({deadline:.3g}s)"
+        ) from exc

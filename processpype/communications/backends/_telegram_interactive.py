@@ -229,13 +229,8 @@ class TelegramInteractions:
         job.buttons = buttons
         queue = backend._queue
         assert queue is not None  # _make_job checked it
-        try:
-            await queue.put(job, backend._tg_config.send_timeout)
-            result = await asyncio.shield(job.outcome)
-        finally:
-            cut = backend._cut_warnings.pop(id(job), None)  # a max_parts cut of this text
-        if cut is not None:
-            result = result.model_copy(update={"warnings": (*result.warnings, cut)})
+        await queue.put(job, backend._tg_config.send_timeout)
+        result = await asyncio.shield(job.outcome)  # with the job's warnings (a max_parts cut)
         return with_reference(result, job), job
 
     async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:

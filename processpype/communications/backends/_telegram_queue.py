@@ -72,7 +72,16 @@ class SendFailure:
 class Job:
     """One outgoing message on its way to one chat, with its outcome."""
 
-    __slots__ = ("chunk_tries", "chunks", "error", "message", "next_chunk", "outcome", "target")
+    __slots__ = (
+        "chunk_tries",
+        "chunks",
+        "error",
+        "message",
+        "next_chunk",
+        "outcome",
+        "target",
+        "warnings",
+    )
 
     def __init__(
         self,
@@ -88,6 +97,9 @@ class Job:
         self.next_chunk = 0
         self.chunk_tries: list[int] = [0] * len(chunks)
         self.error: SendError | None = None
+        self.warnings: tuple[str, ...] = ()
+        """What of the message will not reach the chat (text cut at ``max_parts``); the
+        outcome carries them."""
 
     @property
     def attempts(self) -> int:
@@ -262,6 +274,8 @@ class SendQueue:
             self._idle.set()
 
     def _finish(self, job: Job, result: DeliveryResult) -> None:
+        if job.warnings:
+            result = result.model_copy(update={"warnings": (*result.warnings, *job.warnings)})
         if not job.outcome.done():
             job.outcome.set_result(result)
         self._admitted -= 1

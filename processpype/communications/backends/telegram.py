@@ -48,6 +48,7 @@ from processpype.communications._masking import redact
 from processpype.communications.ask import Answer, Question
 from processpype.communications.backends._telegram_files import (
     FileChunk,
+    UploadTimeoutError,
     plan_pieces,
     send_file_chunk,
 )
@@ -290,7 +291,6 @@ class TelegramCommunicator(Communicator):
         self._targets = self._build_targets(config)
         self._client: Any = None
         self._queue: SendQueue | None = None
-        self._cut_warnings: dict[int, str] = {}  # id(job) -> max_parts warning, until read
         self._watchdog: asyncio.Task[None] | None = None
         self._connect_lock: asyncio.Lock | None = None
         self._stopping = False
@@ -863,7 +863,7 @@ class TelegramCommunicator(Communicator):
         job = TrackedJob(message, target, chunks, outcome)
         if cut is not None:
             logger.warning("%s: %s", self.name, cut)
-            self._cut_warnings[id(job)] = cut
+            job.warnings = (cut,)
         return job
 
     async def _enqueue(self, message: OutgoingMessage) -> Job | str:
@@ -874,11 +874,7 @@ class TelegramCommunicator(Communicator):
         job = self._make_job(message, target)
         queue = self._queue
         assert queue is not None  # _make_job checked it
-        try:
-            await queue.put(job, self._tg_config.send_timeout)
-        except BaseException:
-            self._cut_warnings.pop(id(job), None)
-            raise
+        await queue.put(job, self._tg_config.send_timeout)
         return job
 
     async def send(self, message: OutgoingMessage) -> None:
@@ -890,8 +886,6 @@ class TelegramCommunicator(Communicator):
         queued = await self._enqueue(message)
         if isinstance(queued, str):
             logger.debug("%s: message for label %r skipped: %s", self.name, message.label, queued)
-        else:
-            self._cut_warnings.pop(id(queued), None)
 
     async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
         """Queue ``message`` and wait for its outcome: delivered (with attempts) or failed.
@@ -901,12 +895,7 @@ class TelegramCommunicator(Communicator):
         queued = await self._enqueue(message)
         if isinstance(queued, str):
             return DeliveryResult.skipped(self.name, queued)
-        try:
-            result = await asyncio.shield(queued.outcome)
-        finally:
-            cut = self._cut_warnings.pop(id(queued), None)
-        if cut is not None:
-            result = result.model_copy(update={"warnings": (*result.warnings, cut)})
+        result = await asyncio.shield(queued.outcome)  # with the job's warnings
         return with_reference(result, queued)
 
     async def flush(self, timeout: float | None = None) -> bool:
@@ -982,11 +971,16 @@ class TelegramCommunicator(Communicator):
                 "flood", reason, delay=max(float(seconds), 0.0) * self._limits.time_scale
             )
         if isinstance(exc, TimeoutError):
-            # Telegram may have received it: retrying could post the message twice.
+            # Telegram may have received it: retrying could post the message twice. A
+            # file's deadline (send_file_chunk) says how it was reckoned.
+            within = (
+                str(exc)
+                if isinstance(exc, UploadTimeoutError)
+                else f"send_timeout={self._tg_config.send_timeout}s"
+            )
             return SendFailure(
                 "fatal",
-                f"no answer within send_timeout={self._tg_config.send_timeout}s; not retried "
-                "because Telegram may have received it",
+                f"no answer within {within}; not retried because Telegram may have received it",
             )
         if _is_server_error(exc):
             return SendFailure("retry", reason)  # 500, -503, "unsuccessful N time(s)"

@@ -34,7 +34,7 @@ import string
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import httpx
 
@@ -86,6 +86,9 @@ _ERROR_BODY_CHARS = 200
 _BODY_LIMIT = 8192
 """Bytes of a reply read at most (error text, Discord's retry_after); the rest is dropped
 with the connection, so a 256 MiB error page costs 8 KiB."""
+_REPLY_LIMIT = 1024 * 1024
+"""Bytes of a 2xx reply read at most by a backend that needs it (Discord's posted message,
+with its id: its 2,000 characters of content, JSON-escaped, and files' URLs pass 8 KiB)."""
 _BAD_HEADER_CHARS = "\x00\x0b\x0c"  # besides CR and LF, what h11 refuses in a value
 _SEVERITY_EMOJI: dict[MessageSeverity, str] = {
     MessageSeverity.DEBUG: "\N{MEDIUM WHITE CIRCLE}",
@@ -487,10 +490,19 @@ def _request_content(payload: Any) -> dict[str, Any]:
 # -- the backends -------------------------------------------------------------------------
 
 
+class _Bodies(NamedTuple):
+    """The request bodies that carry one message, and the ``max_parts`` warning when its
+    text was cut (it travels with the bodies: each message has its own)."""
+
+    payloads: list[Any]
+    cut: str | None = None
+
+
 class _HttpCommunicator(Communicator):
     """What the three webhook backends share: the client, the send lock, retries."""
 
     _kind: ClassVar[str] = "webhook"
+    _reads_reply: ClassVar[bool] = False  # True: a 2xx reply's body is read up to _REPLY_LIMIT
 
     def __init__(self, name: str, config: _HttpBackendConfig) -> None:
         super().__init__(name, config)
@@ -501,7 +513,6 @@ class _HttpCommunicator(Communicator):
         # A server may echo the path or query (``Cannot POST /services/T0/B0/SECRET``).
         self._secrets = url_secrets(self._url)
         self._client: httpx.AsyncClient | None = None
-        self._cut_warning: str | None = None  # set by _split for the message at hand
         self._lock: asyncio.Lock | None = None
         self._idle: asyncio.Event | None = None
         self._pending = 0
@@ -519,24 +530,21 @@ class _HttpCommunicator(Communicator):
     def _headers(self) -> dict[str, str]:
         return {"User-Agent": f"processpype/{__version__}"}
 
-    def _payloads(self, message: OutgoingMessage) -> list[Any]:
-        """The JSON bodies that carry ``message`` (several when its text is split)."""
+    def _payloads(self, message: OutgoingMessage) -> _Bodies:
+        """The bodies that carry ``message`` (several when its text is split)."""
         raise NotImplementedError
 
-    def _take_cut_warning(self) -> str | None:
-        warning, self._cut_warning = self._cut_warning, None
-        return warning
-
-    def _split(self, text: str, limit: int, cost: Callable[[str], int]) -> list[str]:
-        """``text`` in pieces of at most ``limit``, no more than ``max_parts`` of them."""
+    def _split(
+        self, text: str, limit: int, cost: Callable[[str], int]
+    ) -> tuple[list[str], str | None]:
+        """``text`` in pieces of at most ``limit``, no more than ``max_parts`` of them; and
+        the warning saying how much was cut (None when nothing was)."""
         max_parts = getattr(self._http_config, "max_parts", None)
         if max_parts is None:
-            return _split_keeping_fences(text, limit, cost)
-        chunks, warning = cap_parts(
+            return _split_keeping_fences(text, limit, cost), None
+        return cap_parts(
             text, limit, max_parts, lambda part: _split_keeping_fences(part, limit, cost), cost
         )
-        self._cut_warning = warning
-        return chunks
 
     def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
         """What of ``message`` these bodies do not carry (files this service cannot take)."""
@@ -583,9 +591,7 @@ class _HttpCommunicator(Communicator):
         lock, idle = self._lock, self._idle
         if not self._started or self._client is None or lock is None or idle is None:
             raise SendError(f"{self._kind} backend is not started", backend=self.name, attempts=0)
-        self._cut_warning = None
-        payloads = self._payloads(message)
-        warning = self._take_cut_warning()  # before the first await: it is per message
+        payloads, warning = self._payloads(message)
         if warning is not None:
             logger.warning("%s: %s", self.name, warning)
         warnings = self._warnings(message) if message.attachments else ()
@@ -606,7 +612,7 @@ class _HttpCommunicator(Communicator):
                 warnings = (*warnings, *(() if warning is None else (warning,)))
                 if warnings:
                     for problem in warnings:
-                        if problem != warning:  # the cut was logged before the first await
+                        if problem != warning:  # the cut was logged before sending
                             logger.warning("%s: %s", self.name, problem)
                     return DeliveryResult(
                         backend=self.name, status="delivered", attempts=attempts, warnings=warnings
@@ -765,7 +771,8 @@ class _HttpCommunicator(Communicator):
         payload: Any,
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
-        """Send one request; the reply with at most ``_BODY_LIMIT`` bytes of its body.
+        """Send one request; the reply with at most ``_BODY_LIMIT`` bytes of its body
+        (``_REPLY_LIMIT`` for a 2xx reply the backend reads).
 
         The body is streamed: past the limit the response is closed unread, which drops
         the connection instead of reading a huge page to the end.
@@ -773,12 +780,17 @@ class _HttpCommunicator(Communicator):
         async with client.stream(
             method, url, headers=headers, **_request_content(payload)
         ) as streamed:
+            limit = (
+                _REPLY_LIMIT
+                if self._reads_reply and 200 <= streamed.status_code < 300
+                else _BODY_LIMIT
+            )
             chunks: list[bytes] = []
             size = 0
             async for chunk in streamed.aiter_bytes():
                 chunks.append(chunk)
                 size += len(chunk)
-                if size >= _BODY_LIMIT:
+                if size >= limit:
                     break
         kept = [
             (key, value)
@@ -788,7 +800,7 @@ class _HttpCommunicator(Communicator):
         return httpx.Response(
             streamed.status_code,
             headers=kept,
-            content=b"".join(chunks)[:_BODY_LIMIT],
+            content=b"".join(chunks)[:limit],
             request=streamed.request,
         )
 
@@ -907,15 +919,15 @@ class WebhookCommunicator(_HttpCommunicator):
             return fields
         return _render_template(self._template, fields)
 
-    def _payloads(self, message: OutgoingMessage) -> list[Any]:
+    def _payloads(self, message: OutgoingMessage) -> _Bodies:
         try:
             body = self.render_body(message)
         except SendError as exc:
             exc.backend = self.name
             raise
         if message.attachments and self._webhook_config.attachments == "multipart":
-            return [_Multipart(body, tuple(message.attachments))]
-        return [body]
+            return _Bodies([_Multipart(body, tuple(message.attachments))])
+        return _Bodies([body])
 
     def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
         mode = self._webhook_config.attachments
@@ -971,15 +983,15 @@ class SlackCommunicator(_HttpCommunicator):
             named.append(entry)
         return line + ", ".join(named)
 
-    def _payloads(self, message: OutgoingMessage) -> list[Any]:
+    def _payloads(self, message: OutgoingMessage) -> _Bodies:
         line = self._files_line(message)
         # The line naming the files ends the last piece, with room kept for it, so a
         # max_parts cut of a long text cannot take it away.
         room = max(SLACK_TEXT_LIMIT // 2, SLACK_TEXT_LIMIT - self._cost(line))
-        chunks = self._split(self._body_text(message), room, self._cost)
+        chunks, cut = self._split(self._body_text(message), room, self._cost)
         if line:
             chunks[-1] += line
-        return [{"text": self._escape(chunk)} for chunk in chunks]
+        return _Bodies([{"text": self._escape(chunk)} for chunk in chunks], cut)
 
     def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
         return (f"not attached ({SLACK_NOT_ATTACHED}): {_names(message.attachments)}",)
@@ -992,6 +1004,7 @@ class DiscordCommunicator(_HttpCommunicator):
     """
 
     _kind = "discord"
+    _reads_reply = True  # the posted message, for its id
 
     def __init__(self, name: str, config: DiscordCommunicatorConfig) -> None:
         super().__init__(name, config)
@@ -1029,11 +1042,11 @@ class DiscordCommunicator(_HttpCommunicator):
         head = f"{_SEVERITY_EMOJI[severity]} **{severity.value.upper()}**"
         return _compose(head, message)
 
-    def _payloads(self, message: OutgoingMessage) -> list[Any]:
+    def _payloads(self, message: OutgoingMessage) -> _Bodies:
         files = message.attachments
         if files:
             self._check_limits(files)
-        chunks = self._split(self.render_text(message), DISCORD_CONTENT_LIMIT, utf16_length)
+        chunks, cut = self._split(self.render_text(message), DISCORD_CONTENT_LIMIT, utf16_length)
         payloads: list[Any] = []
         for chunk in chunks:
             payload: dict[str, Any] = {"content": chunk, "allowed_mentions": {"parse": []}}
@@ -1045,7 +1058,7 @@ class DiscordCommunicator(_HttpCommunicator):
             last = payloads[-1]
             last["attachments"] = [{"id": i, "filename": a.filename} for i, a in enumerate(files)]
             payloads[-1] = _Multipart(last, tuple(files))
-        return payloads
+        return _Bodies(payloads, cut)
 
     def _check_limits(self, files: list[Attachment]) -> None:
         config = self._discord_config
@@ -1129,9 +1142,7 @@ class _DiscordEdits:
 
     async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
         backend = self._backend
-        backend._cut_warning = None
-        payloads = backend._payloads(message)
-        warning = backend._take_cut_warning()  # before the first await: it is per message
+        payloads, warning = backend._payloads(message)
         if warning is not None:
             logger.warning("%s: %s", backend.name, warning)
         attempts = 0
@@ -1147,15 +1158,7 @@ class _DiscordEdits:
             self._with_files[ids[-1]] = None
             if len(self._with_files) > _FILE_POSTS_KEPT:
                 del self._with_files[next(iter(self._with_files))]
-        if warning is not None:
-            return DeliveryResult(
-                backend=backend.name,
-                status="delivered",
-                attempts=attempts,
-                reference=reference,
-                warnings=(warning,),
-            )
-        return DeliveryResult.delivered(backend.name, attempts=attempts, reference=reference)
+        return _delivered(backend.name, attempts, reference, warning)
 
     async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
         backend = self._backend
@@ -1166,9 +1169,9 @@ class _DiscordEdits:
                 attempts=0,
                 permanent=True,
             )
-        backend._cut_warning = None
-        payloads = backend._payloads(message)
-        warning = backend._take_cut_warning()  # before the first await: it is per message
+        payloads, warning = backend._payloads(message)
+        if warning is not None:
+            logger.warning("%s: %s", backend.name, warning)
         attempts = 0
         ids: list[str | None] = []
         targets, surplus = list(reference), list(reference[len(payloads) :])
@@ -1194,16 +1197,7 @@ class _DiscordEdits:
                 await self._delete(message_id)
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
-        if warning is not None:
-            logger.warning("%s: %s", backend.name, warning)
-            return DeliveryResult(
-                backend=backend.name,
-                status="delivered",
-                attempts=attempts,
-                reference=reference,
-                warnings=(warning,),
-            )
-        return DeliveryResult.delivered(backend.name, attempts=attempts, reference=reference)
+        return _delivered(backend.name, attempts, reference, warning)
 
     async def _delete(self, message_id: str) -> None:
         """Delete a piece an edit no longer needs (best effort: it is logged on failure)."""
@@ -1212,14 +1206,23 @@ class _DiscordEdits:
         if client is None:
             return
         url = self._message_url(message_id)
+        deadline = backend._http_config.attempt_deadline()
         try:
-            response = await client.delete(url)
+            async with asyncio.timeout(deadline):  # the whole request, as for every post
+                response = await backend._request(client, "DELETE", url, None)
             if response.status_code >= 300 and response.status_code != 404:
                 logger.warning(
                     "%s: could not delete a piece an edit made superfluous: HTTP %s",
                     backend.name,
                     response.status_code,
                 )
+        except TimeoutError:
+            logger.warning(
+                "%s: could not delete a piece an edit made superfluous: no answer within "
+                "%g s (attempt_timeout)",
+                backend.name,
+                deadline,
+            )
         except httpx.HTTPError as exc:
             logger.warning(
                 "%s: could not delete a piece an edit made superfluous: %s",
@@ -1230,6 +1233,21 @@ class _DiscordEdits:
 
 _FILE_POSTS_KEPT = 1024
 """Discord posts with files remembered for edits (the oldest are forgotten beyond)."""
+
+
+def _delivered(
+    backend: str, attempts: int, reference: tuple[str, ...], warning: str | None
+) -> DeliveryResult:
+    """A delivered result of a Discord post or edit, with the ``max_parts`` warning if any."""
+    if warning is None:
+        return DeliveryResult.delivered(backend, attempts=attempts, reference=reference)
+    return DeliveryResult(
+        backend=backend,
+        status="delivered",
+        attempts=attempts,
+        reference=reference,
+        warnings=(warning,),
+    )
 
 
 def _message_id(response: httpx.Response | None) -> str | None:

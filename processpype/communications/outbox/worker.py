@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from processpype.communications._delivery_context import delivery_work
 from processpype.communications.backends import create_communicator
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
@@ -187,6 +188,12 @@ class OutboxWorker:
         if self._slots is not None:
             raise RuntimeError(f"{self!r} has already run: create a new OutboxWorker")
         self._slots = asyncio.Semaphore(self._concurrency)
+        # All of it is delivery work: what the worker, its backends and Redis log (an
+        # outage, a retry) never becomes a notification of a NotifierHandler.
+        with delivery_work():
+            await self._run()
+
+    async def _run(self) -> None:
         self._build_backends()
         await self._dispatcher.start_all()
         heartbeat = asyncio.get_running_loop().create_task(self._heartbeat())
