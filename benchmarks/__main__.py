@@ -108,6 +108,12 @@ and the other modules run one benchmark alone.
 - **Telegram pacing**: messages across private chats and groups against the fake
   client enforcing Telegram's limits, against the minimum time the limits allow and a
   sender that paces at one message every 0.1 s.
+- **progress**: the time `Notifier.progress` adds to each item of a loop between two
+  edits, against the same loop bare.
+- **outbox** (needs `redis-server`): enqueue throughput and blocking-send latency (p50,
+  p99) with 1, 2 and 4 producer processes against direct in-process delivery; drain
+  rate with 1, 2 and 4 worker processes against one worker; the Telegram rate through
+  1, 2 and 4 workers of one bot against the bot's limit.
 """
 
 
