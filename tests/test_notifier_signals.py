@@ -63,7 +63,7 @@ def test_sigterm_with_100_messages_queued_delivers_them_all_then_exits_143(
         for index in range(100):
             notifier.send_nowait(f"alert {index}")
         print("queued", flush=True)
-        time.sleep(120)
+        signal.pause()  # until the test's signal arrives
         print("not reached", flush=True)
         """,
         smtp.port,
@@ -86,7 +86,7 @@ def test_sigterm_reports_on_stderr_what_the_drain_timeout_left_undelivered() -> 
             for index in range(3):
                 notifier.send_nowait(f"alert {index}")
             print("queued", flush=True)
-            time.sleep(120)
+            signal.pause()  # until the test's signal arrives
             """,
             silent.getsockname()[1],
         )
@@ -118,7 +118,7 @@ def test_sigterm_reports_an_edit_it_cut_short_as_may_have_been_applied(
         threading.Thread(target=notifier.edit, args=(report, "deployed"), daemon=True).start()
         assert editing.wait(10)
         print("queued", flush=True)
-        time.sleep(120)
+        signal.pause()  # until the test's signal arrives
         """,
         smtp.port,
     )
@@ -144,7 +144,7 @@ def test_sigterm_is_passed_on_to_the_handler_the_application_installed(
         for index in range(20):
             notifier.send_nowait(f"alert {index}")
         print("queued", flush=True)
-        time.sleep(120)
+        signal.pause()  # until the test's signal arrives
         """,
         smtp.port,
     )
@@ -163,7 +163,7 @@ def test_sigint_flushes_then_raises_keyboard_interrupt(smtp: SMTPTestServer) -> 
             notifier.send_nowait(f"alert {index}")
         try:
             print("queued", flush=True)
-            time.sleep(120)
+            signal.pause()  # until the test's signal arrives
         except KeyboardInterrupt:
             print("KeyboardInterrupt", flush=True)
         """,
@@ -210,7 +210,7 @@ def test_without_handle_signals_sigterm_ends_the_process_at_once_as_documented()
             for index in range(3):
                 notifier.send_nowait(f"alert {index}")
             print("queued", flush=True)
-            time.sleep(120)
+            signal.pause()  # until the test's signal arrives
             """,
             silent.getsockname()[1],
         )

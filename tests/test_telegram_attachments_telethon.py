@@ -75,6 +75,8 @@ class StubSender:
 @pytest.fixture
 def client_and_sender() -> tuple[TelegramClient, StubSender]:
     client = TelegramClient(StringSession(), 12345, "0123456789abcdef0123456789abcdef")
+    # Never a real Telegram address, even by accident: the session points at loopback.
+    client.session.set_dc(2, "127.0.0.1", 443)
     sender = StubSender()
     client._sender = sender  # only the network goes; telethon's request logic runs
     return client, sender
