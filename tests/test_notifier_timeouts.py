@@ -158,3 +158,16 @@ def test_a_failed_close_settles_every_future_even_when_the_loop_is_stuck() -> No
     finally:
         release.set()
     assert all(not report.ok for report in reports)
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan])
+def test_edit_refuses_a_timeout_no_clock_can_honour_before_editing(
+    notifier: Notifier, value: float
+) -> None:
+    memory = notifier.communicator("memory")
+    assert isinstance(memory, RecordingCommunicator)
+    report = notifier.send("first", timeout=5)
+    with pytest.raises(ValueError, match=r"timeout must be a finite number"):
+        notifier.edit(report, "second", timeout=value)
+    assert notifier.flush(5)
+    assert memory.texts == ["first"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -331,6 +332,15 @@ def test_bad_choices_are_refused_before_anything_is_posted(
         notifier.ask("Deploy?", choices=["yes", "YES"], timeout=1)
     with pytest.raises(TypeError, match="list of strings"):
         notifier.ask("Deploy?", choices="yes", timeout=1)
+    assert fake.sent == []
+
+
+def test_an_infinite_ask_timeout_is_refused_before_anything_is_posted(
+    notifier: Notifier, fake: FakeTelegramClient
+) -> None:
+    # The wait for the answer cannot honour it: it would overflow after the post.
+    with pytest.raises(ValueError, match="timeout"):
+        notifier.ask("Deploy?", choices=["yes", "no"], timeout=math.inf)
     assert fake.sent == []
 
 

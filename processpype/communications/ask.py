@@ -32,7 +32,7 @@ class Question(BaseModel):
     text: str = Field(min_length=1, description="The question")
     choices: tuple[str, ...] = Field(min_length=1, description="The possible answers")
     label: str = Field(default="default", min_length=1, description="Routing label")
-    timeout: float = Field(gt=0, description="Seconds to wait for an answer")
+    timeout: float = Field(gt=0, allow_inf_nan=False, description="Seconds to wait for an answer")
 
     @field_validator("choices")
     @classmethod

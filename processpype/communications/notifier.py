@@ -680,6 +680,7 @@ class Notifier:
         as skipped.
         """
         self._refuse_on_loop_thread("edit()")
+        timeout = check_timeout(timeout, "timeout")  # an infinite one would overflow the wait
         future = self._edit_future(report, _edited(report, message, fields))
         try:
             return future.result(timeout)
@@ -701,6 +702,7 @@ class Notifier:
         **fields: Any,
     ) -> DeliveryReport:
         """``edit`` for async code: awaitable from any event loop, this notifier's included."""
+        timeout = check_timeout(timeout, "timeout")
         outgoing = _edited(report, message, fields)
         if self.in_loop_thread():
             async with asyncio.timeout(timeout):
