@@ -57,6 +57,23 @@ def test_a_failing_block_reports_the_error_and_reraises_it_unchanged(notifier: N
     assert "Traceback (most recent call last):" in message.message
 
 
+def test_a_configured_secret_quoted_by_the_error_is_masked_in_the_traceback_too(
+    processpype_notifier: Any,
+) -> None:
+    secret = "zz-very-secret-123"
+    notifier: Notifier = processpype_notifier(
+        {"enabled": True, "backends": {"rec": {"type": "recording", "api_token": secret}}}
+    )
+
+    with pytest.raises(RuntimeError), notifier.watch("sync"):
+        raise RuntimeError(f"the server refused token {secret}")
+
+    [message] = sent(notifier)
+    assert "RuntimeError: the server refused token" in message.message
+    assert "Traceback (most recent call last):" in message.message
+    assert secret not in message.message
+
+
 def test_the_traceback_is_cut_to_its_last_lines(notifier: Notifier) -> None:
     def deep(n: int) -> None:
         if n == 0:

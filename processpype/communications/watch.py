@@ -31,6 +31,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, cast
 
 from processpype.communications._jobtext import format_duration, shorten
+from processpype.communications._masking import redact
 from processpype.communications.errors import describe_error
 from processpype.communications.models import MessageSeverity
 
@@ -239,7 +240,8 @@ class Watch:
     def _traceback_tail(self, exc: BaseException) -> list[str]:
         if self.traceback_lines == 0:
             return []
-        formatted = "".join(traceback.format_exception(exc)).rstrip("\n").splitlines()
+        # Masked as the summary line is: its last line repeats the exception's text.
+        formatted = redact("".join(traceback.format_exception(exc))).rstrip("\n").splitlines()
         return formatted[-self.traceback_lines :]
 
     def _send(
