@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from test_notifier import GateCommunicator
 
+from processpype.communications import notifier as notifier_module
 from processpype.communications.errors import NotifierClosedError
 from processpype.communications.notifier import Notifier
 from processpype.testing.recording import RecordingCommunicator
@@ -171,3 +174,37 @@ def test_edit_refuses_a_timeout_no_clock_can_honour_before_editing(
         notifier.edit(report, "second", timeout=value)
     assert notifier.flush(5)
     assert memory.texts == ["first"]
+
+
+class _StuckAsker(RecordingCommunicator):
+    """Can ask, but its ask never returns (a service that never answers the post)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.asked = threading.Event()
+
+    @property
+    def supports_asking(self) -> bool:
+        return True
+
+    async def ask(self, question: Any) -> Any:
+        self.asked.set()
+        await asyncio.Event().wait()
+
+
+@pytest.mark.asyncio
+async def test_aask_gives_up_like_ask_when_the_backend_never_returns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(notifier_module, "_ASK_GRACE", 0.2)
+    made = Notifier(ENABLED)
+    stuck = _StuckAsker("stuck")
+    made.add_communicator(stuck)
+    try:
+        # The outer bound only keeps the test bounded: expiring, it fails the test.
+        async with asyncio.timeout(10):
+            with pytest.raises(TimeoutError):
+                await made.aask("Go?", choices=["go"], timeout=0.1)
+        assert stuck.asked.is_set()
+    finally:
+        await made.aclose(timeout=1)

@@ -879,10 +879,12 @@ class Notifier:
         if self._closing:
             raise self._closed_error()
         coro = ask_on(self._dispatcher, asked)
-        if self.in_loop_thread():
-            answer = await coro
-        else:
-            answer = await asyncio.wrap_future(self._loop_thread.submit(coro))
+        # Bounded as ask() is: a backend stuck posting or editing must not hang the caller.
+        async with asyncio.timeout(asked.timeout + _ASK_GRACE):
+            if self.in_loop_thread():
+                answer = await coro
+            else:
+                answer = await asyncio.wrap_future(self._loop_thread.submit(coro))
         return default if answer is None else answer.choice
 
     def _submit(self, delivery: _Delivery, *, block: bool, deadline: float | None) -> None:
