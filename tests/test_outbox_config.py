@@ -73,3 +73,10 @@ def test_config_error_names_the_key_path() -> None:
 def test_unknown_outbox_key_is_an_error() -> None:
     with pytest.raises(ValueError, match="claim_afer"):
         config_from_mapping({"outbox": {"url": URL, "claim_afer": 5}})
+
+
+@pytest.mark.parametrize("key", ["claim_after", "connect_timeout", "outcome_ttl", "lease_time"])
+def test_an_infinite_duration_is_refused_naming_the_key(key: str) -> None:
+    # Workers and leases turn these into milliseconds: inf would overflow there, later.
+    with pytest.raises(ValueError, match=rf"communications\.outbox\.{key}"):
+        config_from_mapping({"outbox": {"url": URL, key: float("inf")}}, prefix=("communications",))

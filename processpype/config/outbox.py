@@ -61,6 +61,7 @@ class OutboxConfig(BaseModel):
     claim_after: float = Field(
         default=60.0,
         gt=0,
+        allow_inf_nan=False,
         description="Seconds an entry may stay unacknowledged before another worker claims "
         "it (also the wait before a failed delivery is tried again)",
     )
@@ -73,11 +74,15 @@ class OutboxConfig(BaseModel):
         "delivers in this process (the report says so)",
     )
     connect_timeout: float = Field(
-        default=2.0, gt=0, description="Seconds a producer waits for Redis before failing"
+        default=2.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a producer waits for Redis before failing",
     )
     outcome_ttl: float = Field(
         default=600.0,
         gt=0,
+        allow_inf_nan=False,
         description="Seconds the outcome of a message sent with wait_for_delivery is kept",
     )
     max_entry_bytes: int = Field(
@@ -91,6 +96,7 @@ class OutboxConfig(BaseModel):
     lease_time: float = Field(
         default=10.0,
         gt=0,
+        allow_inf_nan=False,
         description="Seconds the update-connection lease of a receiving bot lasts unless "
         "renewed (a crashed holder is replaced within this time)",
     )
