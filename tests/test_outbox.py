@@ -309,3 +309,43 @@ def test_metadata_that_is_not_json_reaches_the_worker_as_text(
         notifier.send("odd metadata", metadata={"when": object()}, wait_for_delivery=True)
         (message,) = recorder_of(worker).messages
     assert message.metadata["when"].startswith("<object object at")
+
+
+class _ReadsDuringTrim:
+    """A real redis-py client whose ``xinfo_groups`` first lets another worker read entries."""
+
+    def __init__(self, client: Any, stream: str) -> None:
+        self._client = client
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def xinfo_groups(self, stream: str) -> Any:
+        # Another worker reads every new entry between the trim's two looks at the group.
+        await self._client.xreadgroup("workers", "other", {self._stream: ">"}, count=10)
+        return await self._client.xinfo_groups(stream)
+
+
+@pytest.mark.asyncio
+async def test_trim_never_deletes_entries_another_worker_reads_meanwhile(
+    processpype_redis: RedisTestServer,
+) -> None:
+    import redis.asyncio as aioredis
+
+    from processpype.communications.outbox.worker import OutboxWorker
+
+    stream = "processpype:outbox"
+    client = aioredis.Redis.from_url(processpype_redis.url, decode_responses=True)
+    try:
+        await client.xgroup_create(stream, "workers", id="0", mkstream=True)
+        for number in range(3):
+            await client.xadd(stream, {"backend": "rec", "message": str(number)})
+        worker = OutboxWorker(outbox_config(processpype_redis.url))
+        await worker._trim(_ReadsDuringTrim(client, stream))
+        pending = await client.xpending(stream, "workers")
+        # Pending at the other worker: a crash there must leave them to be claimed.
+        assert pending["pending"] == 3
+        assert await client.xlen(stream) == 3
+    finally:
+        await client.aclose()
