@@ -349,3 +349,19 @@ async def test_trim_never_deletes_entries_another_worker_reads_meanwhile(
         assert await client.xlen(stream) == 3
     finally:
         await client.aclose()
+
+
+@needs_redis_server
+def test_waited_sends_that_queued_nothing_are_not_remembered() -> None:
+    server = RedisTestServer()
+    server.start()
+    url = server.url
+    server.stop()
+    with Notifier(outbox_config(url)) as notifier:
+        for number in range(3):
+            report = notifier.send(f"lost {number}", wait_for_delivery=True, timeout=10)
+            assert report.results[0].status == "failed"
+        producer = notifier._outbox
+        assert producer is not None
+        # A long-running sender with Redis down must not keep one key per failed send.
+        assert producer._waited == set()
