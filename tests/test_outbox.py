@@ -365,3 +365,20 @@ def test_waited_sends_that_queued_nothing_are_not_remembered() -> None:
         assert producer is not None
         # A long-running sender with Redis down must not keep one key per failed send.
         assert producer._waited == set()
+
+
+@pytest.mark.asyncio
+async def test_trim_of_a_stream_that_is_gone_leaves_it_to_the_next_read(
+    processpype_redis: RedisTestServer,
+) -> None:
+    import redis.asyncio as aioredis
+
+    from processpype.communications.outbox.worker import OutboxWorker
+
+    client = aioredis.Redis.from_url(processpype_redis.url, decode_responses=True)
+    try:
+        worker = OutboxWorker(outbox_config(processpype_redis.url))
+        await worker._trim(client)  # no stream at all: nothing to trim, no error
+        assert await client.exists("processpype:outbox") == 0
+    finally:
+        await client.aclose()

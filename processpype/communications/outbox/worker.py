@@ -598,7 +598,12 @@ class OutboxWorker:
         # The group's last delivered id is read before the pending summary: an entry
         # another worker reads in between is then either above that id or pending, so
         # the floor never passes an entry that is still pending.
-        groups = await client.xinfo_groups(self._keys.stream)
+        try:
+            groups = await client.xinfo_groups(self._keys.stream)
+        except RedisError as exc:
+            if "no such key" not in str(exc).lower():
+                raise
+            return  # the stream is gone: the next read (NOGROUP) creates it again
         group = next((g for g in groups if g.get("name") == GROUP), None)
         if group is None:
             return
