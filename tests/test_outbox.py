@@ -309,3 +309,76 @@ def test_metadata_that_is_not_json_reaches_the_worker_as_text(
         notifier.send("odd metadata", metadata={"when": object()}, wait_for_delivery=True)
         (message,) = recorder_of(worker).messages
     assert message.metadata["when"].startswith("<object object at")
+
+
+class _ReadsDuringTrim:
+    """A real redis-py client whose ``xinfo_groups`` first lets another worker read entries."""
+
+    def __init__(self, client: Any, stream: str) -> None:
+        self._client = client
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def xinfo_groups(self, stream: str) -> Any:
+        # Another worker reads every new entry between the trim's two looks at the group.
+        await self._client.xreadgroup("workers", "other", {self._stream: ">"}, count=10)
+        return await self._client.xinfo_groups(stream)
+
+
+@pytest.mark.asyncio
+async def test_trim_never_deletes_entries_another_worker_reads_meanwhile(
+    processpype_redis: RedisTestServer,
+) -> None:
+    import redis.asyncio as aioredis
+
+    from processpype.communications.outbox.worker import OutboxWorker
+
+    stream = "processpype:outbox"
+    client = aioredis.Redis.from_url(processpype_redis.url, decode_responses=True)
+    try:
+        await client.xgroup_create(stream, "workers", id="0", mkstream=True)
+        for number in range(3):
+            await client.xadd(stream, {"backend": "rec", "message": str(number)})
+        worker = OutboxWorker(outbox_config(processpype_redis.url))
+        await worker._trim(_ReadsDuringTrim(client, stream))
+        pending = await client.xpending(stream, "workers")
+        # Pending at the other worker: a crash there must leave them to be claimed.
+        assert pending["pending"] == 3
+        assert await client.xlen(stream) == 3
+    finally:
+        await client.aclose()
+
+
+@needs_redis_server
+def test_waited_sends_that_queued_nothing_are_not_remembered() -> None:
+    server = RedisTestServer()
+    server.start()
+    url = server.url
+    server.stop()
+    with Notifier(outbox_config(url)) as notifier:
+        for number in range(3):
+            report = notifier.send(f"lost {number}", wait_for_delivery=True, timeout=10)
+            assert report.results[0].status == "failed"
+        producer = notifier._outbox
+        assert producer is not None
+        # A long-running sender with Redis down must not keep one key per failed send.
+        assert producer._waited == set()
+
+
+@pytest.mark.asyncio
+async def test_trim_of_a_stream_that_is_gone_leaves_it_to_the_next_read(
+    processpype_redis: RedisTestServer,
+) -> None:
+    import redis.asyncio as aioredis
+
+    from processpype.communications.outbox.worker import OutboxWorker
+
+    client = aioredis.Redis.from_url(processpype_redis.url, decode_responses=True)
+    try:
+        worker = OutboxWorker(outbox_config(processpype_redis.url))
+        await worker._trim(client)  # no stream at all: nothing to trim, no error
+        assert await client.exists("processpype:outbox") == 0
+    finally:
+        await client.aclose()

@@ -142,7 +142,7 @@ class RecordingCommunicator(Communicator):
             return list(self.edits)
 
     def fail_next(self, exc: BaseException | None = None, *, count: int = 1) -> None:
-        """Make the next ``count`` sends raise ``exc`` (default a ``ConnectionError``)."""
+        """Make the next ``count`` sends or edits raise ``exc`` (default a ``ConnectionError``)."""
         with self._condition:
             for _ in range(count):
                 self._failures.append(

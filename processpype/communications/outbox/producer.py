@@ -148,7 +148,10 @@ class OutboxProducer:
         """
         key = report.message.metadata.get(IDEMPOTENCY_KEY)
         queued = {r.backend for r in report.results if r.status == "queued"}
-        if not queued or not isinstance(key, str):
+        if not isinstance(key, str):
+            return report
+        if not queued:  # nothing to wait for: forget the key prepare() remembered
+            self._waited.discard(key)
             return report
         outcomes: dict[str, DeliveryResult] = {}
         deadline = None if timeout is None else time.monotonic() + timeout

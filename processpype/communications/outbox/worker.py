@@ -595,14 +595,22 @@ class OutboxWorker:
     async def _trim(self, client: Redis) -> None:
         """Delete acknowledged entries: ``XTRIM MINID`` up to the oldest pending one."""
         self._last_trim = time.monotonic()
+        # The group's last delivered id is read before the pending summary: an entry
+        # another worker reads in between is then either above that id or pending, so
+        # the floor never passes an entry that is still pending.
+        try:
+            groups = await client.xinfo_groups(self._keys.stream)
+        except RedisError as exc:
+            if "no such key" not in str(exc).lower():
+                raise
+            return  # the stream is gone: the next read (NOGROUP) creates it again
+        group = next((g for g in groups if g.get("name") == GROUP), None)
+        if group is None:
+            return
         summary = await client.xpending(self._keys.stream, GROUP)
         if summary.get("pending"):
             floor = str(summary["min"])
         else:
-            groups = await client.xinfo_groups(self._keys.stream)
-            group = next((g for g in groups if g.get("name") == GROUP), None)
-            if group is None:
-                return
             floor = str(group.get("last-delivered-id", "0-0"))
         if floor and floor != "0-0":
             # Entries below the floor are acknowledged (or never existed); the floor
