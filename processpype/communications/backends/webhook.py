@@ -1169,6 +1169,9 @@ class _DiscordEdits:
                 attempts=0,
                 permanent=True,
             )
+        if message.attachments:
+            # An edit changes the text only: the files stay on the post that carries them.
+            message = message.model_copy(update={"attachments": []})
         payloads, warning = backend._payloads(message)
         if warning is not None:
             logger.warning("%s: %s", backend.name, warning)
