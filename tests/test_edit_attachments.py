@@ -230,3 +230,28 @@ async def test_discord_edit_cut_by_max_parts_says_so() -> None:
     (cut,) = result.warnings
     assert "max_parts" in cut
     assert "more characters cut" in capture.requests[-1].json["content"]
+
+
+@pytest.mark.asyncio
+async def test_discord_edit_called_with_the_files_still_on_the_message_patches_the_text_only() -> (
+    None
+):
+    url = "https://discord.com/api/webhooks/1/tok3n"
+    config = config_from_mapping({"backends": {"discord": {"type": "discord", "url": url}}})
+    with WebhookCapture() as capture:
+        capture.respond(status=200, json={"id": "1100000000000000001"})
+        discord = create_communicator("discord", config.backends["discord"])
+        await discord.start()
+        try:
+            report = await sent(discord, "epoch 1", [photo()])
+            # The message as first sent, files included: the backend's own edit() keeps them.
+            new = report.message.model_copy(update={"message": "epoch 2"})
+            result = await discord.edit(report.results[0].reference, new)
+        finally:
+            await discord.stop()
+    assert result.status == "delivered"
+    post, patch = capture.requests
+    assert [f.filename for f in post.files] == ["loss.png"]
+    assert patch.method == "PATCH"
+    assert patch.files == []
+    assert "epoch 2" in patch.json["content"]

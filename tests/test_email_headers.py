@@ -9,6 +9,7 @@ import pytest
 from email_helpers import backend, message
 
 from processpype.communications.backends._smtp_message import MAX_SUBJECT_CHARS, render_message
+from processpype.communications.models import Attachment
 from processpype.testing.smtp import SMTPTestServer
 
 
@@ -72,6 +73,28 @@ def test_a_subject_no_server_would_take_is_shortened_with_an_ellipsis(
         await mail.start()
         try:
             return (await mail.deliver(message("body", subject=subject))).status
+        finally:
+            await mail.stop()
+
+    assert asyncio.run(send()) == "delivered"
+    [received] = server.messages
+    text = " ".join(str(received["Subject"]).split())
+    assert text.endswith("…")
+    assert len(text) <= MAX_SUBJECT_CHARS
+
+
+def test_a_huge_subject_of_a_message_with_attachments_is_shortened_too(
+    server: SMTPTestServer,
+) -> None:
+    subject = "report " * 20_000
+    log = Attachment.from_bytes(b"epoch 1\n", "train.log", content_type="text/plain")
+
+    async def send() -> str:
+        mail = backend(server)
+        await mail.start()
+        try:
+            outgoing = message("body", subject=subject, attachments=[log])
+            return (await mail.deliver(outgoing)).status
         finally:
             await mail.stop()
 

@@ -86,3 +86,16 @@ def test_webhook_header_is_always_a_valid_value(
     assert header.isascii()
     assert header.isprintable()
     assert (header == key) == key.isascii()
+
+
+def test_discord_delivery_carries_the_idempotency_key_like_a_send(
+    processpype_webhooks: WebhookCapture,
+) -> None:
+    url = "https://discord.com/api/webhooks/1/tok3n"
+    config = {"enabled": True, "backends": {"discord": {"type": "discord", "url": url}}}
+    processpype_webhooks.respond(status=200, json={"id": "1100000000000000001"})
+    with Notifier(config) as notifier:
+        report = notifier.send("hello", metadata={IDEMPOTENCY_KEY: "job-42-done"})
+    assert report.ok
+    (request,) = processpype_webhooks.requests
+    assert request.headers["Idempotency-Key"] == "job-42-done"

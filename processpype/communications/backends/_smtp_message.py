@@ -115,6 +115,7 @@ def render_message(
     the body is ``multipart/mixed`` (``_smtp_mime``), the text part first.
     """
     encoding, payload = _encode_body(body)
+    subject = shorten_subject(subject)  # with or without attachments
     if attachments:
         content_type, pieces = mixed_body(encoding, payload, attachments)
         head = (
@@ -132,7 +133,7 @@ def render_message(
     head = (
         f"From: {from_header}\r\n"
         f"To: {',\r\n '.join(to_headers)}\r\n"
-        f"Subject: {_encode_unstructured(shorten_subject(subject), 'Subject')}\r\n"
+        f"Subject: {_encode_unstructured(subject, 'Subject')}\r\n"
         f"Date: {date}\r\n"
         f"Message-ID: {message_id}\r\n"
         "MIME-Version: 1.0\r\n"

@@ -30,7 +30,7 @@ class ConsoleCommunicator(Communicator):
         super().__init__(name, config)
         self._console_config = config
         self._file: IO[str] | None = None
-        self._count = 0  # lines written: the reference of each message
+        self._count = 0  # messages delivered (deliver, not send or edit): the references
 
     @property
     def supports_editing(self) -> bool:
@@ -80,7 +80,7 @@ class ConsoleCommunicator(Communicator):
         self._write(self._render(message) + "\n")
 
     async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
-        """Write the message; its reference is its number among this backend's lines."""
+        """Write the message; its reference is its number among the messages delivered."""
         self._write(self._render(message) + "\n")
         self._count += 1
         return DeliveryResult.delivered(self.name, reference=(str(self._count),))

@@ -1134,10 +1134,12 @@ class _DiscordEdits:
             if backend._pending == 0:
                 idle.set()
 
-    async def _post_for_id(self, payload: Any, part: int, parts: int) -> tuple[int, str | None]:
+    async def _post_for_id(
+        self, payload: Any, part: int, parts: int, headers: dict[str, str] | None = None
+    ) -> tuple[int, str | None]:
         backend = self._backend
         backend._reply = None
-        tries = await backend._post(payload, part, parts, url=self._wait_url)
+        tries = await backend._post(payload, part, parts, url=self._wait_url, headers=headers)
         return tries, _message_id(backend._reply)
 
     async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
@@ -1145,11 +1147,19 @@ class _DiscordEdits:
         payloads, warning = backend._payloads(message)
         if warning is not None:
             logger.warning("%s: %s", backend.name, warning)
+        key = _idempotency_key(message)
         attempts = 0
         ids: list[str | None] = []
         async with self._turn():  # the first await: the message's place in the order
             for index, payload in enumerate(payloads):
-                tries, message_id = await self._post_for_id(payload, index + 1, len(payloads))
+                # As send() does: the same key on every resend (one per part when split).
+                headers = None
+                if key is not None:
+                    part_key = key if len(payloads) == 1 else f"{key}-{index + 1}"
+                    headers = {"Idempotency-Key": part_key}
+                tries, message_id = await self._post_for_id(
+                    payload, index + 1, len(payloads), headers
+                )
                 attempts = max(attempts, tries)
                 ids.append(message_id)
         known = tuple(i for i in ids if i is not None)
@@ -1169,6 +1179,9 @@ class _DiscordEdits:
                 attempts=0,
                 permanent=True,
             )
+        if message.attachments:
+            # An edit changes the text only: the files stay on the post that carries them.
+            message = message.model_copy(update={"attachments": []})
         payloads, warning = backend._payloads(message)
         if warning is not None:
             logger.warning("%s: %s", backend.name, warning)
