@@ -94,7 +94,7 @@ def test_a_command_ended_by_a_signal_exits_128_plus_n(tmp_path: Path) -> None:
 
 def test_sigterm_to_run_is_passed_to_the_command(tmp_path: Path) -> None:
     path, out = config(tmp_path)
-    script = "import sys, time; print('ready', flush=True); time.sleep(60)"
+    script = "import signal; print('ready', flush=True); signal.pause()"
     child = subprocess.Popen(
         [
             PY,
@@ -170,7 +170,7 @@ def test_a_shell_commands_exit_status_is_kept(tmp_path: Path) -> None:
 
 def test_ctrl_c_reaches_the_command_and_is_reported_as_interrupted(tmp_path: Path) -> None:
     path, out = config(tmp_path)
-    script = "import time; print('ready', flush=True); time.sleep(60)"
+    script = "import signal; print('ready', flush=True); signal.pause()"
     # A new session is a terminal's process group: Ctrl-C goes to both processes.
     child = subprocess.Popen(
         [

@@ -177,7 +177,7 @@ def test_the_exit_report_lists_as_not_delivered_only_what_no_backend_had(tmp_pat
 
         class NeverConnects(Communicator):
             async def start(self):
-                await asyncio.sleep(3600)  # an SMTP server that never answers
+                await asyncio.Event().wait()  # an SMTP server that never answers
 
             async def stop(self):
                 pass

@@ -47,7 +47,7 @@ from processpype.communications.backends._telegram_files import (
 )
 from processpype.communications.backends._telegram_text import utf16_len
 
-__all__ = ["FileSending", "SentFile", "caption_text"]
+__all__ = ["FileSending", "SentFile", "caption_text", "chat_key"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,15 @@ class _Host(Protocol):
     def _peer(self, entity: Any) -> Any: ...
     def _refuse_on_own_loop(self, name: str, alternative: str) -> None: ...
     async def _wait_async(self, predicate: Callable[[], bool], timeout: float) -> None: ...
+
+
+def chat_key(entity: Any) -> int | str:
+    """The key the fake files a chat under: a username lower-cased, an id, a peer's id."""
+    if isinstance(entity, str):
+        return entity.lower()
+    if isinstance(entity, int):
+        return entity
+    return int(utils.get_peer_id(entity))
 
 
 def _read(file: Any) -> tuple[str, bytes]:
@@ -234,13 +243,7 @@ class FileSending:
             if not file:
                 raise TypeError(f"Cannot use {file!r} as file")
             self._check_entity(entity)
-            key: int | str = (
-                entity.lower()
-                if isinstance(entity, str)
-                else entity
-                if isinstance(entity, int)
-                else utils.get_peer_id(entity)
-            )
+            key = chat_key(entity)
             album = isinstance(file, list | tuple)
             # Read once, as telethon uploads once: a retried request sends the same media.
             items = [_read(item) for item in (list(file) if album else [file])]

@@ -96,6 +96,7 @@ from processpype.communications.backends._telegram_limits import (
 from processpype.communications.backends._telegram_text import MAX_MESSAGE_UNITS, utf16_len
 from processpype.config.models import TelegramCommunicatorConfig
 from processpype.testing._telegram_files import FileSending, SentFile, caption_text
+from processpype.testing._telegram_files import chat_key as _chat_key
 
 __all__ = [
     "CallbackAnswer",
@@ -195,10 +196,6 @@ def _check_api(api_id: Any, api_hash: Any) -> None:
             "Your API ID or Hash cannot be empty or None. "
             "Refer to telethon.rtfd.io for more information."
         )
-
-
-def _chat_key(entity: int | str) -> int | str:
-    return entity.lower() if isinstance(entity, str) else entity
 
 
 class FakeTelegramClient(FileSending):
@@ -871,7 +868,7 @@ class FakeTelegramClient(FileSending):
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
         self._check_entity(entity)
-        key = _chat_key(entity if isinstance(entity, int | str) else utils.get_peer_id(entity))
+        key = _chat_key(entity)
         failure = self._take_failure(key)
         if failure is not None:
             raise failure
@@ -1293,7 +1290,7 @@ class FakeTelegramClient(FileSending):
         now = time.monotonic()
         if not self._connected:
             raise ConnectionError("Cannot send requests while disconnected")
-        key = _chat_key(entity if isinstance(entity, int | str) else utils.get_peer_id(entity))
+        key = _chat_key(entity)
         message_id = utils.get_message_id(message)
         failure = self._take_failure(key)
         if failure is not None:
@@ -1350,7 +1347,7 @@ class FakeTelegramClient(FileSending):
         """
         try:
             self._check_entity(entity)
-            key = _chat_key(entity if isinstance(entity, int | str) else utils.get_peer_id(entity))
+            key = _chat_key(entity)
             ids = message_ids if utils.is_list_like(message_ids) else [message_ids]
             request: TLRequest
             if isinstance(key, int) and utils.resolve_id(key)[1] is types.PeerChannel:
