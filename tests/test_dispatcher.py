@@ -264,6 +264,38 @@ async def test_start_all_and_stop_all_survive_a_failing_backend() -> None:
     assert not good.is_started
 
 
+class HungStop(RecordingCommunicator):
+    """A backend whose stop() never returns on its own: a server that stopped answering."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.cancelled = asyncio.Event()
+
+    async def stop(self) -> None:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled.set()
+            raise
+
+
+@pytest.mark.asyncio
+async def test_stop_all_is_bounded_and_names_the_backends_still_stopping(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dispatcher = CommunicationDispatcher()
+    hung, good = HungStop("hung"), recorder("good")
+    dispatcher.register(hung)
+    dispatcher.register(good)
+    await dispatcher.start_all()
+    with caplog.at_level(logging.ERROR, logger="processpype.communications.dispatcher"):
+        still = await dispatcher.stop_all(timeout=0.05)
+    assert still == ["hung"]
+    await asyncio.wait_for(hung.cancelled.wait(), 5)  # cancelled, not left running
+    assert not good.is_started
+    assert "hung" in caplog.text
+
+
 @pytest.mark.asyncio
 async def test_unregister_removes_every_label_mapping() -> None:
     dispatcher = CommunicationDispatcher()

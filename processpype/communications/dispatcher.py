@@ -368,9 +368,28 @@ class CommunicationDispatcher:
         """Stop one communicator; a failure is logged, never raised."""
         await _stop_one(communicator)
 
-    async def stop_all(self) -> None:
-        """Stop all registered communicators concurrently; failures are logged."""
-        await asyncio.gather(*(_stop_one(c) for c in self.communicators.values()))
+    async def stop_all(self, timeout: float | None = None) -> list[str]:
+        """Stop every registered communicator concurrently, waiting up to ``timeout``.
+
+        Failures are logged, never raised. A backend whose ``stop()`` has not returned
+        when ``timeout`` runs out is cancelled and logged by name (a hung stop must not
+        hang the caller). Returns the names of those backends, sorted; None waits for all.
+        """
+        stopping = {
+            asyncio.ensure_future(_stop_one(c)): name for name, c in self.communicators.items()
+        }
+        if not stopping:
+            return []
+        # One task per backend, so the log names those whose stop() did not return (a
+        # backend clears is_started as its stop begins: that flag cannot tell).
+        _, still = await asyncio.wait(stopping, timeout=timeout)
+        if not still:
+            return []
+        for task in still:
+            task.cancel()
+        names = sorted(stopping[task] for task in still)
+        logger.error("backends still stopping after %ss: %s", timeout, ", ".join(names))
+        return names
 
 
 async def _flush_one(communicator: Communicator, timeout: float | None) -> bool:
