@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from processpype.communications.base import Communicator
+from processpype.communications.delivery import DeliveryResult
 from processpype.communications.dispatcher import (
     CommunicationDispatcher,
     emit_message,
@@ -429,3 +430,29 @@ async def test_minimal_backend_gets_default_deliver_and_flush() -> None:
     assert report.results[0].attempts == 1
     assert await counting.flush() is True
     assert counting.supports_receiving is False
+
+
+@pytest.mark.asyncio
+async def test_deliver_reports_each_result_as_it_arrives() -> None:
+    dispatcher = CommunicationDispatcher()
+    slow, fast = GateCommunicator("slow"), recorder("fast")
+    dispatcher.register(slow)
+    dispatcher.register(fast)
+    await dispatcher.start_all()
+    arrived: list[str] = []
+    first = asyncio.Event()
+
+    def on_result(result: DeliveryResult) -> None:
+        arrived.append(result.backend)
+        first.set()
+
+    task = asyncio.ensure_future(
+        dispatcher.deliver(OutgoingMessage(message="hi"), on_result=on_result)
+    )
+    # The fast backend reports while the slow one still sends.
+    await asyncio.wait_for(first.wait(), 5)
+    assert arrived == ["fast"]
+    slow.gate.set()
+    report = await task
+    assert arrived == ["fast", "slow"]
+    assert [r.backend for r in report.results] == ["slow", "fast"]  # registration order

@@ -183,15 +183,31 @@ class CommunicationDispatcher:
         """
         await self.deliver(message)
 
-    async def deliver(self, message: OutgoingMessage) -> DeliveryReport:
-        """Send ``message`` to every backend of its label and report each outcome."""
+    async def deliver(
+        self,
+        message: OutgoingMessage,
+        *,
+        on_result: Callable[[DeliveryResult], None] | None = None,
+    ) -> DeliveryReport:
+        """Send ``message`` to every backend of its label and report each outcome.
+
+        ``on_result``, if given, is called with each backend's result as it arrives (a
+        progress line, say); the report lists the results in registration order.
+        """
         targets = self.targets(message.label, warn=True)
         if not targets:
             return DeliveryReport(message=message)
+
+        async def one(communicator: Communicator) -> DeliveryResult:
+            result = await self.deliver_to(communicator, message)
+            if on_result is not None:
+                on_result(result)
+            return result
+
         if len(targets) == 1:
-            results: list[DeliveryResult] = [await self.deliver_to(targets[0], message)]
+            results: list[DeliveryResult] = [await one(targets[0])]
         else:
-            results = list(await asyncio.gather(*(self.deliver_to(c, message) for c in targets)))
+            results = list(await asyncio.gather(*(one(c) for c in targets)))
         return DeliveryReport(message=message, results=tuple(results))
 
     async def deliver_to(
