@@ -31,7 +31,7 @@ import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +48,9 @@ from processpype.communications.backends._telegram_files import (
 from processpype.communications.backends._telegram_text import utf16_len
 
 __all__ = ["FileSending", "SentFile", "caption_text", "chat_key"]
+
+# What a file's message (kept so that edit_message changes its caption) shares with it.
+_MESSAGE_FIELDS = ("chat", "reply_to", "parse_mode", "time", "entities", "message_id")
 
 
 @dataclass(frozen=True)
@@ -185,24 +188,16 @@ async def _deliver(
         )
     # One request, one send against the rate limits (an album of up to 10 included).
     now = host._check_rate_limits(key, entity) if host.enforce_rate_limits else time.monotonic()
-    records = [_stamped(record, now, next(host._ids)) for record in batch]
+    records = [replace(record, time=now, message_id=next(host._ids)) for record in batch]
     from processpype.testing.telegram import SentMessage  # the module mixing this in
 
     with host._lock:
         host.sent_files.extend(records)
         for record, shown in zip(records, parsed, strict=True):
             # Kept as messages too, so that edit_message changes their captions.
+            shared = {name: getattr(record, name) for name in _MESSAGE_FIELDS}
             host._current[(key, record.message_id)] = (
-                SentMessage(
-                    chat=record.chat,
-                    text=record.caption,
-                    reply_to=record.reply_to,
-                    parse_mode=record.parse_mode,
-                    time=record.time,
-                    entities=record.entities,
-                    message_id=record.message_id,
-                    media=True,
-                ),
+                SentMessage(text=record.caption, media=True, **shared),
                 shown,
             )
     host._notify()
@@ -307,23 +302,6 @@ class FileSending:
 def _shortfall(host: _Host, count: int, timeout: float) -> str:
     got = [(f.chat, f.filename, f.size) for f in host.sent_files[:10]]
     return f"expected {count} sent files within {timeout}s, {len(host.sent_files)} arrived: {got!r}"
-
-
-def _stamped(record: SentFile, now: float, message_id: int) -> SentFile:
-    return SentFile(
-        chat=record.chat,
-        filename=record.filename,
-        data=record.data,
-        photo=record.photo,
-        mime_type=record.mime_type,
-        caption=record.caption,
-        reply_to=record.reply_to,
-        time=now,
-        album=record.album,
-        parse_mode=record.parse_mode,
-        entities=record.entities,
-        message_id=message_id,
-    )
 
 
 def caption_text(

@@ -25,8 +25,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from types import TracebackType
 from typing import Self
+
+from processpype.testing._lifecycle import StartStop
 
 __all__ = ["RedisTestServer", "find_redis_server"]
 
@@ -56,7 +57,7 @@ def _free_port() -> int:
         return port
 
 
-class RedisTestServer:
+class RedisTestServer(StartStop):
     """A ``redis-server`` process on 127.0.0.1 with persistence off.
 
     Use it as a context manager, or call ``start()`` and ``stop()``. ``url`` is the
@@ -260,14 +261,3 @@ class RedisTestServer:
                 raise RuntimeError("redis-server did not shut down after SHUTDOWN SAVE") from exc
         self._halt(5.0)
         return self.start()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()

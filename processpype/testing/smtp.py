@@ -28,12 +28,12 @@ import weakref
 from dataclasses import dataclass
 from email.parser import BytesParser
 from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
+from processpype.testing._lifecycle import StartStop
 from processpype.testing._received_email import ReceivedAttachment, ReceivedEmail
 
 if TYPE_CHECKING:
@@ -273,7 +273,7 @@ def _remove_tree(path: str) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
-class SMTPTestServer:
+class SMTPTestServer(StartStop):
     """A real SMTP server on its own thread, for tests; a context manager.
 
     ``tls`` is None (plain), ``"starttls"`` or ``"implicit"``; ``auth`` a
@@ -326,18 +326,11 @@ class SMTPTestServer:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _finish(self, *, failed: bool) -> None:
+        # A `with` block also deletes the certificate files, and fails a test that
+        # passed when the server met an error while serving it.
         self.close()
-        if exc_type is None:
+        if not failed:
             self.raise_errors()
 
     @property

@@ -30,12 +30,12 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import respx
 
+from processpype.testing._lifecycle import StartStop
 from processpype.testing._multipart import CapturedFile, parse_multipart
 
 __all__ = ["CapturedFile", "CapturedHeaders", "CapturedRequest", "WebhookCapture"]
@@ -144,7 +144,7 @@ class _Rule:
         return url == pattern or url.split("?", 1)[0] == pattern
 
 
-class WebhookCapture:
+class WebhookCapture(StartStop):
     """Captures what httpx sends (webhook backends included) and answers 200 by default.
 
     Use it as a context manager or call ``start()`` and ``stop()``. Script answers with
@@ -168,7 +168,7 @@ class WebhookCapture:
 
     # -- lifecycle ----------------------------------------------------------------------
 
-    def start(self) -> WebhookCapture:
+    def start(self) -> Self:
         """Start capturing every httpx request in the process."""
         if not self._running:
             self._router.start()
@@ -180,17 +180,6 @@ class WebhookCapture:
         if self._running:
             self._running = False
             self._router.stop(clear=False, reset=False, quiet=True)
-
-    def __enter__(self) -> WebhookCapture:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     @property
     def running(self) -> bool:
