@@ -46,6 +46,7 @@ from processpype.communications.backends._telegram_files import (
     PHOTO_LIMIT,
 )
 from processpype.communications.backends._telegram_text import utf16_len
+from processpype.testing._waiting import Until
 
 __all__ = ["FileSending", "SentFile", "caption_text", "chat_key"]
 
@@ -95,13 +96,16 @@ class _Host(Protocol):
     _current: dict[tuple[int | str, int], tuple[Any, str]]
 
     def _check_entity(self, entity: Any) -> None: ...
-    def _take_failure(self, key: int | str) -> BaseException | None: ...
+    def _check_connected(self) -> None: ...
+    def _raise_scripted(self, key: int | str) -> None: ...
+    def _record_failure(self, entity: Any, exc: BaseException) -> None: ...
     def _check_rate_limits(self, key: int | str, entity: Any) -> float: ...
     def _notify(self) -> None: ...
     async def _call(self, request: Any, attempt: Callable[[], Awaitable[Any]]) -> Any: ...
     def _peer(self, entity: Any) -> Any: ...
     def _refuse_on_own_loop(self, name: str, alternative: str) -> None: ...
-    async def _wait_async(self, predicate: Callable[[], bool], timeout: float) -> None: ...
+    def _block(self, until: Until[list[SentFile]], timeout: float) -> list[SentFile]: ...
+    async def _await(self, until: Until[list[SentFile]], timeout: float) -> list[SentFile]: ...
 
 
 def chat_key(entity: Any) -> int | str:
@@ -156,11 +160,8 @@ async def _deliver(
     options: _Options,
 ) -> list[Any]:
     """One media request reaching Telegram: check, count, record; the sent messages."""
-    if not host._connected:
-        raise ConnectionError("Cannot send requests while disconnected")
-    failure = host._take_failure(key)
-    if failure is not None:
-        raise failure
+    host._check_connected()
+    host._raise_scripted(key)
     batch: list[SentFile] = []
     parsed: list[str] = []
     for index, (name, data) in enumerate(files):
@@ -275,33 +276,28 @@ class FileSending:
                 )
             return messages
         except Exception as exc:
-            from processpype.testing.telegram import FailedSend  # the module mixing this in
-
-            with self._lock:
-                self.errors.append(FailedSend(entity, exc, time.monotonic()))
-            self._notify()
+            self._record_failure(entity, exc)
             raise
 
     def wait_for_files(self: _Host, count: int, timeout: float = 5.0) -> list[SentFile]:
         """Block until ``count`` files were sent; return them all (``TimeoutError`` if not)."""
         self._refuse_on_own_loop("wait_for_files", "wait_for_files_async")
-        with self._lock:
-            if not self._lock.wait_for(lambda: len(self.sent_files) >= count, timeout):
-                raise TimeoutError(_shortfall(self, count, timeout))
-            return list(self.sent_files)
+        return self._block(_until_files(self, count, timeout), timeout)
 
     async def wait_for_files_async(self: _Host, count: int, timeout: float = 5.0) -> list[SentFile]:
         """``wait_for_files`` without blocking the event loop."""
-        await self._wait_async(lambda: len(self.sent_files) >= count, timeout)
-        with self._lock:
-            if len(self.sent_files) < count:
-                raise TimeoutError(_shortfall(self, count, timeout))
-            return list(self.sent_files)
+        return await self._await(_until_files(self, count, timeout), timeout)
 
 
-def _shortfall(host: _Host, count: int, timeout: float) -> str:
-    got = [(f.chat, f.filename, f.size) for f in host.sent_files[:10]]
-    return f"expected {count} sent files within {timeout}s, {len(host.sent_files)} arrived: {got!r}"
+def _until_files(host: _Host, count: int, timeout: float) -> Until[list[SentFile]]:
+    def shortfall() -> str:
+        got = [(f.chat, f.filename, f.size) for f in host.sent_files[:10]]
+        return (
+            f"expected {count} sent files within {timeout}s, "
+            f"{len(host.sent_files)} arrived: {got!r}"
+        )
+
+    return Until(lambda: len(host.sent_files) >= count, lambda: list(host.sent_files), shortfall)
 
 
 def caption_text(

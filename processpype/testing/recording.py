@@ -13,6 +13,7 @@ from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
 from processpype.communications.models import Attachment, IncomingMessage, OutgoingMessage
 from processpype.config.models import CommunicatorBackendConfig
+from processpype.testing._faults import scripted
 
 __all__ = ["RecordedEdit", "RecordingCommunicator"]
 
@@ -144,10 +145,7 @@ class RecordingCommunicator(Communicator):
     def fail_next(self, exc: BaseException | None = None, *, count: int = 1) -> None:
         """Make the next ``count`` sends or edits raise ``exc`` (default a ``ConnectionError``)."""
         with self._condition:
-            for _ in range(count):
-                self._failures.append(
-                    exc if exc is not None else ConnectionError("scripted failure")
-                )
+            self._failures.extend(scripted(exc, count, "scripted failure"))
 
     def clear(self) -> None:
         """Forget every recorded message."""

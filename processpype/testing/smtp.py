@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session, TLSSetupException
 
+from processpype.testing._faults import DropAfter
 from processpype.testing._lifecycle import StartStop
 from processpype.testing._received_email import ReceivedAttachment, ReceivedEmail
 
@@ -91,7 +92,7 @@ class _Faults:
         # Slow or broken replies to DATA, one entry per message: ("stall", 0, 0),
         # ("trickle", lines or 0 for no end, interval), ("huge", size, 0).
         self.replies: list[tuple[str, int, float]] = []
-        self.accept_before_drop: int | None = None  # drop_after(): messages still accepted
+        self.drop = DropAfter()  # drop_after()
 
     def take_reply(self) -> tuple[str, int, float] | None:
         with self.lock:
@@ -99,13 +100,7 @@ class _Faults:
 
     def take_drop(self) -> bool:
         with self.lock:
-            left = self.accept_before_drop
-            if left is None:
-                return False
-            if left > 0:
-                self.accept_before_drop = left - 1
-                return False
-            return True
+            return self.drop.take()
 
     def take_failure(self) -> tuple[int, str] | None:
         with self.lock:
@@ -138,7 +133,7 @@ class _Faults:
             self.disconnects = 0
             self.refused.clear()
             self.replies.clear()
-            self.accept_before_drop = None
+            self.drop.clear()
 
 
 class _Handler:
@@ -267,6 +262,13 @@ class _Controller(Controller):
             server.close()
             server.abort_clients()
         super().cancel_tasks(stop_loop)
+
+
+def _error_reply(code: int, message: str | None, temporary: str, permanent: str) -> str:
+    """The text of a scripted error reply: ``message``, or the default for ``code``'s class."""
+    if not 400 <= code <= 599:
+        raise ValueError(f"code must be an SMTP error code from 400 to 599, not {code}")
+    return message or (temporary if code < 500 else permanent)
 
 
 def _remove_tree(path: str) -> None:
@@ -588,15 +590,14 @@ class SMTPTestServer(StartStop):
 
     def fail_next(self, count: int = 1, code: int = 451, message: str | None = None) -> None:
         """Answer the next ``count`` messages' DATA with ``code`` (4xx temporary, 5xx permanent)."""
-        if not 400 <= code <= 599:
-            raise ValueError(f"code must be an SMTP error code from 400 to 599, not {code}")
+        text = _error_reply(
+            code,
+            message,
+            "4.3.0 Temporary failure (SMTPTestServer)",
+            "5.7.1 Message rejected (SMTPTestServer)",
+        )
         if count < 1:
             raise ValueError(f"count must be at least 1, not {count}")
-        text = message or (
-            "4.3.0 Temporary failure (SMTPTestServer)"
-            if code < 500
-            else "5.7.1 Message rejected (SMTPTestServer)"
-        )
         with self._faults.lock:
             self._faults.fail_codes.extend([(code, text)] * count)
 
@@ -637,10 +638,8 @@ class SMTPTestServer(StartStop):
 
         Until ``clear()``: a relay that goes away mid-run. Dropped messages are not recorded.
         """
-        if count < 0:
-            raise ValueError(f"count must be >= 0, not {count}")
         with self._faults.lock:
-            self._faults.accept_before_drop = count
+            self._faults.drop.arm(count)
 
     def _add_replies(self, count: int, reply: tuple[str, int, float]) -> None:
         if count < 1:
@@ -660,15 +659,14 @@ class SMTPTestServer(StartStop):
         Until ``clear()``, or, with ``times``, for that many ``RCPT TO`` of each address:
         ``refuse_recipients("busy@example.com", code=450, times=1)`` refuses it once.
         """
-        if not 400 <= code <= 599:
-            raise ValueError(f"code must be an SMTP error code from 400 to 599, not {code}")
+        text = _error_reply(
+            code,
+            message,
+            "4.2.1 Mailbox busy, try again later (SMTPTestServer)",
+            "5.1.1 Mailbox unavailable (SMTPTestServer)",
+        )
         if times is not None and times < 1:
             raise ValueError(f"times must be at least 1 (or None: until clear()), not {times}")
-        text = message or (
-            "4.2.1 Mailbox busy, try again later (SMTPTestServer)"
-            if code < 500
-            else "5.1.1 Mailbox unavailable (SMTPTestServer)"
-        )
         with self._faults.lock:
             for address in addresses:
                 self._faults.refused[address.lower()] = (code, text, times)

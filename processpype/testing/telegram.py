@@ -95,8 +95,10 @@ from processpype.communications.backends._telegram_limits import (
 )
 from processpype.communications.backends._telegram_text import MAX_MESSAGE_UNITS, utf16_len
 from processpype.config.models import TelegramCommunicatorConfig
+from processpype.testing._faults import scripted
 from processpype.testing._telegram_files import FileSending, SentFile, caption_text
 from processpype.testing._telegram_files import chat_key as _chat_key
+from processpype.testing._waiting import Until
 
 __all__ = [
     "CallbackAnswer",
@@ -362,10 +364,7 @@ class FakeTelegramClient(FileSending):
     def fail_next_connect(self, exc: BaseException | None = None, *, count: int = 1) -> None:
         """Make the next ``count`` connection attempts raise ``exc`` (a ``ConnectionError``)."""
         with self._lock:
-            for _ in range(count):
-                self._connect_failures.append(
-                    exc if exc is not None else ConnectionError("scripted connection failure")
-                )
+            self._connect_failures.extend(scripted(exc, count, "scripted connection failure"))
 
     def drop_connection(self) -> None:
         """Lose the connection, as a network failure would (callable from any thread)."""
@@ -410,52 +409,60 @@ class FakeTelegramClient(FileSending):
         thread, use ``await wait_for_sent_async(...)`` instead.
         """
         self._refuse_on_own_loop("wait_for_sent", "wait_for_sent_async")
-        with self._lock:
-            if not self._lock.wait_for(lambda: len(self.sent) >= count, timeout):
-                raise TimeoutError(
-                    f"expected {count} sent messages within {timeout}s, {self._describe_sent()}"
-                )
-            return list(self.sent)
+        return self._block(self._until_sent(count, timeout), timeout)
 
     async def wait_for_sent_async(self, count: int, timeout: float = 5.0) -> list[SentMessage]:
         """``wait_for_sent`` without blocking the event loop."""
-        await self._wait_async(lambda: len(self.sent) >= count, timeout)
-        with self._lock:
-            if len(self.sent) < count:
-                raise TimeoutError(
-                    f"expected {count} sent messages within {timeout}s, {self._describe_sent()}"
-                )
-            return list(self.sent)
+        return await self._await(self._until_sent(count, timeout), timeout)
+
+    def _until_sent(self, count: int, timeout: float) -> Until[list[SentMessage]]:
+        return Until(
+            lambda: len(self.sent) >= count,
+            lambda: list(self.sent),
+            lambda: f"expected {count} sent messages within {timeout}s, {self._describe_sent()}",
+        )
 
     async def wait_for_errors_async(self, count: int, timeout: float = 5.0) -> list[FailedSend]:
         """Wait until ``count`` sends have raised; return every ``FailedSend``."""
-        await self._wait_async(lambda: len(self.errors) >= count, timeout)
-        with self._lock:
-            if len(self.errors) < count:
-                raise TimeoutError(
-                    f"expected {count} failed sends within {timeout}s, got {len(self.errors)}"
-                )
-            return list(self.errors)
+        until = Until(
+            lambda: len(self.errors) >= count,
+            lambda: list(self.errors),
+            lambda: f"expected {count} failed sends within {timeout}s, got {len(self.errors)}",
+        )
+        return await self._await(until, timeout)
 
     def wait_for_connected(self, timeout: float = 5.0) -> None:
         """Block until the fake is connected (e.g. after a reconnect)."""
         self._refuse_on_own_loop("wait_for_connected", "wait_for_connected_async")
-        with self._lock:
-            if not self._lock.wait_for(lambda: self._connected, timeout):
-                raise TimeoutError(f"not connected within {timeout}s")
+        self._block(self._until_connected(timeout), timeout)
 
     async def wait_for_connected_async(self, timeout: float = 5.0) -> None:
         """``wait_for_connected`` without blocking the event loop."""
-        await self._wait_async(lambda: self._connected, timeout)
-        if not self._connected:
-            raise TimeoutError(f"not connected within {timeout}s")
+        await self._await(self._until_connected(timeout), timeout)
+
+    def _until_connected(self, timeout: float) -> Until[None]:
+        return Until(
+            lambda: self._connected, lambda: None, lambda: f"not connected within {timeout}s"
+        )
+
+    def _block(self, until: Until[_T], timeout: float) -> _T:
+        """Block this thread until ``until.ready()``; its result, or ``TimeoutError``."""
+        with self._lock:
+            if not self._lock.wait_for(until.ready, timeout):
+                raise TimeoutError(until.shortfall())
+            return until.result()
+
+    async def _await(self, until: Until[_T], timeout: float) -> _T:
+        """``_block`` without blocking the event loop."""
+        await self._wait_async(until.ready, timeout)
+        with self._lock:
+            if not until.ready():
+                raise TimeoutError(until.shortfall())
+            return until.result()
 
     def _refuse_on_own_loop(self, name: str, alternative: str) -> None:
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        if running is self._loop:
+        running = _running_loop()
+        if running is not None and running is self._loop:
             raise RuntimeError(
                 f"{name}() would block the event loop this fake sends on: "
                 f"use 'await {alternative}(...)'"
@@ -714,8 +721,7 @@ class FakeTelegramClient(FileSending):
 
     async def run_until_disconnected(self) -> None:
         """Wait until the connection ends (raises ``ConnectionError`` when not connected)."""
-        if not self._connected:
-            raise ConnectionError("Cannot send requests while disconnected")
+        self._check_connected()
         loop = asyncio.get_running_loop()
         future = self.disconnected
         try:
@@ -750,11 +756,7 @@ class FakeTelegramClient(FileSending):
             event = event()
         elif not event:
             event = events.Raw()
-        try:
-            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            loop = None
-        self._handlers.append((event, callback, loop))
+        self._handlers.append((event, callback, _running_loop()))
 
     def remove_event_handler(self, callback: EventCallback, event: Any = None) -> int:
         """Unregister ``callback`` (for ``event`` only, if given); return how many."""
@@ -847,9 +849,7 @@ class FakeTelegramClient(FileSending):
                 ),
             )
         except Exception as exc:
-            with self._lock:
-                self.errors.append(FailedSend(entity, exc, time.monotonic()))
-            self._notify()
+            self._record_failure(entity, exc)
             raise
 
     async def _send(
@@ -865,13 +865,10 @@ class FakeTelegramClient(FileSending):
         buttons: Any = None,
     ) -> Any:
         now = time.monotonic()  # when the request "reaches Telegram"
-        if not self._connected:
-            raise ConnectionError("Cannot send requests while disconnected")
+        self._check_connected()
         self._check_entity(entity)
         key = _chat_key(entity)
-        failure = self._take_failure(key)
-        if failure is not None:
-            raise failure
+        self._raise_scripted(key)
         text = self._parsed_text(str(message), parse_mode, formatting_entities)
         markup = ButtonMethods.build_reply_markup(buttons)
         if self.enforce_rate_limits:
@@ -908,13 +905,23 @@ class FakeTelegramClient(FileSending):
             ),
         )
 
-    def _take_failure(self, key: int | str) -> BaseException | None:
+    def _record_failure(self, entity: Any, exc: BaseException) -> None:
+        """Keep a call that raised in ``errors`` (and wake whoever waits for one)."""
+        with self._lock:
+            self.errors.append(FailedSend(entity, exc, time.monotonic()))
+        self._notify()
+
+    def _check_connected(self) -> None:
+        if not self._connected:
+            raise ConnectionError("Cannot send requests while disconnected")
+
+    def _raise_scripted(self, key: int | str) -> None:
+        """Raise the first failure ``fail_next`` scripted for chat ``key`` (or any chat)."""
         with self._lock:
             for index, (exc, chat) in enumerate(self._failures):
                 if chat is None or chat == key:
                     del self._failures[index]
-                    return exc
-        return None
+                    raise exc
 
     @staticmethod
     def _check_entity(entity: Any) -> None:
@@ -1038,18 +1045,7 @@ class FakeTelegramClient(FileSending):
             date=date,
             chat_attached=chat_attached,
         )
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        for loop, handlers in self._handlers_by_loop().items():
-            if loop is running:
-                task = loop.create_task(self._dispatch(update, handlers))
-                self._dispatches.add(task)
-                task.add_done_callback(self._dispatches.discard)
-            else:
-                future = asyncio.run_coroutine_threadsafe(self._dispatch(update, handlers), loop)
-                future.result(timeout)
+        self._run_handlers(update, timeout)
         return update.message
 
     async def inject_message_async(
@@ -1077,6 +1073,32 @@ class FakeTelegramClient(FileSending):
             date=date,
             chat_attached=chat_attached,
         )
+        await self._run_handlers_async(update)
+        return update.message
+
+    def _run_handlers(self, update: Any, timeout: float, *, refuse_own_loop: str = "") -> None:
+        """Run the handlers for ``update`` on their loops, waiting for each from here.
+
+        The handlers of the loop this thread runs are scheduled; with ``refuse_own_loop``
+        (the method's name) they are refused instead: waiting for them would block it.
+        """
+        running = _running_loop()
+        for loop, handlers in self._handlers_by_loop().items():
+            if loop is not running:
+                future = asyncio.run_coroutine_threadsafe(self._dispatch(update, handlers), loop)
+                future.result(timeout)
+            elif refuse_own_loop:
+                raise RuntimeError(
+                    f"{refuse_own_loop}() would block the event loop this fake runs on: "
+                    f"use 'await {refuse_own_loop}_async(...)'"
+                )
+            else:
+                task = loop.create_task(self._dispatch(update, handlers))
+                self._dispatches.add(task)
+                task.add_done_callback(self._dispatches.discard)
+
+    async def _run_handlers_async(self, update: Any) -> None:
+        """Run the handlers for ``update`` on their loops; return once all have run."""
         running = asyncio.get_running_loop()
         for loop, handlers in self._handlers_by_loop().items():
             if loop is running:
@@ -1084,7 +1106,6 @@ class FakeTelegramClient(FileSending):
             else:
                 future = asyncio.run_coroutine_threadsafe(self._dispatch(update, handlers), loop)
                 await asyncio.wrap_future(future)
-        return update.message
 
     def _handlers_by_loop(
         self,
@@ -1114,21 +1135,14 @@ class FakeTelegramClient(FileSending):
         date: datetime | None = None,
         chat_attached: bool = True,
     ) -> Any:
-        if isinstance(chat_id, bool) or not isinstance(chat_id, int):
-            raise TypeError(f"chat_id must be a marked integer id, got {chat_id!r}")
+        _check_chat_id(chat_id)
         peer_id, peer_type = utils.resolve_id(chat_id)
         now = (date or datetime.now(UTC)).replace(microsecond=0)  # Telegram dates: seconds
         private = peer_type is types.PeerUser
         if sender_id is None:
             sender_id = chat_id if private else _DEFAULT_MEMBER_ID
-        first, _, last = sender_name.partition(" ")
-        sender = types.User(
-            id=sender_id,
-            first_name=first,
-            last_name=last or None,
-            bot=False,
-            access_hash=sender_id * 31 + 7,
-            username=chat_username if private and sender_id == chat_id else None,
+        sender = _user(
+            sender_id, sender_name, chat_username if private and sender_id == chat_id else None
         )
         chat: Any
         if private:
@@ -1273,9 +1287,7 @@ class FakeTelegramClient(FileSending):
                 lambda: self._edit(entity, message, text, parse_mode, formatting_entities, buttons),
             )
         except Exception as exc:
-            with self._lock:
-                self.errors.append(FailedSend(entity, exc, time.monotonic()))
-            self._notify()
+            self._record_failure(entity, exc)
             raise
 
     async def _edit(
@@ -1288,13 +1300,10 @@ class FakeTelegramClient(FileSending):
         buttons: Any,
     ) -> Any:
         now = time.monotonic()
-        if not self._connected:
-            raise ConnectionError("Cannot send requests while disconnected")
+        self._check_connected()
         key = _chat_key(entity)
         message_id = utils.get_message_id(message)
-        failure = self._take_failure(key)
-        if failure is not None:
-            raise failure
+        self._raise_scripted(key)
         with self._lock:
             current = self._current.get((key, message_id)) if message_id is not None else None
         if current is None:
@@ -1358,17 +1367,12 @@ class FakeTelegramClient(FileSending):
                 request = functions.messages.DeleteMessagesRequest(id=[], revoke=revoke)
             return await self._call(request, lambda: self._delete(key, ids))
         except Exception as exc:
-            with self._lock:
-                self.errors.append(FailedSend(entity, exc, time.monotonic()))
-            self._notify()
+            self._record_failure(entity, exc)
             raise
 
     async def _delete(self, key: int | str, ids: Any) -> list[Any]:
-        if not self._connected:
-            raise ConnectionError("Cannot send requests while disconnected")
-        failure = self._take_failure(key)
-        if failure is not None:
-            raise failure
+        self._check_connected()
+        self._raise_scripted(key)
         count = 0
         with self._lock:
             for message_id in ids:
@@ -1416,18 +1420,7 @@ class FakeTelegramClient(FileSending):
         use ``press_button_async``.
         """
         update = self._build_callback(chat_id, message_id, data, sender_id, sender_name)
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        for loop, handlers in self._handlers_by_loop().items():
-            if loop is running:
-                raise RuntimeError(
-                    "press_button() would block the event loop this fake runs on: "
-                    "use 'await press_button_async(...)'"
-                )
-            future = asyncio.run_coroutine_threadsafe(self._dispatch(update, handlers), loop)
-            future.result(timeout)
+        self._run_handlers(update, timeout, refuse_own_loop="press_button")
         return self._answer_to(update.query_id)
 
     async def press_button_async(
@@ -1441,13 +1434,7 @@ class FakeTelegramClient(FileSending):
     ) -> CallbackAnswer | None:
         """``press_button`` that awaits every handler instead of blocking."""
         update = self._build_callback(chat_id, message_id, data, sender_id, sender_name)
-        running = asyncio.get_running_loop()
-        for loop, handlers in self._handlers_by_loop().items():
-            if loop is running:
-                await self._dispatch(update, handlers)
-            else:
-                future = asyncio.run_coroutine_threadsafe(self._dispatch(update, handlers), loop)
-                await asyncio.wrap_future(future)
+        await self._run_handlers_async(update)
         return self._answer_to(update.query_id)
 
     def _answer_to(self, query_id: int) -> CallbackAnswer | None:
@@ -1462,8 +1449,7 @@ class FakeTelegramClient(FileSending):
         sender_id: int,
         sender_name: str,
     ) -> Any:
-        if isinstance(chat_id, bool) or not isinstance(chat_id, int):
-            raise TypeError(f"chat_id must be a marked integer id, got {chat_id!r}")
+        _check_chat_id(chat_id)
         payload = data.encode() if isinstance(data, str) else bytes(data)
         current = self.message(chat_id, message_id)
         if not any(button.data == payload for row in current.buttons for button in row):
@@ -1473,14 +1459,7 @@ class FakeTelegramClient(FileSending):
                 f"{payload!r} (its buttons: {shown!r})"
             )
         peer_id, peer_type = utils.resolve_id(chat_id)
-        first, _, last = sender_name.partition(" ")
-        sender = types.User(
-            id=sender_id,
-            first_name=first,
-            last_name=last or None,
-            bot=False,
-            access_hash=sender_id * 31 + 7,
-        )
+        sender = _user(sender_id, sender_name)
         peer: Any = peer_type(peer_id)
         query_id = next(self._queries)
         update = types.UpdateBotCallbackQuery(
@@ -1495,6 +1474,32 @@ class FakeTelegramClient(FileSending):
         self._entities.update(entities)
         update._entities = entities
         return update
+
+
+def _check_chat_id(chat_id: int) -> None:
+    if isinstance(chat_id, bool) or not isinstance(chat_id, int):
+        raise TypeError(f"chat_id must be a marked integer id, got {chat_id!r}")
+
+
+def _user(user_id: int, name: str, username: str | None = None) -> types.User:
+    """The ``User`` a test plays (who writes a message or presses a button)."""
+    first, _, last = name.partition(" ")
+    return types.User(
+        id=user_id,
+        first_name=first,
+        last_name=last or None,
+        bot=False,
+        access_hash=user_id * 31 + 7,
+        username=username,
+    )
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop running in this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 async def _hang() -> None:

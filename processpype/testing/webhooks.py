@@ -35,6 +35,7 @@ from typing import Any, Self
 import httpx
 import respx
 
+from processpype.testing._faults import DropAfter
 from processpype.testing._lifecycle import StartStop
 from processpype.testing._multipart import CapturedFile, parse_multipart
 
@@ -159,7 +160,7 @@ class WebhookCapture(StartStop):
         self._condition = threading.Condition()
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._running = False
-        self._answers_before_drop: int | None = None
+        self._drop = DropAfter()  # drop_after()
         self._bytes_served = 0
         self._message_ids = 1_000_000_000_000_000_000  # snowflake-sized message ids
 
@@ -248,10 +249,8 @@ class WebhookCapture(StartStop):
 
         Until ``clear()``: a server that goes away mid-run.
         """
-        if count < 0:
-            raise ValueError(f"count must be >= 0, not {count}")
         with self._condition:
-            self._answers_before_drop = count
+            self._drop.arm(count)
 
     @property
     def bytes_served(self) -> int:
@@ -263,21 +262,11 @@ class WebhookCapture(StartStop):
         with self._condition:
             self._bytes_served += size
 
-    def _dropping(self) -> bool:
-        # Called with the condition held.
-        left = self._answers_before_drop
-        if left is None:
-            return False
-        if left > 0:
-            self._answers_before_drop = left - 1
-            return False
-        return True
-
     def _answer(self, request: httpx.Request) -> Any:
         captured = CapturedRequest.from_httpx(request)
         with self._condition:
             self._requests.append(captured)
-            dropping = self._dropping()
+            dropping = self._drop.take()
             rule = next((r for r in self._rules if r.matches(captured.url)), None)
             if rule is not None and rule.times is not None:
                 rule.times -= 1
@@ -370,7 +359,7 @@ class WebhookCapture(StartStop):
         with self._condition:
             self._requests.clear()
             self._rules.clear()
-            self._answers_before_drop = None
+            self._drop.clear()
             self._bytes_served = 0
 
     def wait_for(self, count: int, timeout: float = 5.0) -> list[CapturedRequest]:
