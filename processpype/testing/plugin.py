@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
@@ -107,15 +107,25 @@ class _NotifierRegistry:
 
     def close_all(self) -> None:
         """Close every notifier (newest first); re-raise the first error after trying all."""
-        errors: list[BaseException] = []
-        while self.notifiers:
-            notifier = self.notifiers.pop()
-            try:
-                notifier.close()
-            except Exception as exc:  # close the others before reporting
-                errors.append(exc)
-        if errors:
-            raise errors[0]
+        _close_each(notifier.close for notifier in _popped(self.notifiers))
+
+
+def _close_each(closers: Iterable[Callable[[], object]]) -> None:
+    """Call each ``close``; re-raise the first error after trying all."""
+    errors: list[BaseException] = []
+    for close in closers:
+        try:
+            close()
+        except Exception as exc:  # close the others before reporting
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def _popped[T](items: list[T]) -> Iterator[T]:
+    """Take the items of ``items`` newest first, until it is empty."""
+    while items:
+        yield items.pop()
 
 
 @pytest.fixture
@@ -167,14 +177,7 @@ def processpype_smtp_server_factory(
 
 def _stop_all(servers: list[SMTPTestServer]) -> None:
     """Stop every server (newest first), then report the first error any of them met."""
-    errors: list[BaseException] = []
-    for server in reversed(servers):
-        try:
-            server.close()
-        except Exception as exc:  # stop the others before reporting
-            errors.append(exc)
-    if errors:
-        raise errors[0]
+    _close_each(server.close for server in reversed(servers))
     # As pytest-httpserver does: an exception inside the server thread fails the test.
     for server in servers:
         server.raise_errors()
