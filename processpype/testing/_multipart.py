@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from processpype.testing._file_bytes import FileBytes
+
 __all__ = ["CapturedFile", "parse_multipart"]
 
 _PARAM = re.compile(r';\s*([A-Za-z0-9_*-]+)="((?:[^"\\]|\\.)*)"')
@@ -12,7 +14,7 @@ _BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.IGNORECASE)
 
 
 @dataclass(frozen=True)
-class CapturedFile:
+class CapturedFile(FileBytes):
     """One file of a multipart body: its form field, file name, content type and bytes."""
 
     field: str
@@ -23,11 +25,6 @@ class CapturedFile:
     """The part's ``Content-Type`` (``application/octet-stream`` when absent)."""
     data: bytes
     """The bytes, exactly as posted."""
-
-    @property
-    def size(self) -> int:
-        """Size of ``data`` in bytes."""
-        return len(self.data)
 
 
 def _unescape(value: str) -> str:

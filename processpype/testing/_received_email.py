@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from email.message import EmailMessage
 
+from processpype.testing._file_bytes import FileBytes
+
 __all__ = ["ReceivedAttachment", "ReceivedEmail"]
 
 
 @dataclass(frozen=True)
-class ReceivedAttachment:
+class ReceivedAttachment(FileBytes):
     """One attachment of a received email, decoded by the standard library's parser."""
 
     filename: str | None
@@ -18,11 +20,6 @@ class ReceivedAttachment:
     """The MIME type, without parameters (``image/png``)."""
     data: bytes
     """The decoded bytes."""
-
-    @property
-    def size(self) -> int:
-        """Size of ``data`` in bytes."""
-        return len(self.data)
 
 
 class ReceivedEmail(EmailMessage):

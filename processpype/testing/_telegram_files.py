@@ -46,6 +46,7 @@ from processpype.communications.backends._telegram_files import (
     PHOTO_LIMIT,
 )
 from processpype.communications.backends._telegram_text import utf16_len
+from processpype.testing._file_bytes import FileBytes
 from processpype.testing._waiting import Until
 
 __all__ = ["FileSending", "SentFile", "caption_text", "chat_key"]
@@ -55,7 +56,7 @@ _MESSAGE_FIELDS = ("chat", "reply_to", "parse_mode", "time", "entities", "messag
 
 
 @dataclass(frozen=True)
-class SentFile:
+class SentFile(FileBytes):
     """One file the fake accepted, as ``send_file`` was called.
 
     ``photo`` is True when Telegram would show it as a photo; ``album`` is the album's
@@ -75,11 +76,6 @@ class SentFile:
     parse_mode: str | None = None
     entities: list[Any] | None = None
     message_id: int = 0
-
-    @property
-    def size(self) -> int:
-        """Size of ``data`` in bytes."""
-        return len(self.data)
 
 
 class _Host(Protocol):
