@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import deque
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -170,17 +169,13 @@ class RecordingCommunicator(Communicator):
 
         Raises ``TimeoutError`` saying how many arrived (and what) when time runs out.
         """
-        deadline = time.monotonic() + timeout
         with self._condition:
-            while len(self.messages) < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    got = [m.message for m in self.messages]
-                    raise TimeoutError(
-                        f"{self.name}: expected {count} messages within {timeout}s, got "
-                        f"{len(got)}: {got[:10]!r}"
-                    )
-                self._condition.wait(remaining)
+            if not self._condition.wait_for(lambda: len(self.messages) >= count, timeout):
+                got = [m.message for m in self.messages]
+                raise TimeoutError(
+                    f"{self.name}: expected {count} messages within {timeout}s, got "
+                    f"{len(got)}: {got[:10]!r}"
+                )
             return list(self.messages)
 
     async def wait_for_async(self, count: int, timeout: float = 5.0) -> list[OutgoingMessage]:

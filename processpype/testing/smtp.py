@@ -23,7 +23,6 @@ import shutil
 import ssl
 import tempfile
 import threading
-import time
 import weakref
 from dataclasses import dataclass
 from email.parser import BytesParser
@@ -557,17 +556,13 @@ class SMTPTestServer(StartStop):
 
         Raises ``TimeoutError`` saying how many arrived (and their subjects) otherwise.
         """
-        deadline = time.monotonic() + timeout
         with self._condition:
-            while self._count < count:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    subjects = [m["Subject"] for m in self._messages[:10]]
-                    raise TimeoutError(
-                        f"SMTPTestServer on port {self._port}: expected {count} messages "
-                        f"within {timeout}s, got {self._count}; subjects: {subjects!r}"
-                    )
-                self._condition.wait(remaining)
+            if not self._condition.wait_for(lambda: self._count >= count, timeout):
+                subjects = [m["Subject"] for m in self._messages[:10]]
+                raise TimeoutError(
+                    f"SMTPTestServer on port {self._port}: expected {count} messages "
+                    f"within {timeout}s, got {self._count}; subjects: {subjects!r}"
+                )
             return list(self._messages)
 
     async def wait_for_messages_async(

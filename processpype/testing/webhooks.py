@@ -376,13 +376,9 @@ class WebhookCapture(StartStop):
                 "WebhookCapture.wait_for() blocks, and this thread runs an event loop whose "
                 "requests it would stop: use 'await capture.wait_for_async(...)'"
             )
-        deadline = time.monotonic() + timeout
         with self._condition:
-            while len(self._requests) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(self._shortfall(count, timeout))
-                self._condition.wait(left)
+            if not self._condition.wait_for(lambda: len(self._requests) >= count, timeout):
+                raise TimeoutError(self._shortfall(count, timeout))
             return list(self._requests)
 
     async def wait_for_async(self, count: int, timeout: float = 5.0) -> list[CapturedRequest]:
