@@ -109,6 +109,20 @@ class _NotifierRegistry:
         """Close every notifier (newest first); re-raise the first error after trying all."""
         _close_each(notifier.close for notifier in _popped(self.notifiers))
 
+    def serve[T](self, double: T, cleanup: Callable[[], object]) -> Iterator[T]:
+        """A fixture's body: yield ``double``; then close the notifiers, then ``cleanup()``.
+
+        Notifiers first, while the double still answers: messages still queued at the
+        end of a test reach it, never the network.
+        """
+        try:
+            yield double
+        finally:
+            try:
+                self.close_all()
+            finally:
+                cleanup()
+
 
 def _close_each(closers: Iterable[Callable[[], object]]) -> None:
     """Call each ``close``; re-raise the first error after trying all."""
@@ -166,13 +180,7 @@ def processpype_smtp_server_factory(
         servers.append(server)
         return server
 
-    try:
-        yield start_server
-    finally:
-        try:
-            _processpype_notifier_registry.close_all()
-        finally:
-            _stop_all(servers)
+    yield from _processpype_notifier_registry.serve(start_server, lambda: _stop_all(servers))
 
 
 def _stop_all(servers: list[SMTPTestServer]) -> None:
@@ -208,13 +216,9 @@ def processpype_telegram(
     sessions = tmp_path_factory.mktemp("processpype-telegram")
     monkeypatch.setattr(backend, "default_session_dir", lambda: sessions)
     previous = backend.set_default_client_factory(fake.as_client_factory())
-    try:
-        yield fake
-    finally:
-        try:
-            _processpype_notifier_registry.close_all()
-        finally:
-            backend.set_default_client_factory(previous)
+    yield from _processpype_notifier_registry.serve(
+        fake, lambda: backend.set_default_client_factory(previous)
+    )
 
 
 @pytest.fixture
@@ -225,14 +229,7 @@ def processpype_webhooks(
     webhooks = _import_for(_WEBHOOKS_FIXTURE, "processpype.testing.webhooks")
     capture: WebhookCapture = webhooks.WebhookCapture()
     capture.start()
-    try:
-        yield capture
-    finally:
-        try:
-            # Close notifiers while requests are still captured: never reach the network.
-            _processpype_notifier_registry.close_all()
-        finally:
-            capture.stop()
+    yield from _processpype_notifier_registry.serve(capture, capture.stop)
 
 
 @pytest.fixture
@@ -282,10 +279,4 @@ def processpype_redis(
     if find_redis_server() is None:
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     server = RedisTestServer().start()
-    try:
-        yield server
-    finally:
-        try:
-            _processpype_notifier_registry.close_all()
-        finally:
-            server.stop()
+    yield from _processpype_notifier_registry.serve(server, server.stop)
