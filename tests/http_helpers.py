@@ -1,13 +1,21 @@
-"""A real HTTP server on 127.0.0.1 that misbehaves on request: trickles, stalls, floods."""
+"""A real HTTP server on 127.0.0.1 that misbehaves on request: trickles, stalls, floods.
+
+Also the HTTP backends' tests' way to build one: ``build_backend`` from its config, as a
+user's would be, and ``started_backend`` around a test's sends.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from processpype.communications.backends import create_communicator
+from processpype.communications.base import Communicator
+from processpype.config.loader import config_from_mapping
 
 
 @dataclass
@@ -133,3 +141,22 @@ def faulty_server() -> Iterator[FaultyServer]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def build_backend(kind: str, url: str, *, name: str = "hook", **settings: Any) -> Communicator:
+    """A backend ``name`` of type ``kind`` posting to ``url``, made from its config."""
+    config = config_from_mapping({"backends": {name: {"type": kind, "url": url, **settings}}})
+    return create_communicator(name, config.backends[name])
+
+
+@asynccontextmanager
+async def started_backend(
+    kind: str, url: str, *, name: str = "hook", **settings: Any
+) -> AsyncIterator[Communicator]:
+    """``build_backend``, started; stopped on leaving."""
+    communicator = build_backend(kind, url, name=name, **settings)
+    await communicator.start()
+    try:
+        yield communicator
+    finally:
+        await communicator.stop()

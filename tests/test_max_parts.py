@@ -5,15 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from http_helpers import FaultyServer, faulty_server
+from http_helpers import FaultyServer, faulty_server, started_backend
 from telegram_helpers import BackendMaker
 from telethon import errors
 
-from processpype.communications.backends import create_communicator
 from processpype.communications.backends._telegram_text import MAX_MESSAGE_UNITS, utf16_len
 from processpype.communications.backends.webhook import (
     DISCORD_CONTENT_LIMIT,
@@ -23,7 +22,6 @@ from processpype.communications.backends.webhook import (
 )
 from processpype.communications.base import Communicator
 from processpype.communications.models import OutgoingMessage
-from processpype.config.loader import config_from_mapping
 from processpype.testing.telegram import FakeTelegramClient
 
 TEN_MB = ("All work and no play makes Jack a dull boy. " * 40 + "\n") * 5700
@@ -40,15 +38,10 @@ def server() -> Iterator[FaultyServer]:
         yield running
 
 
-@contextlib.asynccontextmanager
-async def chat_backend(kind: str, url: str, **settings: Any) -> AsyncIterator[Communicator]:
-    config = config_from_mapping({"backends": {"chat": {"type": kind, "url": url, **settings}}})
-    communicator = create_communicator("chat", config.backends["chat"])
-    await communicator.start()
-    try:
-        yield communicator
-    finally:
-        await communicator.stop()
+def chat_backend(
+    kind: str, url: str, **settings: Any
+) -> contextlib.AbstractAsyncContextManager[Communicator]:
+    return started_backend(kind, url, name="chat", **settings)
 
 
 def test_the_text_is_ten_megabytes() -> None:

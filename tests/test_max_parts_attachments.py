@@ -6,18 +6,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from http_helpers import FaultyServer, faulty_server
+from http_helpers import FaultyServer, faulty_server, started_backend
 from telegram_helpers import BackendMaker
 
-from processpype.communications.backends import create_communicator
 from processpype.communications.backends.webhook import SLACK_NOT_ATTACHED, SLACK_TEXT_LIMIT
 from processpype.communications.base import Communicator
 from processpype.communications.models import Attachment, OutgoingMessage
-from processpype.config.loader import config_from_mapping
 from processpype.testing import WebhookCapture
 from processpype.testing.telegram import FakeTelegramClient
 
@@ -40,15 +38,10 @@ def server() -> Iterator[FaultyServer]:
         yield running
 
 
-@contextlib.asynccontextmanager
-async def chat_backend(kind: str, url: str, **settings: Any) -> AsyncIterator[Communicator]:
-    config = config_from_mapping({"backends": {"chat": {"type": kind, "url": url, **settings}}})
-    communicator = create_communicator("chat", config.backends["chat"])
-    await communicator.start()
-    try:
-        yield communicator
-    finally:
-        await communicator.stop()
+def chat_backend(
+    kind: str, url: str, **settings: Any
+) -> contextlib.AbstractAsyncContextManager[Communicator]:
+    return started_backend(kind, url, name="chat", **settings)
 
 
 @pytest.mark.asyncio

@@ -7,19 +7,18 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from http_helpers import build_backend, started_backend
 
-from processpype.communications.backends import create_communicator
 from processpype.communications.backends.webhook import SLACK_NOT_ATTACHED
 from processpype.communications.base import Communicator
 from processpype.communications.errors import SendError
 from processpype.communications.models import Attachment, OutgoingMessage
 from processpype.communications.notifier import Notifier
-from processpype.config.loader import config_from_mapping
 from processpype.testing import WebhookCapture
 from processpype.testing._multipart import parse_multipart
 
@@ -38,20 +37,13 @@ def files() -> list[Attachment]:
 
 
 def build(kind: str, url: str, **settings: Any) -> Communicator:
-    config = config_from_mapping(
-        {"backends": {kind: {"type": kind, "url": url, **FAST, **settings}}}
-    )
-    return create_communicator(kind, config.backends[kind])
+    return build_backend(kind, url, name=kind, **{**FAST, **settings})
 
 
-@contextlib.asynccontextmanager
-async def running(kind: str, url: str = URL, **settings: Any) -> AsyncIterator[Communicator]:
-    communicator = build(kind, url, **settings)
-    await communicator.start()
-    try:
-        yield communicator
-    finally:
-        await communicator.stop()
+def running(
+    kind: str, url: str = URL, **settings: Any
+) -> contextlib.AbstractAsyncContextManager[Communicator]:
+    return started_backend(kind, url, name=kind, **{**FAST, **settings})
 
 
 @pytest.fixture

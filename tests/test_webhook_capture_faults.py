@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from http_helpers import started_backend
 
-from processpype.communications.backends import create_communicator
 from processpype.communications.base import Communicator
 from processpype.communications.errors import SendError
 from processpype.communications.models import OutgoingMessage
-from processpype.config.loader import config_from_mapping
 from processpype.testing.webhooks import WebhookCapture
 
 URL = "https://hooks.example.com/services/T0/B0/secret"
@@ -26,16 +25,8 @@ def capture() -> Iterator[WebhookCapture]:
         yield running
 
 
-@contextlib.asynccontextmanager
-async def webhook(**settings: Any) -> AsyncIterator[Communicator]:
-    backend = {"type": "webhook", "url": URL, "retry_base_delay": 0.001, **settings}
-    config = config_from_mapping({"backends": {"hook": backend}})
-    communicator = create_communicator("hook", config.backends["hook"])
-    await communicator.start()
-    try:
-        yield communicator
-    finally:
-        await communicator.stop()
+def webhook(**settings: Any) -> contextlib.AbstractAsyncContextManager[Communicator]:
+    return started_backend("webhook", URL, **{"retry_base_delay": 0.001, **settings})
 
 
 @pytest.mark.asyncio

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from http_helpers import FaultyServer, Reply, faulty_server
+from http_helpers import FaultyServer, Reply, faulty_server, started_backend
 
-from processpype.communications.backends import create_communicator
 from processpype.communications.base import Communicator
 from processpype.communications.errors import SendError
 from processpype.communications.models import Attachment, OutgoingMessage
@@ -23,16 +22,10 @@ def server() -> Iterator[FaultyServer]:
         yield running
 
 
-@contextlib.asynccontextmanager
-async def webhook(url: str, kind: str = "webhook", **settings: Any) -> AsyncIterator[Communicator]:
-    backend = {"type": kind, "url": url, "retry_base_delay": 0.001, **settings}
-    config = config_from_mapping({"backends": {"hook": backend}})
-    communicator = create_communicator("hook", config.backends["hook"])
-    await communicator.start()
-    try:
-        yield communicator
-    finally:
-        await communicator.stop()
+def webhook(
+    url: str, kind: str = "webhook", **settings: Any
+) -> contextlib.AbstractAsyncContextManager[Communicator]:
+    return started_backend(kind, url, **{"retry_base_delay": 0.001, **settings})
 
 
 @pytest.mark.asyncio

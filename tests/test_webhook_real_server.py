@@ -8,13 +8,14 @@ import json
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
+from http_helpers import started_backend
 
 from processpype.communications.backends import create_communicator
 from processpype.communications.backends.webhook import SlackCommunicator
@@ -119,16 +120,10 @@ def server() -> Iterator[HookServer]:
         thread.join(5)
 
 
-@contextlib.asynccontextmanager
-async def running(backend_type: str, url: str, **settings: Any) -> AsyncIterator[Communicator]:
-    backend = {"type": backend_type, "url": url, "retry_base_delay": 0.001, **settings}
-    config = config_from_mapping({"backends": {"hook": backend}})
-    communicator = create_communicator("hook", config.backends["hook"])
-    await communicator.start()
-    try:
-        yield communicator
-    finally:
-        await communicator.stop()
+def running(
+    backend_type: str, url: str, **settings: Any
+) -> contextlib.AbstractAsyncContextManager[Communicator]:
+    return started_backend(backend_type, url, **{"retry_base_delay": 0.001, **settings})
 
 
 @pytest.mark.asyncio
