@@ -24,6 +24,20 @@ from processpype.communications.backends.telegram import (
 from processpype.communications.models import OutgoingMessage
 from processpype.testing.telegram import FakeTelegramClient
 
+FAST_LIMITS: dict[str, Any] = {
+    "per_chat_per_second": 1000.0,
+    "per_group_per_minute": 100_000,
+    "global_per_second": 10_000.0,
+}
+"""Rate limits far above what a test sends: for tests about routing, not pacing."""
+
+
+def quick_fake() -> FakeTelegramClient:
+    """A ``FakeTelegramClient`` that repeats a request after a server error at once."""
+    fake = FakeTelegramClient()
+    fake.internal_retry_delay = 0.0  # telethon sleeps 2 s before repeating a request
+    return fake
+
 
 class BackendMaker:
     """``await make(**overrides)`` starts a backend on ``fake``; leaving stops them all."""

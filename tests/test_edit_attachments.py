@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from telegram_helpers import BackendMaker
+from telegram_helpers import FAST_LIMITS, BackendMaker
 
 from processpype.communications.backends import create_communicator
 from processpype.communications.backends.telegram import TelegramCommunicator
@@ -21,12 +21,7 @@ from processpype.testing import WebhookCapture
 from processpype.testing.telegram import FakeTelegramClient
 
 GROUP = -1001234567890
-FAST: dict[str, Any] = {
-    "per_chat_per_second": 1000.0,
-    "per_group_per_minute": 100_000,
-    "global_per_second": 10_000.0,
-    "retry_base_delay": 0.01,
-}
+FAST: dict[str, Any] = {**FAST_LIMITS, "retry_base_delay": 0.01}
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(300)
 
 

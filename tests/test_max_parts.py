@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from http_helpers import FaultyServer, faulty_server, started_backend
-from telegram_helpers import BackendMaker
+from telegram_helpers import FAST_LIMITS, BackendMaker
 from telethon import errors
 
 from processpype.communications.backends._telegram_text import MAX_MESSAGE_UNITS, utf16_len
@@ -25,11 +25,7 @@ from processpype.communications.models import OutgoingMessage
 from processpype.testing.telegram import FakeTelegramClient
 
 TEN_MB = ("All work and no play makes Jack a dull boy. " * 40 + "\n") * 5700
-FAST: dict[str, Any] = {
-    "per_chat_per_second": 1000.0,
-    "per_group_per_minute": 100_000,
-    "global_per_second": 10_000.0,
-}
+FAST: dict[str, Any] = dict(FAST_LIMITS)
 
 
 @pytest.fixture

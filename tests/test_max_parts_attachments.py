@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from http_helpers import FaultyServer, faulty_server, started_backend
-from telegram_helpers import BackendMaker
+from telegram_helpers import FAST_LIMITS, BackendMaker
 
 from processpype.communications.backends.webhook import SLACK_NOT_ATTACHED, SLACK_TEXT_LIMIT
 from processpype.communications.base import Communicator
@@ -21,11 +21,7 @@ from processpype.testing.telegram import FakeTelegramClient
 
 LONG = "All work and no play makes Jack a dull boy.\n" * 2000  # ~88,000 characters
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(400)
-FAST: dict[str, Any] = {
-    "per_chat_per_second": 1000.0,
-    "per_group_per_minute": 100_000,
-    "global_per_second": 10_000.0,
-}
+FAST: dict[str, Any] = dict(FAST_LIMITS)
 
 
 def files() -> list[Attachment]:

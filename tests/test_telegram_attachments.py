@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from telegram_helpers import BackendMaker
+from telegram_helpers import FAST_LIMITS, BackendMaker, quick_fake
 from telethon import errors
 
 from processpype.communications.backends import _telegram_files
@@ -27,12 +27,7 @@ from processpype.testing.telegram import FakeTelegramClient
 
 GROUP = -1001234567890
 PRIVATE = 42
-FAST: dict[str, Any] = {
-    "per_chat_per_second": 1000.0,
-    "per_group_per_minute": 100_000,
-    "global_per_second": 10_000.0,
-    "retry_base_delay": 0.01,
-}
+FAST: dict[str, Any] = {**FAST_LIMITS, "retry_base_delay": 0.01}
 CHATS = {
     "default": {"chat_id": str(GROUP)},
     "ops": {"chat_id": str(PRIVATE)},
@@ -51,9 +46,7 @@ def doc(name: str = "log.txt", data: bytes = b"line 1\nline 2\n") -> Attachment:
 
 @pytest.fixture
 def fake() -> FakeTelegramClient:
-    fake = FakeTelegramClient()
-    fake.internal_retry_delay = 0.0  # telethon sleeps 2 s before repeating a request
-    return fake
+    return quick_fake()
 
 
 @pytest_asyncio.fixture

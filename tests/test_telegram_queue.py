@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from telegram_helpers import BackendMaker, msg
+from telegram_helpers import FAST_LIMITS, BackendMaker, msg
 from telethon import errors
 
 from processpype.communications.errors import QueueFullError, SendError
@@ -18,9 +18,7 @@ from processpype.testing.telegram import FakeTelegramClient
 GROUP = -1001234567890
 PRIVATE = 42
 FAST: dict[str, Any] = {
-    "per_chat_per_second": 1000.0,
-    "per_group_per_minute": 100_000,
-    "global_per_second": 10_000.0,
+    **FAST_LIMITS,
     "retry_base_delay": 0.01,
     "chats": {"default": {"chat_id": str(GROUP)}, "ops": {"chat_id": str(PRIVATE)}},
 }

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from pydantic import ValidationError
-from telegram_helpers import BackendMaker, msg
+from telegram_helpers import FAST_LIMITS, BackendMaker, msg, quick_fake
 from telethon import errors
 
 from processpype.communications.backends.telegram import TelegramCommunicator
@@ -19,12 +19,7 @@ from processpype.testing.telegram import FakeTelegramClient
 GROUP = -1001234567890
 PRIVATE = 42
 # Limits far above what a test sends: these tests are about routing, not pacing.
-FAST: dict[str, Any] = {
-    "per_chat_per_second": 1000.0,
-    "per_group_per_minute": 100_000,
-    "global_per_second": 10_000.0,
-    "retry_base_delay": 0.01,
-}
+FAST: dict[str, Any] = {**FAST_LIMITS, "retry_base_delay": 0.01}
 CHATS = {
     "default": {"chat_id": str(GROUP)},
     "ops": {"chat_id": str(PRIVATE)},
@@ -36,9 +31,7 @@ CHATS = {
 
 @pytest.fixture
 def fake() -> FakeTelegramClient:
-    fake = FakeTelegramClient()
-    fake.internal_retry_delay = 0.0  # telethon sleeps 2 s before repeating a request
-    return fake
+    return quick_fake()
 
 
 @pytest_asyncio.fixture

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from telegram_helpers import BackendMaker, msg
+from telegram_helpers import BackendMaker, msg, quick_fake
 from telethon import errors
 
 from processpype.communications.backends.telegram import TelegramCommunicator
@@ -25,9 +25,7 @@ FAST: dict[str, Any] = {"chats": CHATS, "retry_base_delay": 0.01, "per_chat_per_
 
 @pytest.fixture
 def fake() -> FakeTelegramClient:
-    fake = FakeTelegramClient()
-    fake.internal_retry_delay = 0.0  # telethon sleeps 2 s before repeating a request
-    return fake
+    return quick_fake()
 
 
 @pytest_asyncio.fixture
