@@ -128,19 +128,28 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def faulty_server() -> Iterator[FaultyServer]:
-    """A running ``FaultyServer``; stopped (stalled replies released) at the end."""
-    server = FaultyServer()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02})
-    thread.daemon = True
+def serving[S: ThreadingHTTPServer](server: S, *, poll_interval: float = 0.5) -> Iterator[S]:
+    """``server`` answering on a daemon thread; shut down, closed and joined on leaving."""
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": poll_interval}, daemon=True
+    )
     thread.start()
     try:
         yield server
     finally:
-        server.stopping.set()
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+@contextmanager
+def faulty_server() -> Iterator[FaultyServer]:
+    """A running ``FaultyServer``; stopped (stalled replies released) at the end."""
+    with serving(FaultyServer(), poll_interval=0.02) as server:
+        try:
+            yield server
+        finally:
+            server.stopping.set()  # before the shutdown: it waits for the stalled replies
 
 
 def build_backend(kind: str, url: str, *, name: str = "hook", **settings: Any) -> Communicator:

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from http_helpers import build_backend, started_backend
+from http_helpers import build_backend, serving, started_backend
 
 from processpype.communications.backends.webhook import SLACK_NOT_ATTACHED
 from processpype.communications.base import Communicator
@@ -255,15 +255,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[_Server]:
-    hook_server = _Server()
-    thread = threading.Thread(target=hook_server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_Server()) as hook_server:
         yield hook_server
-    finally:
-        hook_server.shutdown()
-        hook_server.server_close()
-        thread.join(5)
 
 
 def test_discord_files_cross_a_real_http_server_byte_for_byte(server: _Server) -> None:

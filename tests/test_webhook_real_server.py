@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from http_helpers import started_backend
+from http_helpers import serving, started_backend
 
 from processpype.communications.backends import create_communicator
 from processpype.communications.backends.webhook import SlackCommunicator
@@ -107,17 +107,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server() -> Iterator[HookServer]:
-    hook_server = HookServer()
-    thread = threading.Thread(
-        target=hook_server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-    )
-    thread.start()
-    try:
+    with serving(HookServer(), poll_interval=0.02) as hook_server:
         yield hook_server
-    finally:
-        hook_server.shutdown()
-        hook_server.server_close()
-        thread.join(5)
 
 
 def running(
