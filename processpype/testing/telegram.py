@@ -98,7 +98,7 @@ from processpype.config.models import TelegramCommunicatorConfig
 from processpype.testing._faults import scripted
 from processpype.testing._telegram_files import FileSending, SentFile, caption_text
 from processpype.testing._telegram_files import chat_key as _chat_key
-from processpype.testing._waiting import Until
+from processpype.testing._waiting import Until, resolve, running_loop
 
 __all__ = [
     "CallbackAnswer",
@@ -461,7 +461,7 @@ class FakeTelegramClient(FileSending):
             return until.result()
 
     def _refuse_on_own_loop(self, name: str, alternative: str) -> None:
-        running = _running_loop()
+        running = running_loop()
         if running is not None and running is self._loop:
             raise RuntimeError(
                 f"{name}() would block the event loop this fake sends on: "
@@ -495,7 +495,7 @@ class FakeTelegramClient(FileSending):
             self._lock.notify_all()
             waiters, self._async_waiters = self._async_waiters, []
         for loop, waiter in waiters:
-            loop.call_soon_threadsafe(_resolve, waiter)
+            loop.call_soon_threadsafe(resolve, waiter)
 
     # -- connection (telethon API) ----------------------------------------------------
 
@@ -557,7 +557,7 @@ class FakeTelegramClient(FileSending):
             waiters, self._disconnect_waiters = self._disconnect_waiters, []
         for loop, future in waiters:
             if not loop.is_closed():
-                loop.call_soon_threadsafe(_resolve, future)
+                loop.call_soon_threadsafe(resolve, future)
         self._notify()
 
     async def start(
@@ -756,7 +756,7 @@ class FakeTelegramClient(FileSending):
             event = event()
         elif not event:
             event = events.Raw()
-        self._handlers.append((event, callback, _running_loop()))
+        self._handlers.append((event, callback, running_loop()))
 
     def remove_event_handler(self, callback: EventCallback, event: Any = None) -> int:
         """Unregister ``callback`` (for ``event`` only, if given); return how many."""
@@ -1082,7 +1082,7 @@ class FakeTelegramClient(FileSending):
         The handlers of the loop this thread runs are scheduled; with ``refuse_own_loop``
         (the method's name) they are refused instead: waiting for them would block it.
         """
-        running = _running_loop()
+        running = running_loop()
         for loop, handlers in self._handlers_by_loop().items():
             if loop is not running:
                 future = asyncio.run_coroutine_threadsafe(self._dispatch(update, handlers), loop)
@@ -1494,22 +1494,9 @@ def _user(user_id: int, name: str, username: str | None = None) -> types.User:
     )
 
 
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    """The event loop running in this thread, or None."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 async def _hang() -> None:
     """Wait for ever (until cancelled), as a request to a silent server does."""
     await asyncio.get_running_loop().create_future()
-
-
-def _resolve(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def _inline_rows(markup: Any) -> tuple[tuple[InlineButton, ...], ...]:

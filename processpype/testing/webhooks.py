@@ -38,6 +38,7 @@ import respx
 from processpype.testing._faults import DropAfter
 from processpype.testing._lifecycle import StartStop
 from processpype.testing._multipart import CapturedFile, parse_multipart
+from processpype.testing._waiting import resolve, running_loop
 
 __all__ = ["CapturedFile", "CapturedHeaders", "CapturedRequest", "WebhookCapture"]
 
@@ -282,7 +283,7 @@ class WebhookCapture(StartStop):
             return self._default_answer(request)
         response = self._response(rule, request)
         if rule.stall:
-            if _loop_running():
+            if running_loop() is not None:
                 return _later(rule.stall, response)
             time.sleep(rule.stall)
         return response
@@ -371,7 +372,7 @@ class WebhookCapture(StartStop):
         with self._condition:
             if len(self._requests) >= count:
                 return list(self._requests)
-        if _loop_running():
+        if running_loop() is not None:
             raise RuntimeError(
                 "WebhookCapture.wait_for() blocks, and this thread runs an event loop whose "
                 "requests it would stop: use 'await capture.wait_for_async(...)'"
@@ -406,7 +407,7 @@ class WebhookCapture(StartStop):
         for waiter in [w for w in self._waiters if w[0] <= arrived]:
             self._waiters.remove(waiter)
             _, loop, future = waiter
-            loop.call_soon_threadsafe(_resolve, future)
+            loop.call_soon_threadsafe(resolve, future)
 
     def _shortfall(self, count: int, timeout: float) -> str:
         arrived = self.requests
@@ -461,16 +462,3 @@ class _HugeBody(httpx.AsyncByteStream, httpx.SyncByteStream):
 
     def __iter__(self) -> Iterator[bytes]:
         yield from self._chunks()
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
-def _loop_running() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
