@@ -47,7 +47,7 @@ from processpype.communications.backends._telegram_files import (
 )
 from processpype.communications.backends._telegram_text import utf16_len
 from processpype.testing._file_bytes import FileBytes
-from processpype.testing._waiting import Until
+from processpype.testing._waiting import Signal, Until
 
 __all__ = ["FileSending", "SentFile", "caption_text", "chat_key"]
 
@@ -82,6 +82,7 @@ class _Host(Protocol):
     """What ``FileSending`` needs of the fake it is mixed into."""
 
     _lock: threading.Condition
+    _signal: Signal
     _connected: bool
     _ids: itertools.count[int]
     enforce_rate_limits: bool
@@ -96,12 +97,9 @@ class _Host(Protocol):
     def _raise_scripted(self, key: int | str) -> None: ...
     def _record_failure(self, entity: Any, exc: BaseException) -> None: ...
     def _check_rate_limits(self, key: int | str, entity: Any) -> float: ...
-    def _notify(self) -> None: ...
     async def _call(self, request: Any, attempt: Callable[[], Awaitable[Any]]) -> Any: ...
     def _peer(self, entity: Any) -> Any: ...
     def _refuse_on_own_loop(self, name: str, alternative: str) -> None: ...
-    def _block(self, until: Until[list[SentFile]], timeout: float) -> list[SentFile]: ...
-    async def _await(self, until: Until[list[SentFile]], timeout: float) -> list[SentFile]: ...
 
 
 def chat_key(entity: Any) -> int | str:
@@ -197,7 +195,7 @@ async def _deliver(
                 SentMessage(text=record.caption, media=True, **shared),
                 shown,
             )
-    host._notify()
+    host._signal.notify()
     await asyncio.sleep(host.latency)
     return [
         types.Message(
@@ -278,11 +276,11 @@ class FileSending:
     def wait_for_files(self: _Host, count: int, timeout: float = 5.0) -> list[SentFile]:
         """Block until ``count`` files were sent; return them all (``TimeoutError`` if not)."""
         self._refuse_on_own_loop("wait_for_files", "wait_for_files_async")
-        return self._block(_until_files(self, count, timeout), timeout)
+        return self._signal.block(_until_files(self, count, timeout), timeout)
 
     async def wait_for_files_async(self: _Host, count: int, timeout: float = 5.0) -> list[SentFile]:
         """``wait_for_files`` without blocking the event loop."""
-        return await self._await(_until_files(self, count, timeout), timeout)
+        return await self._signal.wait(_until_files(self, count, timeout), timeout)
 
 
 def _until_files(host: _Host, count: int, timeout: float) -> Until[list[SentFile]]:

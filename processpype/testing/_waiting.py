@@ -1,30 +1,80 @@
 """Waiting in the test doubles, from a test's thread or from an event loop.
 
-- ``Until``: what a ``wait_for_*`` method of the fake Telegram client waits for. Its
-  sync and async waits (``wait_for_sent``/``wait_for_sent_async``, files, errors, the
-  connection) differ only in how they wait; each names what it waits for once.
-- ``running_loop`` and ``resolve``: the loop of this thread, and waking a waiter on
-  another thread's loop (``loop.call_soon_threadsafe(resolve, future)``).
+A double keeps what arrived under one ``Signal``: its ``condition`` guards the double's
+state, ``notify()`` after a change wakes the threads blocked in ``block`` and every
+loop awaiting in ``wait`` (whichever thread the change came from). What a
+``wait_for_*`` method waits for is named once, as an ``Until``; its sync and async
+forms differ only in which of the two waits they call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["Until", "resolve", "running_loop"]
+__all__ = ["Signal", "Until", "resolve", "running_loop"]
 
 
 class Until[T](NamedTuple):
     """When a wait is over, what it then returns, and what a timeout says arrived."""
 
     ready: Callable[[], bool]
-    """True once the wait is over (called with the fake's lock held)."""
+    """True once the wait is over (called with the condition held)."""
     result: Callable[[], T]
-    """What the wait returns (called with the lock held, right after ``ready``)."""
+    """What the wait returns (called with the condition held, right after ``ready``)."""
     shortfall: Callable[[], str]
     """The ``TimeoutError`` message: what was expected, what did arrive."""
+
+
+class Signal:
+    """A condition that threads block on and event loops await."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def notify(self) -> None:
+        """Wake every waiter to look again (call after a change, from any thread)."""
+        with self.condition:
+            self.condition.notify_all()
+            waiters, self._waiters = self._waiters, []
+        for loop, waiter in waiters:
+            loop.call_soon_threadsafe(resolve, waiter)
+
+    def block[T](self, until: Until[T], timeout: float) -> T:
+        """Block this thread until ``until.ready()``; its result, or ``TimeoutError``."""
+        with self.condition:
+            if not self.condition.wait_for(until.ready, timeout):
+                raise TimeoutError(until.shortfall())
+            return until.result()
+
+    async def wait[T](self, until: Until[T], timeout: float) -> T:
+        """``block`` without blocking the event loop."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            with self.condition:
+                if until.ready():
+                    return until.result()
+                waiter: asyncio.Future[None] = loop.create_future()
+                self._waiters.append((loop, waiter))
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                async with asyncio.timeout(remaining):
+                    await waiter
+            except TimeoutError:
+                with self.condition:
+                    if until.ready():
+                        return until.result()
+                    raise TimeoutError(until.shortfall()) from None
+            finally:
+                with self.condition:
+                    if (loop, waiter) in self._waiters:
+                        self._waiters.remove((loop, waiter))
 
 
 def running_loop() -> asyncio.AbstractEventLoop | None:

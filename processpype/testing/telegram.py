@@ -72,7 +72,6 @@ import logging
 import math
 import os
 import re
-import threading
 import time
 import warnings
 from collections import deque
@@ -98,7 +97,7 @@ from processpype.config.models import TelegramCommunicatorConfig
 from processpype.testing._faults import scripted
 from processpype.testing._telegram_files import FileSending, SentFile, caption_text
 from processpype.testing._telegram_files import chat_key as _chat_key
-from processpype.testing._waiting import Until, resolve, running_loop
+from processpype.testing._waiting import Signal, Until, resolve, running_loop
 
 __all__ = [
     "CallbackAnswer",
@@ -263,8 +262,8 @@ class FakeTelegramClient(FileSending):
         self.connect_count = 0
         self.handler_errors: list[BaseException] = []
         """Exceptions raised by event handlers (logged and swallowed, as telethon does)."""
-        self._lock = threading.Condition()
-        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._signal = Signal()
+        self._lock = self._signal.condition
         self._failures: deque[tuple[BaseException, int | str | None]] = deque()
         self._connect_failures: deque[BaseException] = deque()
         # (builder, callback, loop the handler was added on): each backend sharing this
@@ -409,11 +408,11 @@ class FakeTelegramClient(FileSending):
         thread, use ``await wait_for_sent_async(...)`` instead.
         """
         self._refuse_on_own_loop("wait_for_sent", "wait_for_sent_async")
-        return self._block(self._until_sent(count, timeout), timeout)
+        return self._signal.block(self._until_sent(count, timeout), timeout)
 
     async def wait_for_sent_async(self, count: int, timeout: float = 5.0) -> list[SentMessage]:
         """``wait_for_sent`` without blocking the event loop."""
-        return await self._await(self._until_sent(count, timeout), timeout)
+        return await self._signal.wait(self._until_sent(count, timeout), timeout)
 
     def _until_sent(self, count: int, timeout: float) -> Until[list[SentMessage]]:
         return Until(
@@ -429,36 +428,21 @@ class FakeTelegramClient(FileSending):
             lambda: list(self.errors),
             lambda: f"expected {count} failed sends within {timeout}s, got {len(self.errors)}",
         )
-        return await self._await(until, timeout)
+        return await self._signal.wait(until, timeout)
 
     def wait_for_connected(self, timeout: float = 5.0) -> None:
         """Block until the fake is connected (e.g. after a reconnect)."""
         self._refuse_on_own_loop("wait_for_connected", "wait_for_connected_async")
-        self._block(self._until_connected(timeout), timeout)
+        self._signal.block(self._until_connected(timeout), timeout)
 
     async def wait_for_connected_async(self, timeout: float = 5.0) -> None:
         """``wait_for_connected`` without blocking the event loop."""
-        await self._await(self._until_connected(timeout), timeout)
+        await self._signal.wait(self._until_connected(timeout), timeout)
 
     def _until_connected(self, timeout: float) -> Until[None]:
         return Until(
             lambda: self._connected, lambda: None, lambda: f"not connected within {timeout}s"
         )
-
-    def _block(self, until: Until[_T], timeout: float) -> _T:
-        """Block this thread until ``until.ready()``; its result, or ``TimeoutError``."""
-        with self._lock:
-            if not self._lock.wait_for(until.ready, timeout):
-                raise TimeoutError(until.shortfall())
-            return until.result()
-
-    async def _await(self, until: Until[_T], timeout: float) -> _T:
-        """``_block`` without blocking the event loop."""
-        await self._wait_async(until.ready, timeout)
-        with self._lock:
-            if not until.ready():
-                raise TimeoutError(until.shortfall())
-            return until.result()
 
     def _refuse_on_own_loop(self, name: str, alternative: str) -> None:
         running = running_loop()
@@ -467,35 +451,6 @@ class FakeTelegramClient(FileSending):
                 f"{name}() would block the event loop this fake sends on: "
                 f"use 'await {alternative}(...)'"
             )
-
-    async def _wait_async(self, predicate: Callable[[], bool], timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            with self._lock:
-                if predicate():
-                    return
-                waiter: asyncio.Future[None] = loop.create_future()
-                self._async_waiters.append((loop, waiter))
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return
-            try:
-                async with asyncio.timeout(remaining):
-                    await waiter
-            except TimeoutError:
-                return
-            finally:
-                with self._lock:
-                    if (loop, waiter) in self._async_waiters:
-                        self._async_waiters.remove((loop, waiter))
-
-    def _notify(self) -> None:
-        with self._lock:
-            self._lock.notify_all()
-            waiters, self._async_waiters = self._async_waiters, []
-        for loop, waiter in waiters:
-            loop.call_soon_threadsafe(resolve, waiter)
 
     # -- connection (telethon API) ----------------------------------------------------
 
@@ -514,7 +469,7 @@ class FakeTelegramClient(FileSending):
                 # telethon's sender is connected before InitConnection goes unanswered.
                 self._loop = loop
                 self._connected = True
-                self._notify()
+                self._signal.notify()
             await _hang()
         if self._loop is not None and self._loop is not loop and self._connected:
             # telethon refuses to change loops while connected, too
@@ -522,7 +477,7 @@ class FakeTelegramClient(FileSending):
         self._loop = loop
         if not self._connected:
             self._connected = True
-            self._notify()
+            self._signal.notify()
 
     def is_connected(self) -> bool:
         """True while connected."""
@@ -558,7 +513,7 @@ class FakeTelegramClient(FileSending):
         for loop, future in waiters:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(resolve, future)
-        self._notify()
+        self._signal.notify()
 
     async def start(
         self,
@@ -888,7 +843,7 @@ class FakeTelegramClient(FileSending):
         with self._lock:
             self.sent.append(record)
             self._current[(key, message_id)] = (record, text)
-        self._notify()
+        self._signal.notify()
         await asyncio.sleep(self.latency)
         return types.Message(
             id=message_id,
@@ -909,7 +864,7 @@ class FakeTelegramClient(FileSending):
         """Keep a call that raised in ``errors`` (and wake whoever waits for one)."""
         with self._lock:
             self.errors.append(FailedSend(entity, exc, time.monotonic()))
-        self._notify()
+        self._signal.notify()
 
     def _check_connected(self) -> None:
         if not self._connected:
@@ -1333,7 +1288,7 @@ class FakeTelegramClient(FileSending):
         with self._lock:
             self._current[(key, record.message_id)] = (edited, new_parsed)
             self.edits.append(EditedMessage(record.chat, record.message_id, new_text, rows, now))
-        self._notify()
+        self._signal.notify()
         await asyncio.sleep(self.latency)
         return types.Message(
             id=record.message_id,
@@ -1393,7 +1348,7 @@ class FakeTelegramClient(FileSending):
                     self.callback_answers.append(
                         CallbackAnswer(request.query_id, request.message, bool(request.alert))
                     )
-                self._notify()
+                self._signal.notify()
                 return True
 
             return await self._call(request, answer)

@@ -26,7 +26,6 @@ import contextlib
 import fnmatch
 import json as jsonlib
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ import respx
 from processpype.testing._faults import DropAfter
 from processpype.testing._lifecycle import StartStop
 from processpype.testing._multipart import CapturedFile, parse_multipart
-from processpype.testing._waiting import resolve, running_loop
+from processpype.testing._waiting import Signal, Until, running_loop
 
 __all__ = ["CapturedFile", "CapturedHeaders", "CapturedRequest", "WebhookCapture"]
 
@@ -158,8 +157,8 @@ class WebhookCapture(StartStop):
         self._router.route().mock(side_effect=self._answer)
         self._requests: list[CapturedRequest] = []
         self._rules: list[_Rule] = []
-        self._condition = threading.Condition()
-        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._signal = Signal()
+        self._condition = self._signal.condition
         self._running = False
         self._drop = DropAfter()  # drop_after()
         self._bytes_served = 0
@@ -273,8 +272,7 @@ class WebhookCapture(StartStop):
                 rule.times -= 1
                 if rule.times == 0:
                     self._rules.remove(rule)
-            self._condition.notify_all()
-            self._wake_async_waiters()
+            self._signal.notify()
         if dropping or (rule is not None and rule.drop):
             raise httpx.RemoteProtocolError(
                 "Server disconnected without sending a response.", request=request
@@ -369,45 +367,27 @@ class WebhookCapture(StartStop):
         Inside a running event loop use ``await wait_for_async(...)``: blocking the loop
         would stop the very requests being waited for.
         """
+        until = self._until(count, timeout)
         with self._condition:
-            if len(self._requests) >= count:
-                return list(self._requests)
+            if until.ready():
+                return until.result()
         if running_loop() is not None:
             raise RuntimeError(
                 "WebhookCapture.wait_for() blocks, and this thread runs an event loop whose "
                 "requests it would stop: use 'await capture.wait_for_async(...)'"
             )
-        with self._condition:
-            if not self._condition.wait_for(lambda: len(self._requests) >= count, timeout):
-                raise TimeoutError(self._shortfall(count, timeout))
-            return list(self._requests)
+        return self._signal.block(until, timeout)
 
     async def wait_for_async(self, count: int, timeout: float = 5.0) -> list[CapturedRequest]:
         """Wait, without blocking the event loop, until ``count`` requests arrived."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[None] = loop.create_future()
-        with self._condition:
-            if len(self._requests) >= count:
-                return list(self._requests)
-            waiter = (count, loop, future)
-            self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            raise TimeoutError(self._shortfall(count, timeout)) from None
-        finally:
-            with self._condition:
-                if waiter in self._waiters:
-                    self._waiters.remove(waiter)
-        return self.requests
+        return await self._signal.wait(self._until(count, timeout), timeout)
 
-    def _wake_async_waiters(self) -> None:
-        # Called with the condition held, on whatever thread made the request.
-        arrived = len(self._requests)
-        for waiter in [w for w in self._waiters if w[0] <= arrived]:
-            self._waiters.remove(waiter)
-            _, loop, future = waiter
-            loop.call_soon_threadsafe(resolve, future)
+    def _until(self, count: int, timeout: float) -> Until[list[CapturedRequest]]:
+        return Until(
+            lambda: len(self._requests) >= count,
+            lambda: list(self._requests),
+            lambda: self._shortfall(count, timeout),
+        )
 
     def _shortfall(self, count: int, timeout: float) -> str:
         arrived = self.requests
