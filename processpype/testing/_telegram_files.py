@@ -47,7 +47,7 @@ from processpype.communications.backends._telegram_files import (
 )
 from processpype.communications.backends._telegram_text import utf16_len
 from processpype.testing._file_bytes import FileBytes
-from processpype.testing._waiting import Signal, Until
+from processpype.testing._waiting import Signal, Until, at_least
 
 __all__ = ["FileSending", "SentFile", "caption_text", "chat_key"]
 
@@ -291,7 +291,7 @@ def _until_files(host: _Host, count: int, timeout: float) -> Until[list[SentFile
             f"{len(host.sent_files)} arrived: {got!r}"
         )
 
-    return Until(lambda: len(host.sent_files) >= count, lambda: list(host.sent_files), shortfall)
+    return at_least(host.sent_files, count, shortfall)
 
 
 def caption_text(

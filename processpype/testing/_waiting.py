@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = ["Signal", "Until", "resolve", "running_loop"]
+__all__ = ["Signal", "Until", "at_least", "resolve", "running_loop"]
 
 
 class Until[T](NamedTuple):
@@ -26,6 +26,11 @@ class Until[T](NamedTuple):
     """What the wait returns (called with the condition held, right after ``ready``)."""
     shortfall: Callable[[], str]
     """The ``TimeoutError`` message: what was expected, what did arrive."""
+
+
+def at_least[T](items: list[T], count: int, shortfall: Callable[[], str]) -> Until[list[T]]:
+    """Until ``items`` (a list the double appends to) holds ``count``; then a copy of it."""
+    return Until(lambda: len(items) >= count, lambda: list(items), shortfall)
 
 
 class Signal:

@@ -97,7 +97,7 @@ from processpype.config.models import TelegramCommunicatorConfig
 from processpype.testing._faults import scripted
 from processpype.testing._telegram_files import FileSending, SentFile, caption_text
 from processpype.testing._telegram_files import chat_key as _chat_key
-from processpype.testing._waiting import Signal, Until, resolve, running_loop
+from processpype.testing._waiting import Signal, Until, at_least, resolve, running_loop
 
 __all__ = [
     "CallbackAnswer",
@@ -415,17 +415,17 @@ class FakeTelegramClient(FileSending):
         return await self._signal.wait(self._until_sent(count, timeout), timeout)
 
     def _until_sent(self, count: int, timeout: float) -> Until[list[SentMessage]]:
-        return Until(
-            lambda: len(self.sent) >= count,
-            lambda: list(self.sent),
+        return at_least(
+            self.sent,
+            count,
             lambda: f"expected {count} sent messages within {timeout}s, {self._describe_sent()}",
         )
 
     async def wait_for_errors_async(self, count: int, timeout: float = 5.0) -> list[FailedSend]:
         """Wait until ``count`` sends have raised; return every ``FailedSend``."""
-        until = Until(
-            lambda: len(self.errors) >= count,
-            lambda: list(self.errors),
+        until = at_least(
+            self.errors,
+            count,
             lambda: f"expected {count} failed sends within {timeout}s, got {len(self.errors)}",
         )
         return await self._signal.wait(until, timeout)

@@ -37,7 +37,7 @@ import respx
 from processpype.testing._faults import DropAfter
 from processpype.testing._lifecycle import StartStop
 from processpype.testing._multipart import CapturedFile, parse_multipart
-from processpype.testing._waiting import Signal, Until, running_loop
+from processpype.testing._waiting import Signal, Until, at_least, running_loop
 
 __all__ = ["CapturedFile", "CapturedHeaders", "CapturedRequest", "WebhookCapture"]
 
@@ -383,11 +383,7 @@ class WebhookCapture(StartStop):
         return await self._signal.wait(self._until(count, timeout), timeout)
 
     def _until(self, count: int, timeout: float) -> Until[list[CapturedRequest]]:
-        return Until(
-            lambda: len(self._requests) >= count,
-            lambda: list(self._requests),
-            lambda: self._shortfall(count, timeout),
-        )
+        return at_least(self._requests, count, lambda: self._shortfall(count, timeout))
 
     def _shortfall(self, count: int, timeout: float) -> str:
         arrived = self.requests
