@@ -48,26 +48,26 @@ class Signal:
         for loop, waiter in waiters:
             loop.call_soon_threadsafe(resolve, waiter)
 
-    def block[T](self, until: Until[T], timeout: float) -> T:
+    def block[T](self, until: Until[T], timeout: float | None) -> T:
         """Block this thread until ``until.ready()``; its result, or ``TimeoutError``."""
         with self.condition:
             if not self.condition.wait_for(until.ready, timeout):
                 raise TimeoutError(until.shortfall())
             return until.result()
 
-    async def wait[T](self, until: Until[T], timeout: float) -> T:
-        """``block`` without blocking the event loop."""
+    async def wait[T](self, until: Until[T], timeout: float | None) -> T:
+        """``block`` without blocking the event loop (None: no timeout)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = None if timeout is None else loop.time() + timeout
         while True:
             with self.condition:
                 if until.ready():
                     return until.result()
                 waiter: asyncio.Future[None] = loop.create_future()
                 self._waiters.append((loop, waiter))
-            remaining = deadline - loop.time()
+            remaining = None if deadline is None else deadline - loop.time()
             try:
-                if remaining <= 0:
+                if remaining is not None and remaining <= 0:
                     raise TimeoutError
                 async with asyncio.timeout(remaining):
                     await waiter
