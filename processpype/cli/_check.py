@@ -29,6 +29,7 @@ from processpype.cli._terminal import (
     TICK,
     Interrupt,
     StatusLine,
+    add_command,
     add_timeout,
     indent,
     run,
@@ -42,21 +43,21 @@ if TYPE_CHECKING:
     from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
 
 
+_HELP = "validate a config, show it with secrets masked and its label routes"
+_DESCRIPTION = (
+    "Validate CONFIG, print it with every secret masked, and list which "
+    "label reaches which backend. --connect also starts each backend."
+)
+
+
 def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     """Add ``check`` to the ``processpype-notify`` sub-command parsers."""
-    check = commands.add_parser(
-        "check",
-        parents=list(parents),
-        help="validate a config, show it with secrets masked and its label routes",
-        description="Validate CONFIG, print it with every secret masked, and list which "
-        "label reaches which backend. --connect also starts each backend.",
-    )
+    check = add_command(commands, "check", command, parents, _HELP, description=_DESCRIPTION)
     check.add_argument("config_file", nargs="?", metavar="CONFIG", help="the YAML config file")
     check.add_argument(
         "--connect", action="store_true", help="start each backend and report whether it works"
     )
     add_timeout(check, 15.0, "how long each backend may take to start with --connect (default 15)")
-    check.set_defaults(handler=command)
 
 
 def command(args: argparse.Namespace) -> int:

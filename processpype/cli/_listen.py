@@ -20,6 +20,7 @@ from processpype.cli._terminal import (
     EXIT_OK,
     CLIError,
     Interrupt,
+    add_command,
     add_timeout,
     run,
     whole_number,
@@ -36,19 +37,19 @@ START_TIMEOUT = 60.0
 """Seconds `listen` waits for the receiving backends to connect."""
 
 
+_HELP = "print incoming messages until interrupted"
+_DESCRIPTION = (
+    "Start the backends that receive messages (e.g. Telegram with "
+    "listen_to_commands: true) and print every incoming message until Ctrl-C."
+)
+
+
 def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     """Add ``listen`` to the ``processpype-notify`` sub-command parsers."""
-    listen = commands.add_parser(
-        "listen",
-        parents=list(parents),
-        help="print incoming messages until interrupted",
-        description="Start the backends that receive messages (e.g. Telegram with "
-        "listen_to_commands: true) and print every incoming message until Ctrl-C.",
-    )
+    listen = add_command(commands, "listen", command, parents, _HELP, description=_DESCRIPTION)
     listen.add_argument("--count", type=whole_number(1), metavar="N", help="exit after N messages")
     add_timeout(listen, None, "stop after this long (exit 1 if --count messages did not arrive)")
     listen.add_argument("--json", action="store_true", help="print one JSON object per message")
-    listen.set_defaults(handler=command)
 
 
 def command(args: argparse.Namespace) -> int:

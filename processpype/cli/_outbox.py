@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from processpype.cli._config import resolve_config
-from processpype.cli._terminal import EXIT_FAILED, EXIT_OK, CLIError
+from processpype.cli._terminal import EXIT_FAILED, EXIT_OK, CLIError, add_command
 from processpype.communications.errors import OutboxUnavailableError
 
 if TYPE_CHECKING:
@@ -24,33 +24,23 @@ if TYPE_CHECKING:
     from processpype.config.outbox import OutboxConfig
 
 
+_HELP = "show or repair the Redis outbox (status, retry-dead)"
+_DESCRIPTION = "Look into the outbox of CONFIG, or put its dead letters back."
+_STATUS_HELP = "length, pending entries per worker, oldest entry's age, dead letters"
+_RETRY_HELP = "put the dead letters back in the outbox for the workers to try again"
+
+
 def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     """Add ``outbox`` and its actions to the ``processpype-notify`` sub-command parsers."""
-    outbox = commands.add_parser(
-        "outbox",
-        help="show or repair the Redis outbox (status, retry-dead)",
-        description="Look into the outbox of CONFIG, or put its dead letters back.",
-    )
+    outbox = add_command(commands, "outbox", _usage, (), _HELP, description=_DESCRIPTION)
     actions = outbox.add_subparsers(
         dest="outbox_command", metavar="ACTION", parser_class=type(outbox)
     )
 
-    def action(name: str, handler: Any, help: str) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = actions.add_parser(name, parents=list(parents), help=help)
-        parser.set_defaults(handler=handler)
-        return parser
-
-    status = action(
-        "status", _status, "length, pending entries per worker, oldest entry's age, dead letters"
-    )
+    status = add_command(actions, "status", _status, parents, _STATUS_HELP)
     status.add_argument("--json", action="store_true", help="print the status as JSON")
-    retry = action(
-        "retry-dead",
-        _retry_dead,
-        "put the dead letters back in the outbox for the workers to try again",
-    )
+    retry = add_command(actions, "retry-dead", _retry_dead, parents, _RETRY_HELP)
     retry.add_argument("--backend", metavar="NAME", help="only the dead letters of this backend")
-    outbox.set_defaults(handler=_usage)
 
 
 def outbox_config(args: argparse.Namespace) -> tuple[CommunicationsConfig, OutboxConfig, str]:

@@ -37,7 +37,7 @@ from types import FrameType
 from typing import IO, TYPE_CHECKING, Any
 
 from processpype.cli._config import resolve_config
-from processpype.cli._terminal import EXIT_USAGE, CLIError, whole_number
+from processpype.cli._terminal import EXIT_USAGE, CLIError, add_command, whole_number
 from processpype.communications._jobtext import format_duration, shorten
 
 if TYPE_CHECKING:
@@ -50,17 +50,19 @@ EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
 
 
+_HELP = "run a command and notify its exit status, duration and stderr tail"
+_DESCRIPTION = (
+    "Run COMMAND with its stdin, stdout and stderr passed through, then "
+    "send its exit status, duration and (on failure) the last lines of its stderr to "
+    "LABEL. Exits with the command's status (128+N when signal N ended it)."
+)
+_USAGE = "%(prog)s [-c CONFIG] [-l LABEL] [--name NAME] [--stderr-lines N] -- COMMAND [ARGS...]"
+
+
 def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     """Add the ``run`` subcommand to ``processpype-notify``'s subparsers."""
-    run = commands.add_parser(
-        "run",
-        parents=list(parents),
-        help="run a command and notify its exit status, duration and stderr tail",
-        description="Run COMMAND with its stdin, stdout and stderr passed through, then "
-        "send its exit status, duration and (on failure) the last lines of its stderr to "
-        "LABEL. Exits with the command's status (128+N when signal N ended it).",
-        usage="%(prog)s [-c CONFIG] [-l LABEL] [--name NAME] [--stderr-lines N] "
-        "-- COMMAND [ARGS...]",
+    run = add_command(
+        commands, "run", command, parents, _HELP, description=_DESCRIPTION, usage=_USAGE
     )
     run.add_argument("-l", "--label", default="default", help="routing label (default: default)")
     run.add_argument("--name", help="how the message names the job (default: the command line)")
@@ -74,7 +76,6 @@ def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> Non
     run.add_argument(
         "command", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command and its arguments"
     )
-    run.set_defaults(handler=command)
 
 
 def command(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ from processpype.cli._terminal import (
     CLIError,
     Interrupt,
     StatusLine,
+    add_command,
     add_timeout,
     logger,
     metadata_item,
@@ -50,15 +51,16 @@ _STDIN_ATTACHMENT = "stdin.bin"
 _INTERRUPT_GRACE = 5.0  # after Ctrl-C or SIGTERM, how long sends under way may finish
 
 
+_HELP = "send a message and print each backend's outcome"
+_DESCRIPTION = (
+    "Send MESSAGE to every backend of LABEL and print one line per backend "
+    "with its outcome. Exit 0 when none failed, 1 when any failed."
+)
+
+
 def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     """Add ``send`` to the ``processpype-notify`` sub-command parsers."""
-    send = commands.add_parser(
-        "send",
-        parents=list(parents),
-        help="send a message and print each backend's outcome",
-        description="Send MESSAGE to every backend of LABEL and print one line per backend "
-        "with its outcome. Exit 0 when none failed, 1 when any failed.",
-    )
+    send = add_command(commands, "send", command, parents, _HELP, description=_DESCRIPTION)
     send.add_argument("message", nargs="?", metavar="MESSAGE", help="the text; '-' reads stdin")
     send.add_argument("-l", "--label", default="default", help="routing label (default: default)")
     send.add_argument(
@@ -101,7 +103,6 @@ def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> Non
     send.add_argument(
         "-q", "--quiet", action="store_true", help="print only outcomes that are not 'delivered'"
     )
-    send.set_defaults(handler=command)
 
 
 def command(args: argparse.Namespace) -> int:

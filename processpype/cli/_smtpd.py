@@ -17,6 +17,7 @@ from processpype.cli._terminal import (
     EXIT_OK,
     CLIError,
     Terminated,
+    add_command,
     auth,
     port,
     stop_on_sigterm,
@@ -28,15 +29,16 @@ if TYPE_CHECKING:
     from processpype.testing.smtp import SMTPEnvelope
 
 
+_HELP = "run a local SMTP test server and print every mail it receives"
+_DESCRIPTION = (
+    "Run processpype's SMTP test server in the foreground and print each "
+    "mail it receives, to try email settings without a real server. Ctrl-C stops it."
+)
+
+
 def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     """Add ``smtpd`` to the ``processpype-notify`` sub-command parsers."""
-    smtpd = commands.add_parser(
-        "smtpd",
-        parents=list(parents),
-        help="run a local SMTP test server and print every mail it receives",
-        description="Run processpype's SMTP test server in the foreground and print each "
-        "mail it receives, to try email settings without a real server. Ctrl-C stops it.",
-    )
+    smtpd = add_command(commands, "smtpd", command, parents, _HELP, description=_DESCRIPTION)
     smtpd.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     smtpd.add_argument(
         "--port", type=port, default=8025, help="port to bind (default 8025; 0 picks one)"
@@ -47,7 +49,6 @@ def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> Non
     smtpd.add_argument(
         "--auth", type=auth, metavar="USER:PASSWORD", help="require AUTH with these credentials"
     )
-    smtpd.set_defaults(handler=command)
 
 
 def command(args: argparse.Namespace) -> int:

@@ -126,6 +126,25 @@ def auth(value: str) -> tuple[str, str]:
     return user, password
 
 
+def add_command(
+    commands: Any,
+    name: str,
+    handler: Callable[[argparse.Namespace], int],
+    parents: Sequence[argparse.ArgumentParser],
+    help: str,
+    **texts: str,
+) -> argparse.ArgumentParser:
+    """Add the sub-command ``name``, run by ``handler``; return its parser for its arguments.
+
+    ``texts`` are more of argparse's texts for it (``description``, ``usage``).
+    """
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name, parents=list(parents), help=help, **texts
+    )
+    parser.set_defaults(handler=handler)
+    return parser
+
+
 def add_timeout(parser: argparse.ArgumentParser, default: float | None, help: str) -> None:
     """Add ``--timeout SECONDS`` (0: no limit) to ``parser``."""
     parser.add_argument("--timeout", type=timeout, default=default, metavar="SECONDS", help=help)

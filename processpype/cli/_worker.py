@@ -14,23 +14,24 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from processpype.cli._outbox import outbox_config
-from processpype.cli._terminal import EXIT_OK, CLIError, Interrupt, run, whole_number
+from processpype.cli._terminal import EXIT_OK, CLIError, Interrupt, add_command, run, whole_number
 
 if TYPE_CHECKING:
     from processpype.config.models import CommunicationsConfig
     from processpype.config.outbox import OutboxConfig
 
 
+_HELP = "deliver messages from the Redis outbox with the config's backends"
+_DESCRIPTION = (
+    "Read the outbox named in CONFIG (communications.outbox) and deliver "
+    "every entry with the config's backends, at least once, until SIGTERM or Ctrl-C. "
+    "Run as many workers as you like, on as many hosts."
+)
+
+
 def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     """Add ``worker`` to the ``processpype-notify`` sub-command parsers."""
-    worker = commands.add_parser(
-        "worker",
-        parents=list(parents),
-        help="deliver messages from the Redis outbox with the config's backends",
-        description="Read the outbox named in CONFIG (communications.outbox) and deliver "
-        "every entry with the config's backends, at least once, until SIGTERM or Ctrl-C. "
-        "Run as many workers as you like, on as many hosts.",
-    )
+    worker = add_command(commands, "worker", command, parents, _HELP, description=_DESCRIPTION)
     worker.add_argument(
         "--concurrency",
         type=whole_number(1),
@@ -38,7 +39,6 @@ def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> Non
         metavar="N",
         help="entries delivered at once by this worker (default 1)",
     )
-    worker.set_defaults(handler=command)
 
 
 def command(args: argparse.Namespace) -> int:
