@@ -176,3 +176,27 @@ def test_check_warns_about_an_email_backend_without_recipients(
     assert "available (no default_recipients: a message without metadata['recipients']" in (
         capsys.readouterr().out
     )
+
+
+def test_a_warning_stays_one_line_while_a_secret_is_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A registered secret (any webhook URL, token or password) wraps the log-record
+    # factory; the CLI's formatter must still print a warning as its one line.
+    from processpype.communications._masking import register_secrets
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    register_secrets(owner, ["s3cr3t-token-value"])
+    config = tmp_path / "notify.yaml"
+    config.write_text("enabled: false\nbackends:\n  log:\n    type: console\n")
+
+    code = main(["send", "-c", str(config), "hello"])
+
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "Logging error" not in err
+    assert err.startswith("processpype-notify: warning: communications are disabled in ")
+    del owner

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import copy
 import logging
 import shutil
 import signal
@@ -242,7 +243,9 @@ class _LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 class _LowerLevelFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        record = logging.makeLogRecord(record.__dict__)
+        # A copy, so other handlers still see "WARNING"; not makeLogRecord, which calls
+        # the record factory with no logger name (the secret masking wraps that factory).
+        record = copy.copy(record)
         record.levelname = record.levelname.lower()
         return super().format(record)
 
