@@ -288,15 +288,13 @@ async def _send(
                 names_waited = ", ".join(sorted(waiting()))
                 status.show(f"waiting for {names_waited} ({elapsed:.0f} s; Ctrl-C to stop)")
         status.clear()
-        if delivering.done():
-            delivering.result()  # a bug of ours: raise it, main reports it
-        pending = waiting()
-        if pending:
-            for name in sorted(pending):
+        if not delivering.done():  # --timeout ran out
+            for name in sorted(waiting()):
                 _print_outcome(
                     name, "not delivered", f"no outcome within {args.timeout:g} s (--timeout)", args
                 )
             return EXIT_FAILED
+        delivering.result()  # raises what went wrong (a closed stdout): main reports it
         any_failed = bool(failed_early) or outcomes.any_failed
         if not any_failed and not outcomes.any_delivered:
             print(
