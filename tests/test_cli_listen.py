@@ -137,7 +137,7 @@ class HangingChat(RecordingCommunicator):
 def test_listen_gives_up_on_a_backend_that_never_starts(
     chat_config: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("processpype.cli._LISTEN_START_TIMEOUT", 0.2)
+    monkeypatch.setattr("processpype.cli._listen.START_TIMEOUT", 0.2)
     register_backend(BACKEND_TYPE, HangingChat, replace=True)
     try:
         code = main(["listen", "-c", str(chat_config)])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -176,3 +177,53 @@ def test_check_warns_about_an_email_backend_without_recipients(
     assert "available (no default_recipients: a message without metadata['recipients']" in (
         capsys.readouterr().out
     )
+
+
+def test_a_warning_stays_one_line_while_a_secret_is_masked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A registered secret (any webhook URL, token or password) wraps the log-record
+    # factory; the CLI's formatter must still print a warning as its one line.
+    from processpype.communications._masking import register_secrets
+
+    class Owner:
+        pass
+
+    owner = Owner()
+    register_secrets(owner, ["s3cr3t-token-value"])
+    config = tmp_path / "notify.yaml"
+    config.write_text("enabled: false\nbackends:\n  log:\n    type: console\n")
+
+    code = main(["send", "-c", str(config), "hello"])
+
+    err = capsys.readouterr().err
+    assert code == 0
+    assert "Logging error" not in err
+    assert err.startswith("processpype-notify: warning: communications are disabled in ")
+    del owner
+
+
+def test_a_backend_that_cannot_be_built_fails_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from processpype.communications.backends import register_backend, unregister_backend
+
+    def explode(name: str, config: object) -> NoReturn:
+        raise RuntimeError("the factory broke")
+
+    register_backend("exploding", explode)
+    config = tmp_path / "notify.yaml"
+    config.write_text(
+        "enabled: true\nbackends:\n"
+        f"  log:\n    type: console\n    path: {tmp_path / 'out.jsonl'}\n"
+        "  boom:\n    type: exploding\n"
+    )
+    try:
+        code = main(["send", "-c", str(config), "hello"])
+    finally:
+        unregister_backend("exploding")
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "boom: failed: cannot be created: RuntimeError: the factory broke\n" in out
+    assert "log: delivered\n" in out

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +69,40 @@ def test_package_ships_type_information() -> None:
     from importlib.resources import files
 
     assert files("processpype").joinpath("py.typed").is_file()
+
+
+_CLI_LOADED = (
+    "import contextlib, io, sys\n"
+    "from processpype.cli import main\n"
+    "with contextlib.redirect_stdout(io.StringIO()):\n"
+    "    code = main({argv!r})\n"
+    "heavy = {heavy!r}\n"
+    "print(code, ','.join(sorted(m for m in heavy if m in sys.modules)))\n"
+)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["send", "--help"], ["check", "--help"]])
+def test_cli_help_loads_no_pydantic_yaml_or_backend_package(argv: list[str]) -> None:
+    heavy = (*OPTIONAL, "pydantic", "yaml", "eventspype", "processpype.testing")
+    code = _CLI_LOADED.format(argv=argv, heavy=heavy)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "0"
+
+
+def test_cli_send_to_the_default_console_loads_no_backend_package(tmp_path: Path) -> None:
+    code = _CLI_LOADED.format(argv=["send", "hello"], heavy=(*OPTIONAL, "processpype.testing"))
+    env = {k: v for k, v in os.environ.items() if k != "PROCESSPYPE_CONFIG"}
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "0"

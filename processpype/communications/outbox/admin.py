@@ -5,6 +5,8 @@ What ``processpype-notify outbox status`` and ``outbox retry-dead`` run.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,6 +77,22 @@ class OutboxStatus:
         }
 
 
+@contextlib.asynccontextmanager
+async def _connected(config: OutboxConfig) -> AsyncIterator[Any]:
+    """A Redis client of ``config``, closed after; Redis away is an OutboxUnavailableError."""
+    client = connect(config, socket_timeout=config.connect_timeout + 5.0)
+    try:
+        yield client
+    except RedisError as exc:
+        if is_unavailable(exc):
+            raise unavailable_error(config, exc) from exc
+        raise
+    except OSError as exc:
+        raise unavailable_error(config, exc) from exc
+    finally:
+        await client.aclose()
+
+
 def _millis(entry_id: str) -> int:
     return int(entry_id.split("-", 1)[0])
 
@@ -82,8 +100,7 @@ def _millis(entry_id: str) -> int:
 async def outbox_status(config: OutboxConfig) -> OutboxStatus:
     """The length, pending entries per consumer, oldest entry's age and dead letters."""
     keys = OutboxKeys(config.name)
-    client = connect(config, socket_timeout=config.connect_timeout + 5.0)
-    try:
+    async with _connected(config) as client:
         seconds, micros = await client.time()
         now_ms = int(seconds) * 1000 + int(micros) // 1000
         length = int(await client.xlen(keys.stream))
@@ -130,14 +147,6 @@ async def outbox_status(config: OutboxConfig) -> OutboxStatus:
                     preview=_preview(text),
                 )
             )
-    except RedisError as exc:
-        if is_unavailable(exc):
-            raise unavailable_error(config, exc) from exc
-        raise
-    except OSError as exc:
-        raise unavailable_error(config, exc) from exc
-    finally:
-        await client.aclose()
     age = None if oldest is None else max(0.0, (now_ms - _millis(oldest)) / 1000)
     return OutboxStatus(
         url=config.display_url,
@@ -174,9 +183,8 @@ async def retry_dead_letters(config: OutboxConfig, *, backend: str | None = None
     so none is lost or doubled if this is interrupted.
     """
     keys = OutboxKeys(config.name)
-    client = connect(config, socket_timeout=config.connect_timeout + 5.0)
     moved = 0
-    try:
+    async with _connected(config) as client:
         last = "-"
         while True:
             batch = await client.xrange(keys.dead, min=last, count=100)
@@ -193,12 +201,4 @@ async def retry_dead_letters(config: OutboxConfig, *, backend: str | None = None
                 pipe.xdel(keys.dead, entry_id)
                 await pipe.execute()
                 moved += 1
-    except RedisError as exc:
-        if is_unavailable(exc):
-            raise unavailable_error(config, exc) from exc
-        raise
-    except OSError as exc:
-        raise unavailable_error(config, exc) from exc
-    finally:
-        await client.aclose()
     return moved

@@ -1,4 +1,4 @@
-"""``processpype-notify run``: run a command and notify how it ended.
+"""``processpype-notify run``: run a command and notify how it ended (private to the CLI).
 
 ::
 
@@ -17,7 +17,8 @@ processpype-notify waits for it to end and reports.
 The backends connect while the command runs, so a slow login does not delay it; they
 only send (a bot with ``listen_to_commands`` does not listen here, nor compete for an
 outbox's update lease). The message names the command line (shortened): pass ``--name``
-when its arguments hold a secret.
+when its arguments hold a secret. The message is sent by a ``Notifier``, the same path
+a program's own notifications take.
 """
 
 from __future__ import annotations
@@ -33,13 +34,14 @@ import threading
 import time
 from collections.abc import Sequence
 from types import FrameType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from processpype.cli import EXIT_USAGE, CLIError, resolve_config
+from processpype.cli._config import resolve_config
+from processpype.cli._terminal import EXIT_USAGE, CLIError, add_command, whole_number
 from processpype.communications._jobtext import format_duration, shorten
-from processpype.config.models import CommunicationsConfig
 
-__all__ = ["add_run_command", "run_command"]
+if TYPE_CHECKING:
+    from processpype.config.models import CommunicationsConfig
 
 _NAME_CHARS = 100
 _TAIL_BYTES = 64 * 1024  # stderr kept for the notification (the end of it)
@@ -48,23 +50,25 @@ EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
 
 
-def add_run_command(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
+_HELP = "run a command and notify its exit status, duration and stderr tail"
+_DESCRIPTION = (
+    "Run COMMAND with its stdin, stdout and stderr passed through, then "
+    "send its exit status, duration and (on failure) the last lines of its stderr to "
+    "LABEL. Exits with the command's status (128+N when signal N ended it)."
+)
+_USAGE = "%(prog)s [-c CONFIG] [-l LABEL] [--name NAME] [--stderr-lines N] -- COMMAND [ARGS...]"
+
+
+def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     """Add the ``run`` subcommand to ``processpype-notify``'s subparsers."""
-    run = commands.add_parser(
-        "run",
-        parents=list(parents),
-        help="run a command and notify its exit status, duration and stderr tail",
-        description="Run COMMAND with its stdin, stdout and stderr passed through, then "
-        "send its exit status, duration and (on failure) the last lines of its stderr to "
-        "LABEL. Exits with the command's status (128+N when signal N ended it).",
-        usage="%(prog)s [-c CONFIG] [-l LABEL] [--name NAME] [--stderr-lines N] "
-        "-- COMMAND [ARGS...]",
+    run = add_command(
+        commands, "run", command, parents, _HELP, description=_DESCRIPTION, usage=_USAGE
     )
     run.add_argument("-l", "--label", default="default", help="routing label (default: default)")
     run.add_argument("--name", help="how the message names the job (default: the command line)")
     run.add_argument(
         "--stderr-lines",
-        type=_lines,
+        type=whole_number(0),
         default=20,
         metavar="N",
         help="last lines of stderr sent when the command fails (default 20, 0: none)",
@@ -72,20 +76,9 @@ def add_run_command(commands: Any, parents: Sequence[argparse.ArgumentParser]) -
     run.add_argument(
         "command", nargs=argparse.REMAINDER, metavar="COMMAND", help="the command and its arguments"
     )
-    run.set_defaults(handler=run_command)
 
 
-def _lines(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, not {number}")
-    return number
-
-
-def run_command(args: argparse.Namespace) -> int:
+def command(args: argparse.Namespace) -> int:
     """Run ``args.command``, notify its outcome, and return its exit status."""
     from processpype.communications.notifier import Notifier
 
@@ -106,7 +99,7 @@ def run_command(args: argparse.Namespace) -> int:
     starting = threading.Thread(target=_start_quietly, args=(notifier,), daemon=True)
     starting.start()
     try:
-        outcome = _run(command)
+        outcome = _run_child(command)
         text, severity, subject = _describe(name, outcome, args.stderr_lines)
         metadata: dict[str, Any] = {
             "command": name,
@@ -189,7 +182,7 @@ class _Outcome:
         return 128 + -self.status if self.status < 0 else self.status
 
 
-def _run(command: list[str]) -> _Outcome:
+def _run_child(command: list[str]) -> _Outcome:
     started = time.monotonic()
     try:
         # Running the user's own command line is what this command is for.
