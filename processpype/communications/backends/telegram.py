@@ -46,6 +46,7 @@ from telethon.sessions import StringSession
 
 from processpype.communications._masking import redact
 from processpype.communications.ask import Answer, Question
+from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.backends._telegram_files import (
     FileChunk,
     UploadTimeoutError,
@@ -784,9 +785,14 @@ class TelegramCommunicator(Communicator):
     def _is_stopping(self) -> bool:
         return self._stopping
 
+    @staticmethod
+    def _reconnect_delay(tries: int) -> float:
+        """Seconds to wait before reconnect try number ``tries``."""
+        return backoff_delay(tries, _RECONNECT_FIRST_DELAY, _RECONNECT_MAX_DELAY)
+
     async def _watch_connection(self) -> None:
         """Keep a listening client connected: reconnect with backoff after a drop."""
-        delay = _RECONNECT_FIRST_DELAY
+        failures = 0  # reconnect tries since the connection last held for a while
         loop = asyncio.get_running_loop()
         while not self._is_stopping():
             client = self._client
@@ -804,11 +810,11 @@ class TelegramCommunicator(Communicator):
             if self._is_stopping():
                 return
             if loop.time() - began > 30:
-                delay = _RECONNECT_FIRST_DELAY
+                failures = 0
             logger.warning("%s: disconnected from Telegram; reconnecting", self.name)
             while not self._is_stopping():
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RECONNECT_MAX_DELAY)
+                failures += 1
+                await asyncio.sleep(self._reconnect_delay(failures))
                 try:
                     await self._reconnect()
                     break
@@ -818,7 +824,7 @@ class TelegramCommunicator(Communicator):
                     logger.warning(
                         "%s: reconnecting failed (next try in %.1fs): %s",
                         self.name,
-                        delay,
+                        self._reconnect_delay(failures + 1),
                         self._scrubbed(exc),
                     )
 
