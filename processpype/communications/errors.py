@@ -85,6 +85,7 @@ class BackendUnavailableError(ProcesspypeError, ImportError):
         self.backend_type = backend_type
         self.package = package
         self.extra = extra
+        self.name = package  # ImportError's own field: the module that could not be imported
 
 
 class CommunicatorError(ProcesspypeError):

@@ -23,7 +23,8 @@ missed updates are caught up on connecting, and commands older than
 Edits of sent messages, and questions with inline buttons answered through callback
 queries, live in ``_telegram_interactive``; they travel through the same queue.
 
-Importing this module requires telethon (``pip install 'processpype[telegram]'``).
+Importing this module without telethon raises ``BackendUnavailableError``
+(``pip install 'processpype[telegram]'``).
 """
 
 from __future__ import annotations
@@ -41,8 +42,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from telethon import TelegramClient, errors, events, utils
-from telethon.sessions import StringSession
+from processpype.communications.errors import (
+    BackendStartError,
+    BackendUnavailableError,
+    ConfigError,
+    SendError,
+    describe_error,
+)
+
+try:
+    from telethon import TelegramClient, errors, events, utils
+    from telethon.sessions import StringSession
+except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment tests it
+    if exc.name is None or exc.name.split(".")[0] != "telethon":
+        raise
+    raise BackendUnavailableError("telegram", "telethon", "telegram") from None
 
 from processpype.communications._masking import redact
 from processpype.communications.ask import Answer, Question
@@ -74,12 +88,6 @@ from processpype.communications.backends._telegram_session import SessionStore
 from processpype.communications.backends._telegram_text import Chunk, prepare_capped
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
-from processpype.communications.errors import (
-    BackendStartError,
-    ConfigError,
-    SendError,
-    describe_error,
-)
 from processpype.communications.models import IncomingMessage, OutgoingMessage
 from processpype.config.models import TelegramChatConfig, TelegramCommunicatorConfig
 

@@ -17,6 +17,9 @@ Attachments: the generic webhook sends them base64 in the JSON body (default), a
 Discord always posts ``multipart/form-data`` within ``max_attachments`` and
 ``max_attachment_bytes``; Slack's incoming webhooks cannot take files, so the text names
 them and the result's ``warnings`` say they were not attached.
+
+The body template language is in ``_template``. Importing this module without httpx
+raises ``BackendUnavailableError`` (``pip install 'processpype[webhook]'``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple
 
-import httpx
+from processpype.communications.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    SendError,
+    describe_error,
+)
+
+try:
+    import httpx
+except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment tests it
+    if exc.name is None or exc.name.split(".")[0] != "httpx":
+        raise
+    raise BackendUnavailableError("webhook", "httpx", "webhook") from None
 
 from processpype import __version__
 from processpype.communications._masking import redact, url_secrets
@@ -51,7 +66,6 @@ from processpype.communications.backends._template import (
 )
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryResult
-from processpype.communications.errors import ConfigError, SendError, describe_error
 from processpype.communications.models import Attachment, MessageSeverity, OutgoingMessage
 from processpype.config.models import (
     DiscordCommunicatorConfig,
