@@ -366,7 +366,7 @@ class _HttpCommunicator(Communicator):
         self._lock: asyncio.Lock | None = None
         self._idle: asyncio.Event | None = None
         self._pending = 0
-        self._reply: httpx.Response | None = None  # the last 2xx answer of _post
+        self._deliver_url = self._url  # where a message is posted (Discord adds ?wait=true)
 
     @property
     def endpoint(self) -> str:
@@ -438,40 +438,70 @@ class _HttpCommunicator(Communicator):
 
         When the text is split, ``attempts`` is the most tries any part needed.
         """
-        lock, idle = self._lock, self._idle
-        if not self._started or self._client is None or lock is None or idle is None:
-            raise SendError(f"{self._kind} backend is not started", backend=self.name, attempts=0)
+        self._check_started()
         payloads, warning = self._payloads(message)
         if warning is not None:
             logger.warning("%s: %s", self.name, warning)
         warnings = self._warnings(message) if message.attachments else ()
         key = _idempotency_key(message)
+        async with self._turn():  # the first await: the message's place in the order
+            attempts, replies = await self._post_parts(payloads, key)
+            for problem in warnings:
+                logger.warning("%s: %s", self.name, problem)
+        reference = self._reference(message, replies)
+        return _delivered(self.name, attempts, reference, (*warnings, *filter(None, [warning])))
+
+    def _check_started(self) -> tuple[asyncio.Lock, asyncio.Event]:
+        """The send lock and the idle event; ``SendError`` when the backend is not started."""
+        lock, idle = self._lock, self._idle
+        if not self._started or self._client is None or lock is None or idle is None:
+            raise SendError(f"{self._kind} backend is not started", backend=self.name, attempts=0)
+        return lock, idle
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """Hold the send lock, counted as pending meanwhile (``flush`` and ``stop`` wait).
+
+        Its lock is taken before the first await: the message's place in the order.
+        """
+        lock, idle = self._check_started()
         self._pending += 1
         idle.clear()
         try:
-            async with lock:  # the first await: the message's place in the order is fixed
-                attempts = 0
-                for index, payload in enumerate(payloads):
-                    # The same key on every resend lets the receiver drop a duplicate.
-                    headers = None
-                    if key is not None:
-                        part_key = key if len(payloads) == 1 else f"{key}-{index + 1}"
-                        headers = {"Idempotency-Key": part_key}
-                    tries = await self._post(payload, index + 1, len(payloads), headers=headers)
-                    attempts = max(attempts, tries)
-                warnings = (*warnings, *(() if warning is None else (warning,)))
-                if warnings:
-                    for problem in warnings:
-                        if problem != warning:  # the cut was logged before sending
-                            logger.warning("%s: %s", self.name, problem)
-                    return DeliveryResult(
-                        backend=self.name, status="delivered", attempts=attempts, warnings=warnings
-                    )
-                return DeliveryResult.delivered(self.name, attempts=attempts)
+            async with lock:
+                yield
         finally:
             self._pending -= 1
             if self._pending == 0:
                 idle.set()
+
+    async def _post_parts(
+        self, payloads: list[Any], key: str | None
+    ) -> tuple[int, list[httpx.Response]]:
+        """Post the bodies of one message in turn; the most tries a part needed, the replies.
+
+        The same idempotency key on every resend (one per part when split) lets the
+        receiver drop a duplicate.
+        """
+        attempts = 0
+        replies: list[httpx.Response] = []
+        for index, payload in enumerate(payloads):
+            headers = None
+            if key is not None:
+                part_key = key if len(payloads) == 1 else f"{key}-{index + 1}"
+                headers = {"Idempotency-Key": part_key}
+            tries, reply = await self._post(
+                payload, index + 1, len(payloads), url=self._deliver_url, headers=headers
+            )
+            attempts = max(attempts, tries)
+            replies.append(reply)
+        return attempts, replies
+
+    def _reference(
+        self, message: OutgoingMessage, replies: list[httpx.Response]
+    ) -> tuple[str, ...]:
+        """What names the posts of ``message`` for a later edit (none: this backend cannot edit)."""
+        return ()
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until no message is being sent; True when that happened in time."""
@@ -501,11 +531,9 @@ class _HttpCommunicator(Communicator):
         method: str | None = None,
         url: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> int:
-        """Post one body (to ``url`` with ``method``, default the backend's); return the tries.
-
-        The 2xx response is kept in ``_reply`` (Discord reads the posted message's id).
-        """
+    ) -> tuple[int, httpx.Response]:
+        """Post one body (to ``url`` with ``method``, default the backend's); return the
+        tries and the 2xx reply (Discord reads the posted message's id in it)."""
         config = self._http_config
         url = self._url if url is None else url
         method = self._method if method is None else method
@@ -594,8 +622,7 @@ class _HttpCommunicator(Communicator):
 
             status = response.status_code
             if 200 <= status < 300:
-                self._reply = response
-                return attempt
+                return attempt, response
             if status == 429 or status >= 500:
                 detail = self._echo(response)
                 problem = f"HTTP {status} from {where}" + (f": {detail}" if detail else "")
@@ -860,31 +887,22 @@ class DiscordCommunicator(_HttpCommunicator):
         super().__init__(name, config)
         self._discord_config = config
         self._edits = _DiscordEdits(self)
+        self._deliver_url = self._edits.wait_url
 
     @property
     def supports_editing(self) -> bool:
         """True: posts wait for Discord's message ids, and ``edit`` patches those messages."""
         return True
 
-    async def start(self) -> None:
-        """Open the HTTP client; the posting URLs are masked in httpx's log lines too."""
-        await super().start()
-        self._edits.start()
-
-    async def stop(self) -> None:
-        """Close the HTTP client (see ``_HttpCommunicator.stop``)."""
-        try:
-            await super().stop()
-        finally:
-            self._edits.stop()
-
-    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
-        """Post ``message`` with ``?wait=true``; the result's reference is its message ids."""
-        return await self._edits.deliver(message)
-
     async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
         """Edit the message posted as ``reference`` (``PATCH .../messages/{id}``)."""
         return await self._edits.edit(reference, message)
+
+    def _reference(
+        self, message: OutgoingMessage, replies: list[httpx.Response]
+    ) -> tuple[str, ...]:
+        """The ids of the posted pieces (``?wait=true`` makes Discord answer with them)."""
+        return self._edits.posted(message, replies)
 
     def render_text(self, message: OutgoingMessage) -> str:
         """The text for ``message`` before splitting: severity first."""
@@ -938,9 +956,10 @@ class DiscordCommunicator(_HttpCommunicator):
 
 
 class _DiscordEdits:
-    """Posting with message ids, and editing, for one Discord webhook backend.
+    """Message ids and edits for one Discord webhook backend.
 
-    Discord answers a webhook post with 204 and no body, unless the URL asks
+    Posts and edits go through the backend's one send path (its send lock, pending
+    count and retries: ``_turn`` and ``_post``). Discord answers a webhook post with 204 and no body, unless the URL asks
     ``?wait=true``: then it answers 200 with the message, whose ``id`` is what
     ``PATCH {url}/messages/{id}`` edits and ``DELETE`` removes. An edit whose text needs
     more pieces posts the extra ones; pieces no longer needed are deleted.
@@ -950,75 +969,28 @@ class _DiscordEdits:
         self._backend = backend
         base = httpx.URL(backend._url)
         self._base = base
-        self._wait_url = str(base.copy_merge_params({"wait": "true"}))
+        self.wait_url = str(base.copy_merge_params({"wait": "true"}))
+        """Where a message is posted: ``?wait=true`` asks Discord for the message's id."""
         # Ids of posts that carry files (the last post of a message with attachments),
         # most recent last: an edit keeps such a post instead of deleting it.
         self._with_files: dict[str, None] = {}
-
-    def start(self) -> None:
-        """Nothing to set up: the URLs derive from the webhook URL, whose secret path
-        segments the backend registered for masking (log lines included)."""
-
-    def stop(self) -> None:
-        """Nothing to tear down (see ``start``)."""
 
     def _message_url(self, message_id: str) -> str:
         # Query parameters (thread_id) stay: Discord needs them to find a thread's message.
         path = f"{self._base.path.rstrip('/')}/messages/{message_id}"
         return str(self._base.copy_with(path=path))
 
-    @contextlib.asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
-        """The backend's send lock, counted as pending meanwhile (``flush``/``stop`` wait)."""
-        backend = self._backend
-        lock, idle = backend._lock, backend._idle
-        if not backend._started or backend._client is None or lock is None or idle is None:
-            raise SendError("discord backend is not started", backend=backend.name, attempts=0)
-        backend._pending += 1
-        idle.clear()
-        try:
-            async with lock:
-                yield
-        finally:
-            backend._pending -= 1
-            if backend._pending == 0:
-                idle.set()
-
-    async def _post_for_id(
-        self, payload: Any, part: int, parts: int, headers: dict[str, str] | None = None
-    ) -> tuple[int, str | None]:
-        backend = self._backend
-        backend._reply = None
-        tries = await backend._post(payload, part, parts, url=self._wait_url, headers=headers)
-        return tries, _message_id(backend._reply)
-
-    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
-        backend = self._backend
-        payloads, warning = backend._payloads(message)
-        if warning is not None:
-            logger.warning("%s: %s", backend.name, warning)
-        key = _idempotency_key(message)
-        attempts = 0
-        ids: list[str | None] = []
-        async with self._turn():  # the first await: the message's place in the order
-            for index, payload in enumerate(payloads):
-                # As send() does: the same key on every resend (one per part when split).
-                headers = None
-                if key is not None:
-                    part_key = key if len(payloads) == 1 else f"{key}-{index + 1}"
-                    headers = {"Idempotency-Key": part_key}
-                tries, message_id = await self._post_for_id(
-                    payload, index + 1, len(payloads), headers
-                )
-                attempts = max(attempts, tries)
-                ids.append(message_id)
+    def posted(self, message: OutgoingMessage, replies: list[httpx.Response]) -> tuple[str, ...]:
+        """The reference of ``message`` posted with these replies (its pieces' ids, or
+        none when an id is missing); a post with files is remembered for edits."""
+        ids = [_message_id(reply) for reply in replies]
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
         if message.attachments and ids and ids[-1] is not None:
             self._with_files[ids[-1]] = None
             if len(self._with_files) > _FILE_POSTS_KEPT:
                 del self._with_files[next(iter(self._with_files))]
-        return _delivered(backend.name, attempts, reference, warning)
+        return reference
 
     async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
         backend = self._backend
@@ -1043,24 +1015,24 @@ class _DiscordEdits:
             # the posts between go.
             targets = [*reference[: len(payloads) - 1], reference[-1]]
             surplus = list(reference[len(payloads) - 1 : -1])
-        async with self._turn():
+        async with backend._turn():
             for index, payload in enumerate(payloads):
                 part, parts = index + 1, len(payloads)
                 if index < len(targets):
                     url = self._message_url(targets[index])
                     # An edit takes no username: it stays the one of the post.
                     body = {k: v for k, v in payload.items() if k != "username"}
-                    tries = await backend._post(body, part, parts, method="PATCH", url=url)
+                    tries, _ = await backend._post(body, part, parts, method="PATCH", url=url)
                     ids.append(targets[index])
                 else:
-                    tries, message_id = await self._post_for_id(payload, part, parts)
-                    ids.append(message_id)
+                    tries, reply = await backend._post(payload, part, parts, url=self.wait_url)
+                    ids.append(_message_id(reply))
                 attempts = max(attempts, tries)
             for message_id in surplus:
                 await self._delete(message_id)
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
-        return _delivered(backend.name, attempts, reference, warning)
+        return _delivered(backend.name, attempts, reference, tuple(filter(None, [warning])))
 
     async def _delete(self, message_id: str) -> None:
         """Delete a piece an edit no longer needs (best effort: it is logged on failure)."""
@@ -1099,17 +1071,17 @@ _FILE_POSTS_KEPT = 1024
 
 
 def _delivered(
-    backend: str, attempts: int, reference: tuple[str, ...], warning: str | None
+    backend: str, attempts: int, reference: tuple[str, ...], warnings: tuple[str, ...]
 ) -> DeliveryResult:
-    """A delivered result of a Discord post or edit, with the ``max_parts`` warning if any."""
-    if warning is None:
+    """A delivered result of a post or an edit, with its warnings (files left out, a cut)."""
+    if not warnings:
         return DeliveryResult.delivered(backend, attempts=attempts, reference=reference)
     return DeliveryResult(
         backend=backend,
         status="delivered",
         attempts=attempts,
         reference=reference,
-        warnings=(warning,),
+        warnings=warnings,
     )
 
 
