@@ -15,7 +15,9 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from processpype.communications.backends._parts import cut_notice, cut_warning, prefix_to_split
+from processpype.communications.backends._parts import cut_notice, cut_warning
+from processpype.communications.backends._split import pack, split_capped
+from processpype.communications.backends._split import utf16_length as utf16_len
 
 __all__ = [
     "MAX_CHUNK_LINES",
@@ -37,11 +39,6 @@ MAX_CHUNK_LINES = 30
 """Lines per message piece: a longer message goes out as several messages."""
 
 _JOINERS = frozenset("\u200d\ufe0e\ufe0f")  # zero-width joiner, variation selectors
-
-
-def utf16_len(text: str) -> int:
-    """Length of ``text`` in UTF-16 code units, as Telegram counts it."""
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
 
 
 def _units(char: str) -> int:
@@ -101,24 +98,15 @@ def split_text(
         raise ValueError(f"max_lines must be at least 1, got {max_lines}")
     if max_units < 2:
         raise ValueError(f"max_units must be at least 2 (one astral character), got {max_units}")
-    chunks: list[str] = []
-    current: list[str] = []
-    current_units = 0
-    current_newlines = 0
-    for line in _lines(text):
-        segments = [line] if utf16_len(line) <= max_units else _split_long_line(line, max_units)
-        for segment in segments:
-            units = utf16_len(segment)
-            # A piece with n newlines shows n + 1 lines once another segment follows.
-            if current and (current_units + units > max_units or current_newlines >= max_lines):
-                chunks.append("".join(current))
-                current, current_units, current_newlines = [], 0, 0
-            current.append(segment)
-            current_units += units
-            current_newlines += segment.endswith("\n")
-    if current:
-        chunks.append("".join(current))
-    return chunks
+    segments = (
+        segment
+        for line in _lines(text)
+        for segment in (
+            [line] if utf16_len(line) <= max_units else _split_long_line(line, max_units)
+        )
+    )
+    # A piece with n newlines shows n + 1 lines once another segment follows.
+    return pack(segments, max_units, length=utf16_len, max_lines=max_lines)
 
 
 def _trim(text: str) -> tuple[str, int]:
@@ -211,17 +199,13 @@ def prepare_capped(
     Past the cap, the last message ends with a line saying how much was cut. Only a
     prefix of a huge text is split: enough to fill the messages that are sent.
     """
-    if max_parts < 1:
-        raise ValueError(f"max_parts must be at least 1, not {max_parts}")
-    prefix = prefix_to_split(text, max_parts, MAX_MESSAGE_UNITS)
-    if len(prefix) < len(text):
-        # Cut at a line end, where no markup tag or entity is likely to be open.
-        line_end = prefix.rfind("\n")
-        if line_end > len(prefix) // 2:
-            prefix = prefix[: line_end + 1]
-    chunks = prepare_chunks(prefix, parse_mode)
-    if len(chunks) <= max_parts and len(prefix) < len(text):
-        chunks = prepare_chunks(text, parse_mode)
+    chunks = split_capped(
+        text,
+        MAX_MESSAGE_UNITS,
+        max_parts,
+        lambda part: prepare_chunks(part, parse_mode),
+        at_line_end=True,  # where no markup tag or entity is likely to be open
+    )
     if len(chunks) <= max_parts:
         return chunks, None
     kept = chunks[:max_parts]

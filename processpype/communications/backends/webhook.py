@@ -32,7 +32,6 @@ import hashlib
 import json
 import logging
 import math
-import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -56,8 +55,13 @@ from processpype import __version__
 from processpype.communications._masking import redact, url_secrets
 from processpype.communications.backends._attachment_limits import count_problem, total_problem
 from processpype.communications.backends._json import message_json
-from processpype.communications.backends._parts import cut_notice, cut_warning, prefix_to_split
 from processpype.communications.backends._retry import backoff_delay
+from processpype.communications.backends._split import (
+    cap_parts,
+    split_keeping_fences,
+    split_text,
+    utf16_length,
+)
 from processpype.communications.backends._template import (
     TEMPLATE_FIELDS,
     compile_template,
@@ -113,7 +117,6 @@ _SEVERITY_EMOJI: dict[MessageSeverity, str] = {
     MessageSeverity.ERROR: "\N{LARGE RED CIRCLE}",
     MessageSeverity.CRITICAL: "\N{POLICE CARS REVOLVING LIGHT}",
 }
-_FENCE = "```"
 
 _HttpBackendConfig = WebhookCommunicatorConfig | SlackCommunicatorConfig | DiscordCommunicatorConfig
 
@@ -151,130 +154,6 @@ def parse_retry_after(value: str, *, now: datetime | None = None) -> float | Non
     if math.isnan(seconds):
         return None
     return max(0.0, seconds)
-
-
-def utf16_length(text: str) -> int:
-    """Length of ``text`` in UTF-16 code units (a character outside the BMP counts 2)."""
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
-
-
-_WORDS = re.compile(r"\S+|\s+")
-
-
-def split_text(text: str, limit: int, *, cost: Callable[[str], int] = utf16_length) -> list[str]:
-    """Split ``text`` into chunks whose ``cost`` is at most ``limit``.
-
-    Cuts fall at line breaks where possible, else between words, else inside a word.
-    Joined, the chunks give back ``text``, except that chunks holding only whitespace
-    are dropped (services refuse empty messages). A single character must cost no more
-    than ``limit``.
-    """
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, not {limit}")
-    if cost(text) <= limit:
-        return [text]
-    chunks: list[str] = []
-    current: list[str] = []
-    room = limit
-    for unit in _units(text, limit, cost):
-        unit_cost = cost(unit)
-        if unit_cost <= room:
-            current.append(unit)
-            room -= unit_cost
-            continue
-        blank = unit.isspace()
-        if unit_cost <= limit and not blank:
-            # A whole line or word that fits in a chunk of its own starts one.
-            chunks.append("".join(current))
-            current, room = [unit], limit - unit_cost
-            continue
-        # Whitespace, or a word longer than a chunk: fill this chunk up, go on in the next.
-        first, *rest = _cut(unit, room, limit, cost)
-        current.append(first)
-        room -= cost(first)
-        for piece in rest:
-            chunks.append("".join(current))
-            current, room = [piece], limit - cost(piece)
-    chunks.append("".join(current))
-    return [chunk for chunk in chunks if chunk.strip()]
-
-
-def _units(text: str, limit: int, cost: Callable[[str], int]) -> list[str]:
-    """The lines of ``text``, with the lines over ``limit`` broken into words and spaces."""
-    units: list[str] = []
-    for line in text.splitlines(keepends=True):
-        if cost(line) <= limit:
-            units.append(line)
-        else:
-            units.extend(_WORDS.findall(line))
-    return units
-
-
-def _cut(unit: str, room: int, limit: int, cost: Callable[[str], int]) -> list[str]:
-    """Cut ``unit`` into a first piece of at most ``room``, then pieces of ``limit``."""
-    pieces: list[str] = []
-    start = used = 0
-    capacity = room
-    for index, char in enumerate(unit):
-        char_cost = cost(char)
-        if used + char_cost > capacity and (index > start or capacity < limit):
-            pieces.append(unit[start:index])
-            start, used, capacity = index, 0, limit
-        used += char_cost
-    pieces.append(unit[start:])
-    return pieces
-
-
-def _split_keeping_fences(text: str, limit: int, cost: Callable[[str], int]) -> list[str]:
-    """``split_text``, then close a code block at a chunk's end and reopen it in the next."""
-    if _FENCE not in text:
-        return split_text(text, limit, cost=cost)
-    opener, closer = _FENCE + "\n", "\n" + _FENCE
-    pieces = split_text(text, limit - cost(opener) - cost(closer), cost=cost)
-    if len(pieces) == 1:
-        return pieces
-    chunks: list[str] = []
-    inside = False
-    for piece in pieces:
-        chunk = opener + piece if inside else piece
-        if piece.count(_FENCE) % 2:
-            inside = not inside
-        if inside:
-            chunk += closer
-        chunks.append(chunk)
-    return chunks
-
-
-def cap_parts(
-    text: str,
-    limit: int,
-    max_parts: int,
-    split: Callable[[str], list[str]],
-    cost: Callable[[str], int] = utf16_length,
-) -> tuple[list[str], str | None]:
-    """``split(text)``, at most ``max_parts`` pieces of at most ``limit``; and a warning.
-
-    Past the cap, the last piece ends with a line saying how many characters were cut,
-    and the warning says the same; without a cut the warning is None.
-    """
-    if max_parts < 1:
-        raise ValueError(f"max_parts must be at least 1, not {max_parts}")
-    prefix = prefix_to_split(text, max_parts, limit)
-    chunks = split(prefix)
-    if len(chunks) <= max_parts and len(prefix) < len(text):
-        chunks = split(text)  # mostly blank past the prefix: split it all after all
-    if len(chunks) <= max_parts:
-        return chunks, None
-    kept = chunks[:max_parts]
-    last = kept[-1]
-    notice = cut_notice(0, max_parts)
-    # Room for the notice (its number grows by a few digits at most).
-    while last and cost(last) + cost(notice) + 16 > limit:
-        last = last[: max(0, len(last) - max(1, cost(last) + cost(notice) + 16 - limit))]
-    sent = sum(len(chunk) for chunk in kept[:-1]) + len(last)
-    cut = max(0, len(text) - sent)
-    kept[-1] = last + cut_notice(cut, max_parts)
-    return kept, cut_warning(cut, max_parts)
 
 
 def _one_line(text: str) -> str:
@@ -391,9 +270,9 @@ class _HttpCommunicator(Communicator):
         the warning saying how much was cut (None when nothing was)."""
         max_parts = getattr(self._http_config, "max_parts", None)
         if max_parts is None:
-            return _split_keeping_fences(text, limit, cost), None
+            return split_keeping_fences(text, limit, cost), None
         return cap_parts(
-            text, limit, max_parts, lambda part: _split_keeping_fences(part, limit, cost), cost
+            text, limit, max_parts, lambda part: split_keeping_fences(part, limit, cost), cost
         )
 
     def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
@@ -959,10 +838,11 @@ class _DiscordEdits:
     """Message ids and edits for one Discord webhook backend.
 
     Posts and edits go through the backend's one send path (its send lock, pending
-    count and retries: ``_turn`` and ``_post``). Discord answers a webhook post with 204 and no body, unless the URL asks
-    ``?wait=true``: then it answers 200 with the message, whose ``id`` is what
-    ``PATCH {url}/messages/{id}`` edits and ``DELETE`` removes. An edit whose text needs
-    more pieces posts the extra ones; pieces no longer needed are deleted.
+    count and retries: ``_turn`` and ``_post``). Discord answers a webhook post with 204
+    and no body, unless the URL asks ``?wait=true``: then it answers 200 with the
+    message, whose ``id`` is what ``PATCH {url}/messages/{id}`` edits and ``DELETE``
+    removes. An edit whose text needs more pieces posts the extra ones; pieces no longer
+    needed are deleted.
     """
 
     def __init__(self, backend: DiscordCommunicator) -> None:
