@@ -15,7 +15,12 @@ differ:
   most 30 a piece; a long line is cut at its last whitespace, never inside a visible
   character; joined, the pieces give back the text.
 
-``cap_parts`` bounds how many pieces a text becomes (``max_parts``, see ``_parts``).
+The cap on how many pieces one long text becomes (``max_parts`` on chat backends):
+splitting has no natural end (10 MB of text is 2,560 Telegram messages, hours of a
+group's rate limit). ``split_capped`` splits only what the pieces sent can hold; past
+``max_parts`` pieces the rest is replaced by one line saying how much was cut
+(``cut_ending``), and the delivery result's ``warnings`` says so too. ``cap_parts`` does
+it all for plain text; Telegram's ``prepare_capped`` for its formatted chunks.
 """
 
 from __future__ import annotations
@@ -23,11 +28,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 
-from processpype.communications.backends._parts import cut_notice, cut_warning, prefix_to_split
-
 __all__ = [
     "Spill",
     "cap_parts",
+    "cut_ending",
+    "notice_room",
     "pack",
     "split_capped",
     "split_keeping_fences",
@@ -168,6 +173,32 @@ def split_keeping_fences(text: str, limit: int, cost: Callable[[str], int]) -> l
 # -- max_parts -----------------------------------------------------------------------------
 
 
+def prefix_to_split(text: str, max_parts: int, limit: int) -> str:
+    """Enough of ``text`` to fill ``max_parts`` pieces of ``limit``, so a huge text is not
+    split whole only to throw most of it away (every character costs at least 1)."""
+    return text[: 4 * max_parts * limit]
+
+
+def notice_room(limit: int, max_parts: int, length: Callable[[str], int]) -> int:
+    """How much text the last piece keeps before the cut notice (whose number grows by a
+    few digits at most)."""
+    return limit - length(_cut_notice(0, max_parts)) - 16
+
+
+def cut_ending(text: str, sent: int, max_parts: int) -> tuple[str, str]:
+    """The line that ends the last piece, and the warning, when ``sent`` characters of
+    ``text`` go out."""
+    cut = max(0, len(text) - sent)
+    warning = (
+        f"the text was cut after {max_parts} part(s): {cut:,} characters were not sent (max_parts)"
+    )
+    return _cut_notice(cut, max_parts), warning
+
+
+def _cut_notice(cut_chars: int, max_parts: int) -> str:
+    return f"\n… {cut_chars:,} more characters cut: the message was longer than {max_parts} parts"
+
+
 def split_capped[Piece](
     text: str,
     limit: int,
@@ -213,11 +244,11 @@ def cap_parts(
         return chunks, None
     kept = chunks[:max_parts]
     last = kept[-1]
-    notice = cut_notice(0, max_parts)
-    # Room for the notice (its number grows by a few digits at most).
-    while last and cost(last) + cost(notice) + 16 > limit:
-        last = last[: max(0, len(last) - max(1, cost(last) + cost(notice) + 16 - limit))]
-    sent = sum(len(chunk) for chunk in kept[:-1]) + len(last)
-    cut = max(0, len(text) - sent)
-    kept[-1] = last + cut_notice(cut, max_parts)
-    return kept, cut_warning(cut, max_parts)
+    room = notice_room(limit, max_parts, cost)
+    while last and cost(last) > room:
+        last = last[: max(0, len(last) - max(1, cost(last) - room))]
+    notice, warning = cut_ending(
+        text, sum(len(chunk) for chunk in kept[:-1]) + len(last), max_parts
+    )
+    kept[-1] = last + notice
+    return kept, warning

@@ -15,8 +15,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from processpype.communications.backends._parts import cut_notice, cut_warning
-from processpype.communications.backends._split import pack, split_capped
+from processpype.communications.backends._split import cut_ending, notice_room, pack, split_capped
 from processpype.communications.backends._split import utf16_length as utf16_len
 
 __all__ = [
@@ -210,19 +209,19 @@ def prepare_capped(
         return chunks, None
     kept = chunks[:max_parts]
     last = kept[-1]
-    room = MAX_MESSAGE_UNITS - utf16_len(cut_notice(0, max_parts)) - 16
+    room = notice_room(MAX_MESSAGE_UNITS, max_parts, utf16_len)
     body = last.text
     if utf16_len(body) > room:
         body = body[:room]
         while utf16_len(body) > room:
             body = body[:-1]
     sent = sum(len(chunk.text) for chunk in kept[:-1]) + len(body)
-    cut = max(0, len(text) - sent)
+    notice, warning = cut_ending(text, sent, max_parts)
     entities = last.entities
     if entities is not None:
         entities = _slice_entities(entities, 0, utf16_len(body))
-    kept[-1] = Chunk(body + cut_notice(cut, max_parts), last.parse_mode, entities)
-    return kept, cut_warning(cut, max_parts)
+    kept[-1] = Chunk(body + notice, last.parse_mode, entities)
+    return kept, warning
 
 
 def _parse(text: str, parse_mode: str) -> tuple[str, list[Any]] | None:
