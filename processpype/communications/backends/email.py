@@ -19,8 +19,8 @@ A message with attachments goes as ``multipart/mixed``: the text first, then eac
 (base64, its name RFC 2231 encoded when not plain ASCII). Over ``max_attachment_bytes``
 in total, the message fails at once naming the files, their sizes and the limit.
 
-Importing this module without aiosmtplib raises ``BackendUnavailableError``
-(``pip install 'processpype[email]'``).
+Without aiosmtplib, importing this module raises ``BackendUnavailableError``, which
+says to install the ``email`` extra.
 """
 
 from __future__ import annotations
@@ -39,19 +39,12 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
-from processpype.communications.errors import (
-    BackendStartError,
-    BackendUnavailableError,
-    ConfigError,
-    SendError,
-)
-
 try:
     import aiosmtplib
 except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment tests it
-    if exc.name is None or exc.name.split(".")[0] != "aiosmtplib":
-        raise
-    raise BackendUnavailableError("email", "aiosmtplib", "email") from None
+    from processpype.communications.backends._requires import unavailable
+
+    raise unavailable(exc, "email", "aiosmtplib", "email") from None
 
 from processpype.communications.backends._attachment_limits import total_problem
 from processpype.communications.backends._retry import backoff_delay
@@ -73,6 +66,7 @@ from processpype.communications.backends._smtp_transaction import (
 )
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryResult
+from processpype.communications.errors import BackendStartError, ConfigError, SendError
 from processpype.communications.models import OutgoingMessage
 from processpype.config.models import EmailCommunicatorConfig
 

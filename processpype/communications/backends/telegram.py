@@ -42,21 +42,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from processpype.communications.errors import (
-    BackendStartError,
-    BackendUnavailableError,
-    ConfigError,
-    SendError,
-    describe_error,
-)
-
 try:
     from telethon import TelegramClient, errors, events, utils
     from telethon.sessions import StringSession
 except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment tests it
-    if exc.name is None or exc.name.split(".")[0] != "telethon":
-        raise
-    raise BackendUnavailableError("telegram", "telethon", "telegram") from None
+    from processpype.communications.backends._requires import unavailable
+
+    raise unavailable(exc, "telegram", "telethon", "telegram") from None
 
 from processpype.communications._masking import redact
 from processpype.communications.ask import Answer, Question
@@ -88,6 +80,12 @@ from processpype.communications.backends._telegram_session import SessionStore
 from processpype.communications.backends._telegram_text import Chunk, prepare_capped
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
+from processpype.communications.errors import (
+    BackendStartError,
+    ConfigError,
+    SendError,
+    describe_error,
+)
 from processpype.communications.models import IncomingMessage, OutgoingMessage
 from processpype.config.models import TelegramChatConfig, TelegramCommunicatorConfig
 

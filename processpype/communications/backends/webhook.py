@@ -37,19 +37,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple
 
-from processpype.communications.errors import (
-    BackendUnavailableError,
-    ConfigError,
-    SendError,
-    describe_error,
-)
-
 try:
     import httpx
 except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment tests it
-    if exc.name is None or exc.name.split(".")[0] != "httpx":
-        raise
-    raise BackendUnavailableError("webhook", "httpx", "webhook") from None
+    from processpype.communications.backends._requires import unavailable
+
+    raise unavailable(exc, "webhook", "httpx", "webhook") from None
 
 from processpype import __version__
 from processpype.communications._masking import redact, url_secrets
@@ -70,6 +63,7 @@ from processpype.communications.backends._template import (
 )
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryResult
+from processpype.communications.errors import ConfigError, SendError, describe_error
 from processpype.communications.models import Attachment, MessageSeverity, OutgoingMessage
 from processpype.config.models import (
     DiscordCommunicatorConfig,
