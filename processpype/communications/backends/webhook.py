@@ -412,16 +412,20 @@ class _HttpCommunicator(Communicator):
         method = self._method if method is None else method
         where = self._endpoint
         attempt = 0
+
+        def fail(
+            problem: str, *, attempts: int | None = None, permanent: bool = False
+        ) -> SendError:
+            # The tries so far (read when raised), and which part of how many failed.
+            tries = attempt if attempts is None else attempts
+            return self._fail(problem, part, parts, attempts=tries, permanent=permanent)
+
         while True:
             attempt += 1
             client = self._client
             if client is None:
-                raise self._fail(
-                    "the backend was stopped before the message was sent",
-                    part,
-                    parts,
-                    attempts=attempt - 1,
-                    permanent=False,
+                raise fail(
+                    "the backend was stopped before the message was sent", attempts=attempt - 1
                 )
             deadline = config.attempt_deadline()
             try:
@@ -430,68 +434,41 @@ class _HttpCommunicator(Communicator):
             except TimeoutError as exc:  # ours: httpx's own timeouts are httpx errors
                 # Headers came, then the body trickled (or nothing came) past the whole
                 # attempt's deadline: the server may have acted on the request.
-                raise self._fail(
+                raise fail(
                     f"no complete response from {where} within {deadline:g} s "
-                    "(attempt_timeout); not retried, since the server may have received it",
-                    part,
-                    parts,
-                    attempts=attempt,
-                    permanent=False,
+                    "(attempt_timeout); not retried, since the server may have received it"
                 ) from exc
             except httpx.ReadTimeout as exc:
                 # The server has the request and did not answer in time: it may have
                 # acted on it, and a retry could post the message twice.
-                raise self._fail(
+                raise fail(
                     f"no response from {where} within {config.timeout:g} s; not retried, "
-                    "since the server may have received it",
-                    part,
-                    parts,
-                    attempts=attempt,
-                    permanent=False,
+                    "since the server may have received it"
                 ) from exc
             except httpx.LocalProtocolError as exc:
-                raise self._fail(
-                    f"the request to {where} is invalid: {describe_error(exc)}",
-                    part,
-                    parts,
-                    attempts=attempt,
-                    permanent=True,
+                raise fail(
+                    f"the request to {where} is invalid: {describe_error(exc)}", permanent=True
                 ) from exc
             except httpx.TransportError as exc:
                 if self._client is not client:
                     # stop() closed the client under this request, after waiting its
                     # timeout: the server may have it, and the backend is gone.
-                    raise self._fail(
+                    raise fail(
                         f"the backend stopped while the request to {where} was in flight; "
-                        "not retried, since the server may have received it",
-                        part,
-                        parts,
-                        attempts=attempt,
-                        permanent=False,
+                        "not retried, since the server may have received it"
                     ) from exc
                 # Not connected, or the connection dropped before an answer (a pooled
                 # keep-alive connection closed by the server): safe to try again.
                 if attempt >= config.max_attempts:
-                    raise self._fail(
-                        f"could not reach {where} after {attempt} attempt(s): "
-                        f"{describe_error(exc)}",
-                        part,
-                        parts,
-                        attempts=attempt,
-                        permanent=False,
+                    raise fail(
+                        f"could not reach {where} after {attempt} attempt(s): {describe_error(exc)}"
                     ) from exc
                 delay = self._backoff(attempt)
                 self._log_retry(attempt, describe_error(exc), delay, "backoff")
                 await asyncio.sleep(delay)
                 continue
             except httpx.HTTPError as exc:
-                raise self._fail(
-                    f"request to {where} failed: {describe_error(exc)}",
-                    part,
-                    parts,
-                    attempts=attempt,
-                    permanent=False,
-                ) from exc
+                raise fail(f"request to {where} failed: {describe_error(exc)}") from exc
 
             status = response.status_code
             if 200 <= status < 300:
@@ -500,18 +477,12 @@ class _HttpCommunicator(Communicator):
                 detail = self._echo(response)
                 problem = f"HTTP {status} from {where}" + (f": {detail}" if detail else "")
                 if attempt >= config.max_attempts:
-                    raise self._fail(
-                        f"{problem} (gave up after {attempt} attempts)",
-                        part,
-                        parts,
-                        attempts=attempt,
-                        permanent=False,
-                    )
+                    raise fail(f"{problem} (gave up after {attempt} attempts)")
                 delay, reason = self._retry_delay(response, attempt)
                 self._log_retry(attempt, problem, delay, reason)
                 await asyncio.sleep(delay)
                 continue
-            raise self._fail(self._refusal(response), part, parts, attempts=attempt, permanent=True)
+            raise fail(self._refusal(response), permanent=True)
 
     async def _request(
         self,
