@@ -173,7 +173,7 @@ def split_keeping_fences(text: str, limit: int, cost: Callable[[str], int]) -> l
 # -- max_parts -----------------------------------------------------------------------------
 
 
-def prefix_to_split(text: str, max_parts: int, limit: int) -> str:
+def _prefix_to_split(text: str, max_parts: int, limit: int) -> str:
     """Enough of ``text`` to fill ``max_parts`` pieces of ``limit``, so a huge text is not
     split whole only to throw most of it away (every character costs at least 1)."""
     return text[: 4 * max_parts * limit]
@@ -216,7 +216,7 @@ def split_capped[Piece](
     """
     if max_parts < 1:
         raise ValueError(f"max_parts must be at least 1, not {max_parts}")
-    prefix = prefix_to_split(text, max_parts, limit)
+    prefix = _prefix_to_split(text, max_parts, limit)
     if at_line_end and len(prefix) < len(text):
         line_end = prefix.rfind("\n")
         if line_end > len(prefix) // 2:

@@ -4,7 +4,10 @@ Telegram takes 1 to 4096 characters per message, counted in UTF-16 code units af
 entity parsing; we also cap a piece at 30 lines so long reports stay readable.
 ``split_text`` cuts at line ends, and cuts a line longer than a whole message at its
 last whitespace (or, failing that, anywhere but inside a character or a combining
-sequence). Joining the pieces gives back the text exactly.
+sequence). Joining the pieces gives back the text exactly. The pieces are packed by the
+shared splitter (``_split.pack``, with the UTF-16 length and the line cap); what is
+Telegram's here is what a line is and where a long one may be cut, and the formatting
+entities that travel with each piece.
 """
 
 from __future__ import annotations
