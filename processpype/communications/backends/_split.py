@@ -245,6 +245,8 @@ def cap_parts(
     kept = chunks[:max_parts]
     last = kept[-1]
     room = notice_room(limit, max_parts, cost)
+    # Cut by the excess each time (Telegram's formatted chunks keep the longest prefix
+    # that fits instead): each backend's pieces stay as they were.
     while last and cost(last) > room:
         last = last[: max(0, len(last) - max(1, cost(last) - room))]
     notice, warning = cut_ending(
