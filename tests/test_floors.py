@@ -63,8 +63,8 @@ def _run_time_imports(tree: ast.AST) -> list[tuple[int, str]]:
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.If) and _is_type_checking(node.test):
-            for child in node.orelse:
-                visit(child)
+            for statement in node.orelse:
+                visit(statement)
             return
         if isinstance(node, ast.Import):
             found.extend((node.lineno, alias.name) for alias in node.names)
@@ -113,7 +113,7 @@ def test_the_relative_imports_that_the_ast_check_cannot_place_are_none() -> None
 
 
 @pytest.mark.parametrize(
-    "floor", [index for index in range(len(FLOORS) - 1)], ids=[name for name, _ in FLOORS[:-1]]
+    "floor", list(range(len(FLOORS) - 1)), ids=[name for name, _ in FLOORS[:-1]]
 )
 def test_importing_a_floor_loads_nothing_above_it(floor: int) -> None:
     modules = [name for name in MODULES if floor_of(name) == floor]
