@@ -36,6 +36,7 @@ __all__ = [
     "config_secrets",
     "is_secret_key",
     "mask_url",
+    "mask_url_password",
     "mask_value",
     "redact",
     "register_secrets",
@@ -82,13 +83,18 @@ def mask_url(url: str) -> str:
     return f"{parts.scheme}://{where}/{MASK}"
 
 
-def _mask_userinfo(url: str) -> str:
-    """``url`` with the password of its userinfo masked (``user:**********@host``)."""
+def mask_url_password(url: str) -> str:
+    """``url`` with the password of its userinfo masked (``user:**********@host``).
+
+    The rest is kept as written; a URL without a password is returned as is, and one
+    whose userinfo cannot be parsed is masked whole.
+    """
     try:
         parts = urlsplit(url)
+        password = parts.password
     except ValueError:
         return MASK
-    if parts.password is None:
+    if password is None:
         return url
     user = parts.username or ""
     netloc = parts.netloc.rpartition("@")[2]
@@ -115,7 +121,7 @@ def mask_value(value: Any, key: object = None) -> Any:
         if isinstance(key, str) and _URL_KEY.search(key) and _URL.match(value):
             return mask_url(value)
         if _URL.match(value):
-            return _mask_userinfo(value)
+            return mask_url_password(value)
     return value
 
 
