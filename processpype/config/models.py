@@ -15,7 +15,6 @@ from email.utils import parseaddr
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -25,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from processpype.config._base import ConfigurationModel
 from processpype.config.outbox import OutboxConfig
 from processpype.foundation._masking import mask_value
 from processpype.foundation.models import MessageSeverity
@@ -46,13 +46,6 @@ __all__ = [
     "TelegramCommunicatorConfig",
     "WebhookCommunicatorConfig",
 ]
-
-
-class ConfigurationModel(BaseModel):
-    """Base of every processpype configuration model (unknown keys are errors)."""
-
-    # Errors never echo input values: a value could be a token or a password.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
 
 def _split_addresses(value: Any) -> Any:
@@ -157,6 +150,17 @@ class _RetryingBackendConfig(_StrictBackendConfig):
         return 3.0 * float(getattr(self, "timeout", 10.0))
 
 
+class _SplittingBackendConfig(_StrictBackendConfig):
+    """A backend that cuts a long text into several messages (Telegram, Slack, Discord)."""
+
+    max_parts: int = Field(
+        default=10,
+        ge=1,
+        description="Messages one long text may become; the rest is cut, with a line "
+        "saying how much",
+    )
+
+
 class TelegramChatConfig(ConfigurationModel):
     """One Telegram chat that a label routes to."""
 
@@ -196,16 +200,10 @@ class TelegramChatConfig(ConfigurationModel):
         return value
 
 
-class TelegramCommunicatorConfig(_StrictBackendConfig):
+class TelegramCommunicatorConfig(_SplittingBackendConfig):
     """Telegram bot backend (``type: telegram``, extra ``telegram``)."""
 
     type: Literal["telegram"] = "telegram"
-    max_parts: int = Field(
-        default=10,
-        ge=1,
-        description="Messages one long text may become; the rest is cut, with a line "
-        "saying how much",
-    )
     api_id: int = Field(gt=0, description="Telegram API ID")
     api_hash: SecretStr = Field(description="Telegram API hash")
     token: SecretStr = Field(description="Bot token")
@@ -426,32 +424,20 @@ class WebhookCommunicatorConfig(_RetryingBackendConfig):
         return value.upper() if isinstance(value, str) else value
 
 
-class SlackCommunicatorConfig(_RetryingBackendConfig):
+class SlackCommunicatorConfig(_SplittingBackendConfig, _RetryingBackendConfig):
     """Slack incoming webhook (``type: slack``, extra ``webhook``)."""
 
     type: Literal["slack"] = "slack"
-    max_parts: int = Field(
-        default=10,
-        ge=1,
-        description="Messages one long text may become; the rest is cut, with a line "
-        "saying how much",
-    )
     url: SecretStr = Field(description="Incoming-webhook URL (masked)")
     timeout: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="Seconds for each network step"
     )
 
 
-class DiscordCommunicatorConfig(_RetryingBackendConfig):
+class DiscordCommunicatorConfig(_SplittingBackendConfig, _RetryingBackendConfig):
     """Discord webhook (``type: discord``, extra ``webhook``)."""
 
     type: Literal["discord"] = "discord"
-    max_parts: int = Field(
-        default=10,
-        ge=1,
-        description="Messages one long text may become; the rest is cut, with a line "
-        "saying how much",
-    )
     url: SecretStr = Field(description="Webhook URL (masked)")
     username: str | None = Field(default=None, description="Override the webhook's name")
     timeout: float = Field(

@@ -259,30 +259,28 @@ class Attachment(BaseModel):
         cls, figure: Any, *, filename: str = "figure.png", dpi: float | None = None
     ) -> Attachment:
         """A PNG of ``figure`` (anything with matplotlib's ``savefig``), drawn now."""
-        savefig = getattr(figure, "savefig", None)
-        if not callable(savefig):
-            raise TypeError(
-                f"from_figure needs a figure with a savefig() method (matplotlib), "
-                f"not {type(figure).__name__}"
-            )
-        buffer = io.BytesIO()
         options: dict[str, Any] = {"format": "png"}
         if dpi is not None:
             options["dpi"] = dpi
-        savefig(buffer, **options)
-        return cls(filename=filename, content_type="image/png", data=buffer.getvalue())
+        needs = "from_figure needs a figure with a savefig() method (matplotlib)"
+        return cls._png(figure, "savefig", needs, filename, options)
 
     @classmethod
     def from_image(cls, image: Any, *, filename: str = "image.png") -> Attachment:
         """A PNG of ``image`` (anything with Pillow's ``save``), encoded now."""
-        save = getattr(image, "save", None)
-        if not callable(save):
-            raise TypeError(
-                f"from_image needs an image with a save() method (Pillow), "
-                f"not {type(image).__name__}"
-            )
+        needs = "from_image needs an image with a save() method (Pillow)"
+        return cls._png(image, "save", needs, filename, {"format": "PNG"})
+
+    @classmethod
+    def _png(
+        cls, source: Any, method: str, needs: str, filename: str, options: dict[str, Any]
+    ) -> Attachment:
+        """``source.<method>(buffer, **options)`` written into a PNG attachment."""
+        write = getattr(source, method, None)
+        if not callable(write):
+            raise TypeError(f"{needs}, not {type(source).__name__}")
         buffer = io.BytesIO()
-        save(buffer, format="PNG")
+        write(buffer, **options)
         return cls(filename=filename, content_type="image/png", data=buffer.getvalue())
 
     @classmethod
