@@ -55,8 +55,15 @@ def _read_stub(path: str) -> dict[str, str]:
     """Map each name of the stub at ``path`` to its module ("" for the package's own)."""
     import ast  # on first lookup only: it costs more than the rest of the import
 
-    with open(path, encoding="utf-8") as file:
-        tree = ast.parse(file.read(), filename=path)
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        raise ImportError(
+            f"{path} is missing: processpype reads its exported names from it; reinstall "
+            "processpype (a bundler must include its *.pyi files)"
+        ) from None
+    tree = ast.parse(text, filename=path)
     names: dict[str, str] = {}
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:

@@ -117,3 +117,11 @@ def test_the_stubs_ship_in_the_wheel_and_the_sdist() -> None:
     assert "*.pyi" in package_data.get("*", ""), "setup.cfg package_data ships the stubs"
     manifest = (ROOT / "MANIFEST.in").read_text(encoding="utf-8").splitlines()
     assert "recursive-include processpype *.pyi" in manifest
+
+
+def test_a_missing_stub_is_an_import_error_that_says_what_to_do(tmp_path: Path) -> None:
+    from processpype._lazy import attach_stub
+
+    getattr_, _ = attach_stub("gone", str(tmp_path / "__init__.py"), {})
+    with pytest.raises(ImportError, match=r"__init__\.pyi is missing: .*reinstall processpype"):
+        getattr_("Anything")

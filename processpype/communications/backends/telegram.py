@@ -417,7 +417,7 @@ class TelegramCommunicator(Communicator):
             return None
         if not config.listen_to_commands and not config.persist_session:
             return None
-        bot_id = config.token.get_secret_value().strip().split(":", 1)[0]
+        bot_id = config.token.get_secret_value().split(":", 1)[0]
         return SessionStore(self.session_file().parent, bot_id)
 
     def _send_only_session(self) -> Any:
