@@ -15,28 +15,49 @@ if TYPE_CHECKING:
     from processpype.communications.ask import Answer, Question
     from processpype.config.models import CommunicatorBackendConfig
 
-__all__ = ["Communicator", "IncomingHandler", "NoOpCommunicator"]
+__all__ = ["Communicator", "IncomingSink", "NoOpCommunicator"]
 
 logger = logging.getLogger("processpype.communications")
 
-IncomingHandler = Callable[[IncomingMessage], None]
+IncomingSink = Callable[[IncomingMessage], None]
+"""Where a backend hands each message it receives (the dispatcher sets it).
+
+Not to be confused with the handlers users give ``Notifier.on_message``
+(``IncomingHandler``, sync or async) or ``MessageHandler`` (async)."""
 
 
 class Communicator(ABC):
     """Abstract base for communication backends.
 
-    A backend implements ``start``, ``stop`` and ``send``. Queueing backends also
-    override ``deliver`` (wait for the outcome of one message) and ``flush`` (wait for
-    the queue to empty). Ordering contract: a backend fixes a message's place in its
-    order (appends it to its queue, or takes its send lock) before its first ``await``,
-    so messages handed over in order are sent in order.
+    A backend implements ``start``, ``stop`` and ``send``. Who calls whom is one rule
+    for every backend:
+
+    - The library (the dispatcher, ``emit()``, the Notifier) calls ``deliver()``, which
+      returns a ``DeliveryResult``. Upstream code calls ``send()``, which returns nothing
+      and raises when the message was not taken.
+    - A backend writes its sending once. A backend with nothing to report but success
+      implements ``send()`` only: the default ``deliver()`` calls it and reports the
+      message delivered (``RecordingCommunicator`` does the same, adding a reference).
+      So a subclass that overrides only ``send()`` of such a backend (or of
+      ``NoOpCommunicator``) is what ``deliver()`` runs.
+    - A backend that reports more (attempts, skips, references, warnings) implements
+      ``deliver()``, and its ``send()`` is ``await self.deliver(message)`` (console,
+      email, the webhooks).
+    - A queueing backend (Telegram, the outbox) hands the message to its queue in one
+      step that both share: ``send()`` returns once the message is queued, ``deliver()``
+      also waits for (Telegram) or reports (the outbox) its outcome. Such a backend also
+      overrides ``flush`` (wait for the queue to empty).
+
+    Ordering contract: a backend fixes a message's place in its order (appends it to its
+    queue, or takes its send lock) before its first ``await``, so messages handed over
+    in order are sent in order.
     """
 
     def __init__(self, name: str, config: CommunicatorBackendConfig) -> None:
         self._name = name
         self._config = config
         self._started = False
-        self._incoming_handler: IncomingHandler | None = None
+        self._incoming_handler: IncomingSink | None = None
         # Every configured secret is masked in logs, reports and errors while this
         # backend lives, whoever wrote the backend.
         register_secrets(self, config_secrets(config))
@@ -94,7 +115,7 @@ class Communicator(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot ask questions")
 
-    def set_incoming_handler(self, handler: IncomingHandler) -> None:
+    def set_incoming_handler(self, handler: IncomingSink) -> None:
         """Set by the dispatcher to route incoming messages to the event publisher."""
         self._incoming_handler = handler
 

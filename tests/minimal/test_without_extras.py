@@ -72,3 +72,15 @@ def test_an_outbox_without_redis_installed_says_which_extra_to_install() -> None
     config = {"enabled": True, "outbox": {"url": "redis://localhost:6379/0"}}
     with pytest.raises(BackendUnavailableError, match=r"processpype\[redis\]"):
         Notifier(config, start=False)
+
+
+@pytest.mark.parametrize(
+    ("module", "extra"), [("telegram", "telegram"), ("email", "email"), ("webhook", "webhook")]
+)
+def test_importing_a_backend_module_without_its_package_raises_backend_unavailable(
+    module: str, extra: str
+) -> None:
+    from processpype.communications.errors import BackendUnavailableError
+
+    with pytest.raises(BackendUnavailableError, match=rf"processpype\[{extra}\]"):
+        importlib.import_module(f"processpype.communications.backends.{module}")

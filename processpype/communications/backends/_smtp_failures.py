@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import aiosmtplib
 
-__all__ = ["SMTPFailure", "classify"]
+__all__ = ["SMTPFailure", "classify", "is_temporary", "reply_text"]
 
 
 @dataclass(frozen=True)
@@ -32,9 +32,15 @@ class SMTPFailure:
     """True when the server closed or dropped the connection."""
 
 
-def _reply(code: int, message: str) -> str:
+def reply_text(code: int, message: str) -> str:
+    """An SMTP reply on one line, as errors quote it: ``550 mailbox unavailable``."""
     text = " ".join(message.split())
     return f"{code} {text}" if text else str(code)
+
+
+def is_temporary(code: int) -> bool:
+    """True for a 4xx reply code: the server may accept later (a 5xx is permanent)."""
+    return 400 <= code < 500
 
 
 def _find_ssl_error(exc: BaseException) -> ssl.SSLError | None:
@@ -143,26 +149,28 @@ def classify(
         return _tls_failure(ssl_error, step, use_tls=use_tls, port=port)
 
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
-        refused = ", ".join(f"{r.recipient} ({_reply(r.code, r.message)})" for r in exc.recipients)
-        temporary = any(400 <= r.code < 500 for r in exc.recipients)
+        refused = ", ".join(
+            f"{r.recipient} ({reply_text(r.code, r.message)})" for r in exc.recipients
+        )
+        temporary = any(is_temporary(r.code) for r in exc.recipients)
         return SMTPFailure(
             "RCPT TO", f"every recipient was refused: {refused}", temporary, drop_connection=False
         )
 
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         code = exc.code
-        temporary = 400 <= code < 500
+        temporary = is_temporary(code)
         reply_step = _reply_step(exc, step)
-        reason = f"the server answered {_reply(code, exc.message)}"
+        reason = f"the server answered {reply_text(code, exc.message)}"
         if isinstance(exc, aiosmtplib.SMTPAuthenticationError) and not temporary:
             reason = (
                 f"the server refused the username {username!r} or its password "
-                f"({_reply(code, exc.message)}); check username and password"
+                f"({reply_text(code, exc.message)}); check username and password"
             )
         elif isinstance(exc, aiosmtplib.SMTPRecipientRefused):
-            reason = f"recipient {exc.recipient} was refused ({_reply(code, exc.message)})"
+            reason = f"recipient {exc.recipient} was refused ({reply_text(code, exc.message)})"
         elif isinstance(exc, aiosmtplib.SMTPSenderRefused):
-            reason = f"sender {exc.sender} was refused ({_reply(code, exc.message)})"
+            reason = f"sender {exc.sender} was refused ({reply_text(code, exc.message)})"
             if code == 530:
                 reason += "; the server requires AUTH: set username and password"
         # 421: the server is closing the connection (aiosmtplib has closed it already).

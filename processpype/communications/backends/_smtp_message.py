@@ -116,20 +116,6 @@ def render_message(
     """
     encoding, payload = _encode_body(body)
     subject = shorten_subject(subject)  # with or without attachments
-    if attachments:
-        content_type, pieces = mixed_body(encoding, payload, attachments)
-        head = (
-            f"From: {from_header}\r\n"
-            f"To: {',\r\n '.join(to_headers)}\r\n"
-            f"Subject: {_encode_unstructured(subject, 'Subject')}\r\n"
-            f"Date: {date}\r\n"
-            f"Message-ID: {message_id}\r\n"
-            "MIME-Version: 1.0\r\n"
-            f"Content-Type: {content_type}\r\n"
-            "\r\n"
-        )
-        pieces.insert(0, head.encode("utf-8"))
-        return b"".join(pieces)
     head = (
         f"From: {from_header}\r\n"
         f"To: {',\r\n '.join(to_headers)}\r\n"
@@ -137,6 +123,13 @@ def render_message(
         f"Date: {date}\r\n"
         f"Message-ID: {message_id}\r\n"
         "MIME-Version: 1.0\r\n"
+    )
+    if attachments:
+        content_type, pieces = mixed_body(encoding, payload, attachments)
+        head += f"Content-Type: {content_type}\r\n\r\n"
+        pieces.insert(0, head.encode("utf-8"))
+        return b"".join(pieces)
+    head += (
         'Content-Type: text/plain; charset="utf-8"\r\n'
         f"Content-Transfer-Encoding: {encoding}\r\n"
         "\r\n"

@@ -4,7 +4,10 @@ Telegram takes 1 to 4096 characters per message, counted in UTF-16 code units af
 entity parsing; we also cap a piece at 30 lines so long reports stay readable.
 ``split_text`` cuts at line ends, and cuts a line longer than a whole message at its
 last whitespace (or, failing that, anywhere but inside a character or a combining
-sequence). Joining the pieces gives back the text exactly.
+sequence). Joining the pieces gives back the text exactly. The pieces are packed by the
+shared splitter (``_split.pack``, with the UTF-16 length and the line cap); what is
+Telegram's here is what a line is and where a long one may be cut, and the formatting
+entities that travel with each piece.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
-from processpype.communications.backends._parts import cut_notice, cut_warning, prefix_to_split
+from processpype.communications.backends._split import cut_ending, notice_room, pack, split_capped
+from processpype.communications.backends._split import utf16_length as utf16_len
 
 __all__ = [
     "MAX_CHUNK_LINES",
@@ -37,11 +41,6 @@ MAX_CHUNK_LINES = 30
 """Lines per message piece: a longer message goes out as several messages."""
 
 _JOINERS = frozenset("\u200d\ufe0e\ufe0f")  # zero-width joiner, variation selectors
-
-
-def utf16_len(text: str) -> int:
-    """Length of ``text`` in UTF-16 code units, as Telegram counts it."""
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
 
 
 def _units(char: str) -> int:
@@ -101,24 +100,15 @@ def split_text(
         raise ValueError(f"max_lines must be at least 1, got {max_lines}")
     if max_units < 2:
         raise ValueError(f"max_units must be at least 2 (one astral character), got {max_units}")
-    chunks: list[str] = []
-    current: list[str] = []
-    current_units = 0
-    current_newlines = 0
-    for line in _lines(text):
-        segments = [line] if utf16_len(line) <= max_units else _split_long_line(line, max_units)
-        for segment in segments:
-            units = utf16_len(segment)
-            # A piece with n newlines shows n + 1 lines once another segment follows.
-            if current and (current_units + units > max_units or current_newlines >= max_lines):
-                chunks.append("".join(current))
-                current, current_units, current_newlines = [], 0, 0
-            current.append(segment)
-            current_units += units
-            current_newlines += segment.endswith("\n")
-    if current:
-        chunks.append("".join(current))
-    return chunks
+    segments = (
+        segment
+        for line in _lines(text)
+        for segment in (
+            [line] if utf16_len(line) <= max_units else _split_long_line(line, max_units)
+        )
+    )
+    # A piece with n newlines shows n + 1 lines once another segment follows.
+    return pack(segments, max_units, length=utf16_len, max_lines=max_lines)
 
 
 def _trim(text: str) -> tuple[str, int]:
@@ -211,34 +201,30 @@ def prepare_capped(
     Past the cap, the last message ends with a line saying how much was cut. Only a
     prefix of a huge text is split: enough to fill the messages that are sent.
     """
-    if max_parts < 1:
-        raise ValueError(f"max_parts must be at least 1, not {max_parts}")
-    prefix = prefix_to_split(text, max_parts, MAX_MESSAGE_UNITS)
-    if len(prefix) < len(text):
-        # Cut at a line end, where no markup tag or entity is likely to be open.
-        line_end = prefix.rfind("\n")
-        if line_end > len(prefix) // 2:
-            prefix = prefix[: line_end + 1]
-    chunks = prepare_chunks(prefix, parse_mode)
-    if len(chunks) <= max_parts and len(prefix) < len(text):
-        chunks = prepare_chunks(text, parse_mode)
+    chunks = split_capped(
+        text,
+        MAX_MESSAGE_UNITS,
+        max_parts,
+        lambda part: prepare_chunks(part, parse_mode),
+        at_line_end=True,  # where no markup tag or entity is likely to be open
+    )
     if len(chunks) <= max_parts:
         return chunks, None
     kept = chunks[:max_parts]
     last = kept[-1]
-    room = MAX_MESSAGE_UNITS - utf16_len(cut_notice(0, max_parts)) - 16
+    room = notice_room(MAX_MESSAGE_UNITS, max_parts, utf16_len)
     body = last.text
     if utf16_len(body) > room:
         body = body[:room]
         while utf16_len(body) > room:
             body = body[:-1]
     sent = sum(len(chunk.text) for chunk in kept[:-1]) + len(body)
-    cut = max(0, len(text) - sent)
+    notice, warning = cut_ending(text, sent, max_parts)
     entities = last.entities
     if entities is not None:
         entities = _slice_entities(entities, 0, utf16_len(body))
-    kept[-1] = Chunk(body + cut_notice(cut, max_parts), last.parse_mode, entities)
-    return kept, cut_warning(cut, max_parts)
+    kept[-1] = Chunk(body + notice, last.parse_mode, entities)
+    return kept, warning
 
 
 def _parse(text: str, parse_mode: str) -> tuple[str, list[Any]] | None:

@@ -76,8 +76,8 @@ class ConsoleCommunicator(Communicator):
         return f"{head} {message.message}{files}"
 
     async def send(self, message: OutgoingMessage) -> None:
-        """Write the message as one line."""
-        self._write(self._render(message) + "\n")
+        """Write the message as one line (``deliver``, for callers that want no result)."""
+        await self.deliver(message)
 
     async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
         """Write the message; its reference is its number among the messages delivered."""

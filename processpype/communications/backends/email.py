@@ -18,6 +18,9 @@ refusal is final.
 A message with attachments goes as ``multipart/mixed``: the text first, then each file
 (base64, its name RFC 2231 encoded when not plain ASCII). Over ``max_attachment_bytes``
 in total, the message fails at once naming the files, their sizes and the limit.
+
+Without aiosmtplib, importing this module raises ``BackendUnavailableError``, which
+says to install the ``email`` extra.
 """
 
 from __future__ import annotations
@@ -36,11 +39,21 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
-import aiosmtplib
+try:
+    import aiosmtplib
+except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment tests it
+    from processpype.communications.backends._requires import unavailable
+
+    raise unavailable(exc, "email", "aiosmtplib", "email") from None
 
 from processpype.communications.backends._attachment_limits import total_problem
 from processpype.communications.backends._retry import backoff_delay
-from processpype.communications.backends._smtp_failures import SMTPFailure, classify
+from processpype.communications.backends._smtp_failures import (
+    SMTPFailure,
+    classify,
+    is_temporary,
+    reply_text,
+)
 from processpype.communications.backends._smtp_message import (
     envelope_address,
     format_address,
@@ -53,7 +66,7 @@ from processpype.communications.backends._smtp_transaction import (
 )
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryResult
-from processpype.communications.errors import BackendStartError, ConfigError, SendError
+from processpype.communications.errors import BackendStartError, SendError
 from processpype.communications.models import OutgoingMessage
 from processpype.config.models import EmailCommunicatorConfig
 
@@ -115,13 +128,8 @@ class EmailCommunicator(Communicator):
         self._connections_opened = 0
         self._cut_off = 0  # bumped when stop() gives up waiting: earlier sends then fail
         self._warned_no_recipients = False
+        # An address: EmailCommunicatorConfig refuses a from_address without one.
         self._sender = envelope_address(config.from_address)
-        if "@" not in self._sender:
-            raise ConfigError(
-                f"{config.from_address!r} is not an email address (expected "
-                "alerts@example.com or Alerts <alerts@example.com>)",
-                key=f"backends.{name}.from_address",
-            )
         self._from_header = format_address(config.from_address)
         self._local_hostname = config.local_hostname or _default_local_hostname()
         domain = self._sender.rpartition("@")[2]
@@ -235,7 +243,7 @@ class EmailCommunicator(Communicator):
         attempts, refused = await self._transmit(outgoing)
         if refused:
             detail = ", ".join(
-                f"{address} ({_reply_text(reply.code, reply.message)})"
+                f"{address} ({reply_text(reply.code, reply.message)})"
                 for address, reply in refused.items()
             )
             text = f"delivered, but the server refused some recipients: {detail}"
@@ -353,7 +361,7 @@ class EmailCommunicator(Communicator):
                 failure = self._classify(error, failed.step)
             else:
                 self._sent_on_connection += 1
-                if any(_temporary(reply) for reply in refused.values()):
+                if any(is_temporary(reply.code) for reply in refused.values()):
                     retried, refused = await self._retry_refused(outgoing, refused, cut_off)
                     attempts += retried
                 return attempts, refused
@@ -400,8 +408,10 @@ class EmailCommunicator(Communicator):
         the recipients still refused, with the server's last reply to each.
         """
         config = self._email_config
-        final = {address: reply for address, reply in refused.items() if not _temporary(reply)}
-        waiting = {address: reply for address, reply in refused.items() if _temporary(reply)}
+        final = {
+            address: reply for address, reply in refused.items() if not is_temporary(reply.code)
+        }
+        waiting = {address: reply for address, reply in refused.items() if is_temporary(reply.code)}
         tries = 1
         while waiting and tries < config.max_attempts and self._cut_off == cut_off:
             delay = backoff_delay(tries, config.retry_base_delay, config.max_retry_delay)
@@ -409,7 +419,7 @@ class EmailCommunicator(Communicator):
                 "%s: %s refused %s for now; retry %d of %d in %.2fs",
                 self.name,
                 self.server,
-                ", ".join(f"{a} ({_reply_text(r.code, r.message)})" for a, r in waiting.items()),
+                ", ".join(f"{a} ({reply_text(r.code, r.message)})" for a, r in waiting.items()),
                 tries,
                 config.max_attempts - 1,
                 delay,
@@ -441,9 +451,11 @@ class EmailCommunicator(Communicator):
                 self._sent_on_connection += 1
             # Recipients missing from ``again`` were accepted this time.
             final.update(
-                {address: reply for address, reply in again.items() if not _temporary(reply)}
+                {address: reply for address, reply in again.items() if not is_temporary(reply.code)}
             )
-            waiting = {address: reply for address, reply in again.items() if _temporary(reply)}
+            waiting = {
+                address: reply for address, reply in again.items() if is_temporary(reply.code)
+            }
         return tries - 1, final | waiting
 
     async def _send_once(self, outgoing: _Outgoing) -> dict[str, aiosmtplib.SMTPResponse]:
@@ -614,16 +626,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return asyncio.get_running_loop()
     except RuntimeError:
         return None
-
-
-def _temporary(reply: aiosmtplib.SMTPResponse) -> bool:
-    """True for a 4xx reply: the server may accept later."""
-    return 400 <= reply.code < 500
-
-
-def _reply_text(code: int, message: str) -> str:
-    text = " ".join(message.split())
-    return f"{code} {text}" if text else str(code)
 
 
 _MESSAGE_ID_SAFE = re.compile(r"[A-Za-z0-9._+-]{1,64}")

@@ -23,7 +23,8 @@ missed updates are caught up on connecting, and commands older than
 Edits of sent messages, and questions with inline buttons answered through callback
 queries, live in ``_telegram_interactive``; they travel through the same queue.
 
-Importing this module requires telethon (``pip install 'processpype[telegram]'``).
+Importing this module without telethon raises ``BackendUnavailableError``
+(``pip install 'processpype[telegram]'``).
 """
 
 from __future__ import annotations
@@ -41,11 +42,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from telethon import TelegramClient, errors, events, utils
-from telethon.sessions import StringSession
+try:
+    from telethon import TelegramClient, errors, events, utils
+    from telethon.sessions import StringSession
+except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment tests it
+    from processpype.communications.backends._requires import unavailable
+
+    raise unavailable(exc, "telegram", "telethon", "telegram") from None
 
 from processpype.communications._masking import redact
 from processpype.communications.ask import Answer, Question
+from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.backends._telegram_files import (
     FileChunk,
     UploadTimeoutError,
@@ -417,7 +424,7 @@ class TelegramCommunicator(Communicator):
             return None
         if not config.listen_to_commands and not config.persist_session:
             return None
-        bot_id = config.token.get_secret_value().strip().split(":", 1)[0]
+        bot_id = config.token.get_secret_value().split(":", 1)[0]
         return SessionStore(self.session_file().parent, bot_id)
 
     def _send_only_session(self) -> Any:
@@ -506,18 +513,6 @@ class TelegramCommunicator(Communicator):
             "catch_up": listening,
         }
 
-    def _check_token(self) -> str:
-        token = self._tg_config.token.get_secret_value().strip()
-        key = f"backends.{self.name}.token"
-        if not token:
-            # telethon would fall back to an interactive phone login reading stdin.
-            raise ConfigError("cannot be empty: set the bot token from @BotFather", key=key)
-        if ":" not in token:
-            raise ConfigError(
-                "does not look like a bot token ('<bot id>:<secret>' from @BotFather)", key=key
-            )
-        return token
-
     async def start(self) -> None:
         """Log the bot in (within ``connect_timeout``), listen if asked, start sending.
 
@@ -526,7 +521,8 @@ class TelegramCommunicator(Communicator):
         """
         if self._started:
             return
-        token = self._check_token()
+        # Stripped, not empty and '<bot id>:<secret>': TelegramCommunicatorConfig checks it.
+        token = self._tg_config.token.get_secret_value()
         self._store = self._session_store()
         self._check_login_wait()
         session = self._session()
@@ -784,9 +780,14 @@ class TelegramCommunicator(Communicator):
     def _is_stopping(self) -> bool:
         return self._stopping
 
+    @staticmethod
+    def _reconnect_delay(tries: int) -> float:
+        """Seconds to wait before reconnect try number ``tries``."""
+        return backoff_delay(tries, _RECONNECT_FIRST_DELAY, _RECONNECT_MAX_DELAY)
+
     async def _watch_connection(self) -> None:
         """Keep a listening client connected: reconnect with backoff after a drop."""
-        delay = _RECONNECT_FIRST_DELAY
+        failures = 0  # reconnect tries since the connection last held for a while
         loop = asyncio.get_running_loop()
         while not self._is_stopping():
             client = self._client
@@ -804,11 +805,11 @@ class TelegramCommunicator(Communicator):
             if self._is_stopping():
                 return
             if loop.time() - began > 30:
-                delay = _RECONNECT_FIRST_DELAY
+                failures = 0
             logger.warning("%s: disconnected from Telegram; reconnecting", self.name)
             while not self._is_stopping():
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _RECONNECT_MAX_DELAY)
+                failures += 1
+                await asyncio.sleep(self._reconnect_delay(failures))
                 try:
                     await self._reconnect()
                     break
@@ -818,7 +819,7 @@ class TelegramCommunicator(Communicator):
                     logger.warning(
                         "%s: reconnecting failed (next try in %.1fs): %s",
                         self.name,
-                        delay,
+                        self._reconnect_delay(failures + 1),
                         self._scrubbed(exc),
                     )
 

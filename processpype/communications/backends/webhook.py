@@ -17,6 +17,9 @@ Attachments: the generic webhook sends them base64 in the JSON body (default), a
 Discord always posts ``multipart/form-data`` within ``max_attachments`` and
 ``max_attachment_bytes``; Slack's incoming webhooks cannot take files, so the text names
 them and the result's ``warnings`` say they were not attached.
+
+The body template language is in ``_template``. Importing this module without httpx
+raises ``BackendUnavailableError`` (``pip install 'processpype[webhook]'``).
 """
 
 from __future__ import annotations
@@ -29,21 +32,35 @@ import hashlib
 import json
 import logging
 import math
-import re
-import string
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, NamedTuple
 
-import httpx
+try:
+    import httpx
+except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment tests it
+    from processpype.communications.backends._requires import unavailable
+
+    raise unavailable(exc, "webhook", "httpx", "webhook") from None
 
 from processpype import __version__
 from processpype.communications._masking import redact, url_secrets
 from processpype.communications.backends._attachment_limits import count_problem, total_problem
 from processpype.communications.backends._json import message_json
-from processpype.communications.backends._parts import cut_notice, cut_warning, prefix_to_split
 from processpype.communications.backends._retry import backoff_delay
+from processpype.communications.backends._split import (
+    cap_parts,
+    split_keeping_fences,
+    split_text,
+    utf16_length,
+)
+from processpype.communications.backends._template import (
+    TEMPLATE_FIELDS,
+    compile_template,
+    render_template,
+    uses_field,
+)
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryResult
 from processpype.communications.errors import ConfigError, SendError, describe_error
@@ -76,9 +93,6 @@ SLACK_TEXT_LIMIT = 4000
 DISCORD_CONTENT_LIMIT = 2000
 """Longest Discord ``content`` (Discord refuses longer messages)."""
 
-TEMPLATE_FIELDS = ("message", "label", "severity", "subject", "source", "metadata", "attachments")
-"""The names a body template may use, as ``{name}`` or ``{metadata[key]}``."""
-
 SLACK_NOT_ATTACHED = "Slack incoming webhooks cannot upload files"
 """Why a Slack message names its files instead of carrying them."""
 
@@ -97,7 +111,6 @@ _SEVERITY_EMOJI: dict[MessageSeverity, str] = {
     MessageSeverity.ERROR: "\N{LARGE RED CIRCLE}",
     MessageSeverity.CRITICAL: "\N{POLICE CARS REVOLVING LIGHT}",
 }
-_FENCE = "```"
 
 _HttpBackendConfig = WebhookCommunicatorConfig | SlackCommunicatorConfig | DiscordCommunicatorConfig
 
@@ -137,290 +150,11 @@ def parse_retry_after(value: str, *, now: datetime | None = None) -> float | Non
     return max(0.0, seconds)
 
 
-def utf16_length(text: str) -> int:
-    """Length of ``text`` in UTF-16 code units (a character outside the BMP counts 2)."""
-    return len(text) + sum(1 for char in text if ord(char) > 0xFFFF)
-
-
-_WORDS = re.compile(r"\S+|\s+")
-
-
-def split_text(text: str, limit: int, *, cost: Callable[[str], int] = utf16_length) -> list[str]:
-    """Split ``text`` into chunks whose ``cost`` is at most ``limit``.
-
-    Cuts fall at line breaks where possible, else between words, else inside a word.
-    Joined, the chunks give back ``text``, except that chunks holding only whitespace
-    are dropped (services refuse empty messages). A single character must cost no more
-    than ``limit``.
-    """
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, not {limit}")
-    if cost(text) <= limit:
-        return [text]
-    chunks: list[str] = []
-    current: list[str] = []
-    room = limit
-    for unit in _units(text, limit, cost):
-        unit_cost = cost(unit)
-        if unit_cost <= room:
-            current.append(unit)
-            room -= unit_cost
-            continue
-        blank = unit.isspace()
-        if unit_cost <= limit and not blank:
-            # A whole line or word that fits in a chunk of its own starts one.
-            chunks.append("".join(current))
-            current, room = [unit], limit - unit_cost
-            continue
-        # Whitespace, or a word longer than a chunk: fill this chunk up, go on in the next.
-        first, *rest = _cut(unit, room, limit, cost)
-        current.append(first)
-        room -= cost(first)
-        for piece in rest:
-            chunks.append("".join(current))
-            current, room = [piece], limit - cost(piece)
-    chunks.append("".join(current))
-    return [chunk for chunk in chunks if chunk.strip()]
-
-
-def _units(text: str, limit: int, cost: Callable[[str], int]) -> list[str]:
-    """The lines of ``text``, with the lines over ``limit`` broken into words and spaces."""
-    units: list[str] = []
-    for line in text.splitlines(keepends=True):
-        if cost(line) <= limit:
-            units.append(line)
-        else:
-            units.extend(_WORDS.findall(line))
-    return units
-
-
-def _cut(unit: str, room: int, limit: int, cost: Callable[[str], int]) -> list[str]:
-    """Cut ``unit`` into a first piece of at most ``room``, then pieces of ``limit``."""
-    pieces: list[str] = []
-    start = used = 0
-    capacity = room
-    for index, char in enumerate(unit):
-        char_cost = cost(char)
-        if used + char_cost > capacity and (index > start or capacity < limit):
-            pieces.append(unit[start:index])
-            start, used, capacity = index, 0, limit
-        used += char_cost
-    pieces.append(unit[start:])
-    return pieces
-
-
-def _split_keeping_fences(text: str, limit: int, cost: Callable[[str], int]) -> list[str]:
-    """``split_text``, then close a code block at a chunk's end and reopen it in the next."""
-    if _FENCE not in text:
-        return split_text(text, limit, cost=cost)
-    opener, closer = _FENCE + "\n", "\n" + _FENCE
-    pieces = split_text(text, limit - cost(opener) - cost(closer), cost=cost)
-    if len(pieces) == 1:
-        return pieces
-    chunks: list[str] = []
-    inside = False
-    for piece in pieces:
-        chunk = opener + piece if inside else piece
-        if piece.count(_FENCE) % 2:
-            inside = not inside
-        if inside:
-            chunk += closer
-        chunks.append(chunk)
-    return chunks
-
-
-def cap_parts(
-    text: str,
-    limit: int,
-    max_parts: int,
-    split: Callable[[str], list[str]],
-    cost: Callable[[str], int] = utf16_length,
-) -> tuple[list[str], str | None]:
-    """``split(text)``, at most ``max_parts`` pieces of at most ``limit``; and a warning.
-
-    Past the cap, the last piece ends with a line saying how many characters were cut,
-    and the warning says the same; without a cut the warning is None.
-    """
-    if max_parts < 1:
-        raise ValueError(f"max_parts must be at least 1, not {max_parts}")
-    prefix = prefix_to_split(text, max_parts, limit)
-    chunks = split(prefix)
-    if len(chunks) <= max_parts and len(prefix) < len(text):
-        chunks = split(text)  # mostly blank past the prefix: split it all after all
-    if len(chunks) <= max_parts:
-        return chunks, None
-    kept = chunks[:max_parts]
-    last = kept[-1]
-    notice = cut_notice(0, max_parts)
-    # Room for the notice (its number grows by a few digits at most).
-    while last and cost(last) + cost(notice) + 16 > limit:
-        last = last[: max(0, len(last) - max(1, cost(last) + cost(notice) + 16 - limit))]
-    sent = sum(len(chunk) for chunk in kept[:-1]) + len(last)
-    cut = max(0, len(text) - sent)
-    kept[-1] = last + cut_notice(cut, max_parts)
-    return kept, cut_warning(cut, max_parts)
-
-
 def _one_line(text: str) -> str:
     text = " ".join(text.split())
     if len(text) > _ERROR_BODY_CHARS:
         text = text[:_ERROR_BODY_CHARS] + "..."
     return text
-
-
-# -- body templates ------------------------------------------------------------------------
-
-_FIELD_NAME = re.compile(r"(?P<root>[A-Za-z_]\w*)(?P<keys>(?:\[[^\[\]]*\])*)")
-_KEY = re.compile(r"\[([^\[\]]*)\]")
-
-
-@dataclass(frozen=True)
-class _Placeholder:
-    source: str  # as written, e.g. "{metadata[host]}"
-    root: str
-    keys: tuple[str, ...]
-    conversion: str | None
-    spec: str
-
-
-@dataclass(frozen=True)
-class _TextTemplate:
-    path: str
-    parts: tuple[str | _Placeholder, ...]
-
-
-def _compile_template(node: Any, path: str, key_prefix: str) -> Any:
-    """Turn every string of ``node`` into a ``_TextTemplate``; ConfigError on bad syntax."""
-    if isinstance(node, str):
-        return _compile_text(node, path, key_prefix)
-    if isinstance(node, Mapping):
-        return {
-            str(key): _compile_template(value, f"{path}.{key}", key_prefix)
-            for key, value in node.items()
-        }
-    if isinstance(node, list | tuple):
-        return [
-            _compile_template(value, f"{path}[{index}]", key_prefix)
-            for index, value in enumerate(node)
-        ]
-    return node
-
-
-def _compile_text(text: str, path: str, key_prefix: str) -> _TextTemplate:
-    key = key_prefix + path
-    try:
-        parsed = list(string.Formatter().parse(text))
-    except ValueError as exc:
-        raise ConfigError(
-            f"invalid template ({exc}); write {{{{ and }}}} for literal braces", key=key
-        ) from None
-    parts: list[str | _Placeholder] = []
-    for literal, field_name, spec, conversion in parsed:
-        if literal:
-            parts.append(literal)
-        if field_name is None:
-            continue
-        written = "{" + field_name + (f"!{conversion}" if conversion else "")
-        written += (f":{spec}" if spec else "") + "}"
-        match = _FIELD_NAME.fullmatch(field_name)
-        if match is None:
-            raise ConfigError(
-                f"unsupported placeholder {written}: use {{name}} or {{metadata[key]}} "
-                f"(names: {', '.join(TEMPLATE_FIELDS)}); write {{{{ and }}}} for literal braces",
-                key=key,
-            )
-        root = match.group("root")
-        if root not in TEMPLATE_FIELDS:
-            raise ConfigError(
-                f"unknown placeholder {written}: use one of "
-                + ", ".join("{" + name + "}" for name in TEMPLATE_FIELDS),
-                key=key,
-            )
-        if spec and "{" in spec:
-            raise ConfigError(f"nested placeholders are not supported: {written}", key=key)
-        keys = tuple(_KEY.findall(match.group("keys")))
-        parts.append(_Placeholder(written, root, keys, conversion, spec or ""))
-    return _TextTemplate(path, tuple(parts))
-
-
-def _render_template(node: Any, fields: Mapping[str, Any]) -> Any:
-    if isinstance(node, _TextTemplate):
-        return _render_text(node, fields)
-    if isinstance(node, dict):
-        return {key: _render_template(value, fields) for key, value in node.items()}
-    if isinstance(node, list):
-        return [_render_template(value, fields) for value in node]
-    return node
-
-
-def _render_text(template: _TextTemplate, fields: Mapping[str, Any]) -> Any:
-    parts = template.parts
-    if len(parts) == 1 and isinstance(parts[0], _Placeholder):
-        only = parts[0]
-        if only.conversion is None and not only.spec:
-            # A string that is one placeholder keeps the value's JSON type (a number, a
-            # mapping, null) instead of its text.
-            return _resolve(only, template.path, fields)
-    out: list[str] = []
-    for part in parts:
-        if isinstance(part, str):
-            out.append(part)
-        else:
-            out.append(_format(part, template.path, _resolve(part, template.path, fields)))
-    return "".join(out)
-
-
-def _template_error(placeholder: _Placeholder, path: str, problem: str) -> SendError:
-    return SendError(
-        f"body template: placeholder {placeholder.source} at {path}: {problem}",
-        attempts=0,
-        permanent=True,
-    )
-
-
-def _resolve(placeholder: _Placeholder, path: str, fields: Mapping[str, Any]) -> Any:
-    value = fields[placeholder.root]
-    where = placeholder.root
-    for key in placeholder.keys:
-        if isinstance(value, Mapping):
-            if key not in value:
-                known = ", ".join(sorted(map(str, value))) or "none"
-                raise _template_error(
-                    placeholder, path, f"the message's {where} has no key {key!r} (keys: {known})"
-                )
-            value = value[key]
-        elif isinstance(value, list):
-            try:
-                value = value[int(key)]
-            except (ValueError, IndexError):
-                raise _template_error(
-                    placeholder,
-                    path,
-                    f"the message's {where} is a list of {len(value)}; {key!r} is no index in it",
-                ) from None
-        else:
-            kind = "null" if value is None else type(value).__name__
-            raise _template_error(
-                placeholder, path, f"the message's {where} is {kind}, not a mapping"
-            )
-        where += f"[{key}]"
-    return value
-
-
-def _format(placeholder: _Placeholder, path: str, value: Any) -> str:
-    if placeholder.conversion is None and not placeholder.spec:
-        if value is None:
-            return ""
-        if isinstance(value, dict | list | bool):
-            return json.dumps(value, ensure_ascii=False)
-        return str(value)
-    try:
-        formatter = string.Formatter()
-        converted = formatter.convert_field(value, placeholder.conversion)
-        return str(formatter.format_field(converted, placeholder.spec))
-    except (ValueError, TypeError) as exc:
-        kind = "null" if value is None else type(value).__name__
-        raise _template_error(placeholder, path, f"cannot format a {kind}: {exc}") from None
 
 
 def _idempotency_key(message: OutgoingMessage) -> str | None:
@@ -440,17 +174,6 @@ def _message_fields(message: OutgoingMessage) -> dict[str, Any]:
     bytes: the JSON dump leaves them out).
     """
     return message_json(message)
-
-
-def _uses_field(node: Any, root: str) -> bool:
-    """True when the compiled template ``node`` has a placeholder of field ``root``."""
-    if isinstance(node, _TextTemplate):
-        return any(isinstance(part, _Placeholder) and part.root == root for part in node.parts)
-    if isinstance(node, dict):
-        return any(_uses_field(value, root) for value in node.values())
-    if isinstance(node, list):
-        return any(_uses_field(value, root) for value in node)
-    return False
 
 
 def _with_data(attachment: Attachment) -> dict[str, Any]:
@@ -516,7 +239,7 @@ class _HttpCommunicator(Communicator):
         self._lock: asyncio.Lock | None = None
         self._idle: asyncio.Event | None = None
         self._pending = 0
-        self._reply: httpx.Response | None = None  # the last 2xx answer of _post
+        self._deliver_url = self._url  # where a message is posted (Discord adds ?wait=true)
 
     @property
     def endpoint(self) -> str:
@@ -541,9 +264,9 @@ class _HttpCommunicator(Communicator):
         the warning saying how much was cut (None when nothing was)."""
         max_parts = getattr(self._http_config, "max_parts", None)
         if max_parts is None:
-            return _split_keeping_fences(text, limit, cost), None
+            return split_keeping_fences(text, limit, cost), None
         return cap_parts(
-            text, limit, max_parts, lambda part: _split_keeping_fences(part, limit, cost), cost
+            text, limit, max_parts, lambda part: split_keeping_fences(part, limit, cost), cost
         )
 
     def _warnings(self, message: OutgoingMessage) -> tuple[str, ...]:
@@ -588,40 +311,70 @@ class _HttpCommunicator(Communicator):
 
         When the text is split, ``attempts`` is the most tries any part needed.
         """
-        lock, idle = self._lock, self._idle
-        if not self._started or self._client is None or lock is None or idle is None:
-            raise SendError(f"{self._kind} backend is not started", backend=self.name, attempts=0)
+        self._check_started()
         payloads, warning = self._payloads(message)
         if warning is not None:
             logger.warning("%s: %s", self.name, warning)
         warnings = self._warnings(message) if message.attachments else ()
         key = _idempotency_key(message)
+        async with self._turn():  # the first await: the message's place in the order
+            attempts, replies = await self._post_parts(payloads, key)
+            for problem in warnings:
+                logger.warning("%s: %s", self.name, problem)
+        reference = self._reference(message, replies)
+        return _delivered(self.name, attempts, reference, (*warnings, *filter(None, [warning])))
+
+    def _check_started(self) -> tuple[asyncio.Lock, asyncio.Event]:
+        """The send lock and the idle event; ``SendError`` when the backend is not started."""
+        lock, idle = self._lock, self._idle
+        if not self._started or self._client is None or lock is None or idle is None:
+            raise SendError(f"{self._kind} backend is not started", backend=self.name, attempts=0)
+        return lock, idle
+
+    @contextlib.asynccontextmanager
+    async def _turn(self) -> AsyncIterator[None]:
+        """Hold the send lock, counted as pending meanwhile (``flush`` and ``stop`` wait).
+
+        Its lock is taken before the first await: the message's place in the order.
+        """
+        lock, idle = self._check_started()
         self._pending += 1
         idle.clear()
         try:
-            async with lock:  # the first await: the message's place in the order is fixed
-                attempts = 0
-                for index, payload in enumerate(payloads):
-                    # The same key on every resend lets the receiver drop a duplicate.
-                    headers = None
-                    if key is not None:
-                        part_key = key if len(payloads) == 1 else f"{key}-{index + 1}"
-                        headers = {"Idempotency-Key": part_key}
-                    tries = await self._post(payload, index + 1, len(payloads), headers=headers)
-                    attempts = max(attempts, tries)
-                warnings = (*warnings, *(() if warning is None else (warning,)))
-                if warnings:
-                    for problem in warnings:
-                        if problem != warning:  # the cut was logged before sending
-                            logger.warning("%s: %s", self.name, problem)
-                    return DeliveryResult(
-                        backend=self.name, status="delivered", attempts=attempts, warnings=warnings
-                    )
-                return DeliveryResult.delivered(self.name, attempts=attempts)
+            async with lock:
+                yield
         finally:
             self._pending -= 1
             if self._pending == 0:
                 idle.set()
+
+    async def _post_parts(
+        self, payloads: list[Any], key: str | None
+    ) -> tuple[int, list[httpx.Response]]:
+        """Post the bodies of one message in turn; the most tries a part needed, the replies.
+
+        The same idempotency key on every resend (one per part when split) lets the
+        receiver drop a duplicate.
+        """
+        attempts = 0
+        replies: list[httpx.Response] = []
+        for index, payload in enumerate(payloads):
+            headers = None
+            if key is not None:
+                part_key = key if len(payloads) == 1 else f"{key}-{index + 1}"
+                headers = {"Idempotency-Key": part_key}
+            tries, reply = await self._post(
+                payload, index + 1, len(payloads), url=self._deliver_url, headers=headers
+            )
+            attempts = max(attempts, tries)
+            replies.append(reply)
+        return attempts, replies
+
+    def _reference(
+        self, message: OutgoingMessage, replies: list[httpx.Response]
+    ) -> tuple[str, ...]:
+        """What names the posts of ``message`` for a later edit (none: this backend cannot edit)."""
+        return ()
 
     async def flush(self, timeout: float | None = None) -> bool:
         """Wait until no message is being sent; True when that happened in time."""
@@ -651,26 +404,28 @@ class _HttpCommunicator(Communicator):
         method: str | None = None,
         url: str | None = None,
         headers: dict[str, str] | None = None,
-    ) -> int:
-        """Post one body (to ``url`` with ``method``, default the backend's); return the tries.
-
-        The 2xx response is kept in ``_reply`` (Discord reads the posted message's id).
-        """
+    ) -> tuple[int, httpx.Response]:
+        """Post one body (to ``url`` with ``method``, default the backend's); return the
+        tries and the 2xx reply (Discord reads the posted message's id in it)."""
         config = self._http_config
         url = self._url if url is None else url
         method = self._method if method is None else method
         where = self._endpoint
         attempt = 0
+
+        def fail(
+            problem: str, *, attempts: int | None = None, permanent: bool = False
+        ) -> SendError:
+            # The tries so far (read when raised), and which part of how many failed.
+            tries = attempt if attempts is None else attempts
+            return self._fail(problem, part, parts, attempts=tries, permanent=permanent)
+
         while True:
             attempt += 1
             client = self._client
             if client is None:
-                raise self._fail(
-                    "the backend was stopped before the message was sent",
-                    part,
-                    parts,
-                    attempts=attempt - 1,
-                    permanent=False,
+                raise fail(
+                    "the backend was stopped before the message was sent", attempts=attempt - 1
                 )
             deadline = config.attempt_deadline()
             try:
@@ -679,89 +434,55 @@ class _HttpCommunicator(Communicator):
             except TimeoutError as exc:  # ours: httpx's own timeouts are httpx errors
                 # Headers came, then the body trickled (or nothing came) past the whole
                 # attempt's deadline: the server may have acted on the request.
-                raise self._fail(
+                raise fail(
                     f"no complete response from {where} within {deadline:g} s "
-                    "(attempt_timeout); not retried, since the server may have received it",
-                    part,
-                    parts,
-                    attempts=attempt,
-                    permanent=False,
+                    "(attempt_timeout); not retried, since the server may have received it"
                 ) from exc
             except httpx.ReadTimeout as exc:
                 # The server has the request and did not answer in time: it may have
                 # acted on it, and a retry could post the message twice.
-                raise self._fail(
+                raise fail(
                     f"no response from {where} within {config.timeout:g} s; not retried, "
-                    "since the server may have received it",
-                    part,
-                    parts,
-                    attempts=attempt,
-                    permanent=False,
+                    "since the server may have received it"
                 ) from exc
             except httpx.LocalProtocolError as exc:
-                raise self._fail(
-                    f"the request to {where} is invalid: {describe_error(exc)}",
-                    part,
-                    parts,
-                    attempts=attempt,
-                    permanent=True,
+                raise fail(
+                    f"the request to {where} is invalid: {describe_error(exc)}", permanent=True
                 ) from exc
             except httpx.TransportError as exc:
                 if self._client is not client:
                     # stop() closed the client under this request, after waiting its
                     # timeout: the server may have it, and the backend is gone.
-                    raise self._fail(
+                    raise fail(
                         f"the backend stopped while the request to {where} was in flight; "
-                        "not retried, since the server may have received it",
-                        part,
-                        parts,
-                        attempts=attempt,
-                        permanent=False,
+                        "not retried, since the server may have received it"
                     ) from exc
                 # Not connected, or the connection dropped before an answer (a pooled
                 # keep-alive connection closed by the server): safe to try again.
                 if attempt >= config.max_attempts:
-                    raise self._fail(
-                        f"could not reach {where} after {attempt} attempt(s): "
-                        f"{describe_error(exc)}",
-                        part,
-                        parts,
-                        attempts=attempt,
-                        permanent=False,
+                    raise fail(
+                        f"could not reach {where} after {attempt} attempt(s): {describe_error(exc)}"
                     ) from exc
                 delay = self._backoff(attempt)
                 self._log_retry(attempt, describe_error(exc), delay, "backoff")
                 await asyncio.sleep(delay)
                 continue
             except httpx.HTTPError as exc:
-                raise self._fail(
-                    f"request to {where} failed: {describe_error(exc)}",
-                    part,
-                    parts,
-                    attempts=attempt,
-                    permanent=False,
-                ) from exc
+                raise fail(f"request to {where} failed: {describe_error(exc)}") from exc
 
             status = response.status_code
             if 200 <= status < 300:
-                self._reply = response
-                return attempt
+                return attempt, response
             if status == 429 or status >= 500:
                 detail = self._echo(response)
                 problem = f"HTTP {status} from {where}" + (f": {detail}" if detail else "")
                 if attempt >= config.max_attempts:
-                    raise self._fail(
-                        f"{problem} (gave up after {attempt} attempts)",
-                        part,
-                        parts,
-                        attempts=attempt,
-                        permanent=False,
-                    )
+                    raise fail(f"{problem} (gave up after {attempt} attempts)")
                 delay, reason = self._retry_delay(response, attempt)
                 self._log_retry(attempt, problem, delay, reason)
                 await asyncio.sleep(delay)
                 continue
-            raise self._fail(self._refusal(response), part, parts, attempts=attempt, permanent=True)
+            raise fail(self._refusal(response), permanent=True)
 
     async def _request(
         self,
@@ -888,9 +609,9 @@ class WebhookCommunicator(_HttpCommunicator):
         self._template: Any = (
             None
             if config.body is None
-            else _compile_template(config.body, "body", f"backends.{name}.")
+            else compile_template(config.body, "body", f"backends.{name}.")
         )
-        self._places_attachments = _uses_field(self._template, "attachments")
+        self._places_attachments = uses_field(self._template, "attachments")
 
     @property
     def _method(self) -> str:
@@ -917,7 +638,7 @@ class WebhookCommunicator(_HttpCommunicator):
             if not message.attachments:
                 del fields["attachments"]
             return fields
-        return _render_template(self._template, fields)
+        return render_template(self._template, fields)
 
     def _payloads(self, message: OutgoingMessage) -> _Bodies:
         try:
@@ -1010,31 +731,22 @@ class DiscordCommunicator(_HttpCommunicator):
         super().__init__(name, config)
         self._discord_config = config
         self._edits = _DiscordEdits(self)
+        self._deliver_url = self._edits.wait_url
 
     @property
     def supports_editing(self) -> bool:
         """True: posts wait for Discord's message ids, and ``edit`` patches those messages."""
         return True
 
-    async def start(self) -> None:
-        """Open the HTTP client; the posting URLs are masked in httpx's log lines too."""
-        await super().start()
-        self._edits.start()
-
-    async def stop(self) -> None:
-        """Close the HTTP client (see ``_HttpCommunicator.stop``)."""
-        try:
-            await super().stop()
-        finally:
-            self._edits.stop()
-
-    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
-        """Post ``message`` with ``?wait=true``; the result's reference is its message ids."""
-        return await self._edits.deliver(message)
-
     async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
         """Edit the message posted as ``reference`` (``PATCH .../messages/{id}``)."""
         return await self._edits.edit(reference, message)
+
+    def _reference(
+        self, message: OutgoingMessage, replies: list[httpx.Response]
+    ) -> tuple[str, ...]:
+        """The ids of the posted pieces (``?wait=true`` makes Discord answer with them)."""
+        return self._edits.posted(message, replies)
 
     def render_text(self, message: OutgoingMessage) -> str:
         """The text for ``message`` before splitting: severity first."""
@@ -1088,87 +800,42 @@ class DiscordCommunicator(_HttpCommunicator):
 
 
 class _DiscordEdits:
-    """Posting with message ids, and editing, for one Discord webhook backend.
+    """Message ids and edits for one Discord webhook backend.
 
-    Discord answers a webhook post with 204 and no body, unless the URL asks
-    ``?wait=true``: then it answers 200 with the message, whose ``id`` is what
-    ``PATCH {url}/messages/{id}`` edits and ``DELETE`` removes. An edit whose text needs
-    more pieces posts the extra ones; pieces no longer needed are deleted.
+    Posts and edits go through the backend's one send path (its send lock, pending
+    count and retries: ``_turn`` and ``_post``). Discord answers a webhook post with 204
+    and no body, unless the URL asks ``?wait=true``: then it answers 200 with the
+    message, whose ``id`` is what ``PATCH {url}/messages/{id}`` edits and ``DELETE``
+    removes. An edit whose text needs more pieces posts the extra ones; pieces no longer
+    needed are deleted.
     """
 
     def __init__(self, backend: DiscordCommunicator) -> None:
         self._backend = backend
         base = httpx.URL(backend._url)
         self._base = base
-        self._wait_url = str(base.copy_merge_params({"wait": "true"}))
+        self.wait_url = str(base.copy_merge_params({"wait": "true"}))
+        """Where a message is posted: ``?wait=true`` asks Discord for the message's id."""
         # Ids of posts that carry files (the last post of a message with attachments),
         # most recent last: an edit keeps such a post instead of deleting it.
         self._with_files: dict[str, None] = {}
-
-    def start(self) -> None:
-        """Nothing to set up: the URLs derive from the webhook URL, whose secret path
-        segments the backend registered for masking (log lines included)."""
-
-    def stop(self) -> None:
-        """Nothing to tear down (see ``start``)."""
 
     def _message_url(self, message_id: str) -> str:
         # Query parameters (thread_id) stay: Discord needs them to find a thread's message.
         path = f"{self._base.path.rstrip('/')}/messages/{message_id}"
         return str(self._base.copy_with(path=path))
 
-    @contextlib.asynccontextmanager
-    async def _turn(self) -> AsyncIterator[None]:
-        """The backend's send lock, counted as pending meanwhile (``flush``/``stop`` wait)."""
-        backend = self._backend
-        lock, idle = backend._lock, backend._idle
-        if not backend._started or backend._client is None or lock is None or idle is None:
-            raise SendError("discord backend is not started", backend=backend.name, attempts=0)
-        backend._pending += 1
-        idle.clear()
-        try:
-            async with lock:
-                yield
-        finally:
-            backend._pending -= 1
-            if backend._pending == 0:
-                idle.set()
-
-    async def _post_for_id(
-        self, payload: Any, part: int, parts: int, headers: dict[str, str] | None = None
-    ) -> tuple[int, str | None]:
-        backend = self._backend
-        backend._reply = None
-        tries = await backend._post(payload, part, parts, url=self._wait_url, headers=headers)
-        return tries, _message_id(backend._reply)
-
-    async def deliver(self, message: OutgoingMessage) -> DeliveryResult:
-        backend = self._backend
-        payloads, warning = backend._payloads(message)
-        if warning is not None:
-            logger.warning("%s: %s", backend.name, warning)
-        key = _idempotency_key(message)
-        attempts = 0
-        ids: list[str | None] = []
-        async with self._turn():  # the first await: the message's place in the order
-            for index, payload in enumerate(payloads):
-                # As send() does: the same key on every resend (one per part when split).
-                headers = None
-                if key is not None:
-                    part_key = key if len(payloads) == 1 else f"{key}-{index + 1}"
-                    headers = {"Idempotency-Key": part_key}
-                tries, message_id = await self._post_for_id(
-                    payload, index + 1, len(payloads), headers
-                )
-                attempts = max(attempts, tries)
-                ids.append(message_id)
+    def posted(self, message: OutgoingMessage, replies: list[httpx.Response]) -> tuple[str, ...]:
+        """The reference of ``message`` posted with these replies (its pieces' ids, or
+        none when an id is missing); a post with files is remembered for edits."""
+        ids = [_message_id(reply) for reply in replies]
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
         if message.attachments and ids and ids[-1] is not None:
             self._with_files[ids[-1]] = None
             if len(self._with_files) > _FILE_POSTS_KEPT:
                 del self._with_files[next(iter(self._with_files))]
-        return _delivered(backend.name, attempts, reference, warning)
+        return reference
 
     async def edit(self, reference: tuple[str, ...], message: OutgoingMessage) -> DeliveryResult:
         backend = self._backend
@@ -1193,24 +860,24 @@ class _DiscordEdits:
             # the posts between go.
             targets = [*reference[: len(payloads) - 1], reference[-1]]
             surplus = list(reference[len(payloads) - 1 : -1])
-        async with self._turn():
+        async with backend._turn():
             for index, payload in enumerate(payloads):
                 part, parts = index + 1, len(payloads)
                 if index < len(targets):
                     url = self._message_url(targets[index])
                     # An edit takes no username: it stays the one of the post.
                     body = {k: v for k, v in payload.items() if k != "username"}
-                    tries = await backend._post(body, part, parts, method="PATCH", url=url)
+                    tries, _ = await backend._post(body, part, parts, method="PATCH", url=url)
                     ids.append(targets[index])
                 else:
-                    tries, message_id = await self._post_for_id(payload, part, parts)
-                    ids.append(message_id)
+                    tries, reply = await backend._post(payload, part, parts, url=self.wait_url)
+                    ids.append(_message_id(reply))
                 attempts = max(attempts, tries)
             for message_id in surplus:
                 await self._delete(message_id)
         known = tuple(i for i in ids if i is not None)
         reference = known if len(known) == len(ids) else ()
-        return _delivered(backend.name, attempts, reference, warning)
+        return _delivered(backend.name, attempts, reference, tuple(filter(None, [warning])))
 
     async def _delete(self, message_id: str) -> None:
         """Delete a piece an edit no longer needs (best effort: it is logged on failure)."""
@@ -1249,17 +916,17 @@ _FILE_POSTS_KEPT = 1024
 
 
 def _delivered(
-    backend: str, attempts: int, reference: tuple[str, ...], warning: str | None
+    backend: str, attempts: int, reference: tuple[str, ...], warnings: tuple[str, ...]
 ) -> DeliveryResult:
-    """A delivered result of a Discord post or edit, with the ``max_parts`` warning if any."""
-    if warning is None:
+    """A delivered result of a post or an edit, with its warnings (files left out, a cut)."""
+    if not warnings:
         return DeliveryResult.delivered(backend, attempts=attempts, reference=reference)
     return DeliveryResult(
         backend=backend,
         status="delivered",
         attempts=attempts,
         reference=reference,
-        warnings=(warning,),
+        warnings=warnings,
     )
 
 

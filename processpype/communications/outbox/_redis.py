@@ -20,11 +20,7 @@ from typing import Any
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from processpype.communications._masking import register_secrets
-from processpype.communications.errors import (
-    BackendUnavailableError,
-    OutboxUnavailableError,
-    describe_error,
-)
+from processpype.communications.errors import OutboxUnavailableError, describe_error
 
 try:
     import redis.asyncio as aioredis
@@ -34,9 +30,9 @@ try:
     from redis.exceptions import RedisError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment tests it
-    if exc.name is None or exc.name.split(".")[0] != "redis":
-        raise
-    raise BackendUnavailableError("outbox", "redis", "redis") from None
+    from processpype.communications.backends._requires import unavailable
+
+    raise unavailable(exc, "outbox", "redis", "redis") from None
 from processpype.communications.delivery import DeliveryResult
 from processpype.communications.models import OutgoingMessage
 from processpype.config.outbox import OutboxConfig
