@@ -168,3 +168,16 @@ def test_logging_and_finalizers_never_wait_for_a_busy_registry(
     assert caplog.records[-1].getMessage() == f"Task was destroyed: {MASK}"
     assert redact("gone-secret-42") == "gone-secret-42"  # the queued discard was applied
     del owner, gone
+
+
+def test_a_record_rebuilt_with_make_log_record_is_not_broken_by_the_masking() -> None:
+    # logging.makeLogRecord (socket and queue listeners, a formatter that copies records)
+    # calls the record factory without a logger name while secrets are registered.
+    owner = _Owner()
+    register_secrets(owner, ["rebuilt-secret-42"])
+    try:
+        record = logging.makeLogRecord({"name": "httpx", "msg": "took %s", "args": ("1 s",)})
+    finally:
+        del owner
+    assert record.name == "httpx"
+    assert record.getMessage() == "took 1 s"

@@ -243,8 +243,7 @@ class _LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 class _LowerLevelFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
-        # A copy, so other handlers still see "WARNING"; not makeLogRecord, which calls
-        # the record factory with no logger name (the secret masking wraps that factory).
+        # A copy, so other handlers still see "WARNING".
         record = copy.copy(record)
         record.levelname = record.levelname.lower()
         return super().format(record)

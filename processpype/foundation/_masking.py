@@ -343,7 +343,11 @@ def _install_record_factory() -> None:
             record = previous(*args, **kwargs)
             if _registry:
                 name = record.name
-                if name in REDACTED_LOGGERS or name.startswith(_PREFIXES):
+                # logging.makeLogRecord() calls the factory with no name (None), then
+                # fills the record in: nothing to redact yet, and None has no startswith.
+                if isinstance(name, str) and (
+                    name in REDACTED_LOGGERS or name.startswith(_PREFIXES)
+                ):
                     _redact_record(record)
             return record
 
