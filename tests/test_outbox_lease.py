@@ -206,3 +206,48 @@ def test_notifier_keeps_receiving_after_redis_restarts(processpype_redis: RedisT
         publish("/after")
         assert received.get(timeout=10) == "/after"
     assert received.empty()
+
+
+def test_the_lease_is_renewed_while_a_slow_backend_starts(
+    processpype_redis: RedisTestServer,
+) -> None:
+    import asyncio
+
+    from processpype.communications.outbox._redis import connect
+    from processpype.communications.outbox.lease import UpdateLease
+    from processpype.config.outbox import OutboxConfig
+    from processpype.testing.recording import RecordingCommunicator
+
+    config = OutboxConfig.model_validate({"url": processpype_redis.url, "lease_time": 0.3})
+    db: Any = redis.Redis.from_url(processpype_redis.url, decode_responses=True)
+    lease_key = "processpype:lease:slow"
+
+    class SlowStart(RecordingCommunicator):
+        """A bot whose login takes several lease times: start() returns once it saw the
+        lease renewed three times (or gives up after 5 s)."""
+
+        renewals = 0
+
+        async def start(self) -> None:
+            last = db.pttl(lease_key)
+            deadline = asyncio.get_running_loop().time() + 5
+            while self.renewals < 3 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.01)  # polling Redis, not waiting for a race
+                ttl = db.pttl(lease_key)
+                if ttl > last:
+                    self.renewals += 1
+                last = ttl
+            await super().start()
+
+    slow = SlowStart("slow")
+    lease = UpdateLease(slow, config, lambda: connect(config, socket_timeout=5), holder="slow-1")
+
+    async def scenario() -> None:
+        await lease.start()
+        await asyncio.wait_for(_until(lambda: slow.is_started), 10)
+        assert slow.renewals == 3  # renewed during the start, not only after it
+        assert db.get(lease_key) == "slow-1"
+        await lease.stop()
+
+    asyncio.run(scenario())
+    db.close()

@@ -187,25 +187,39 @@ class UpdateLease:
         self.holding = True
         self._backend.set_incoming_handler(self._accept)
         renew = client.register_script(_RENEW)
+        # Renewed from the moment it is won, also while the backend starts: a start
+        # longer than lease_time (a slow login) must not let a second process in.
+        keeper = asyncio.ensure_future(self._keep(renew, lease_ms))
+        starting = asyncio.ensure_future(self._backend.start())
         try:
-            await self._backend.start()
-            while not self._stopping.is_set():
-                await self._pause(self._config.lease_time / 3)
-                if self._stopping.is_set():
-                    break
-                if not await renew(keys=[self._lease_key], args=[self._holder, lease_ms]):
-                    logger.warning(
-                        "%s: the update lease was lost (%s); another process takes over",
-                        self._backend.name,
-                        self._holder,
-                    )
-                    return
+            await asyncio.wait({keeper, starting}, return_when=asyncio.FIRST_COMPLETED)
+            if starting.done():
+                starting.result()  # a failed start: _run logs it and competes again
+            await keeper  # returns once the lease is lost or we stop
         finally:
+            for task in (starting, keeper):  # the lease lost while starting, or a stop
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
             self.holding = False
             with contextlib.suppress(Exception):
                 await self._backend.stop()
             with contextlib.suppress(Exception):
                 await client.register_script(_RELEASE)(keys=[self._lease_key], args=[self._holder])
+
+    async def _keep(self, renew: Any, lease_ms: int) -> None:
+        """Renew the lease every third of ``lease_time``; return once it is lost or we stop."""
+        while not self._stopping.is_set():
+            await self._pause(self._config.lease_time / 3)
+            if self._stopping.is_set():
+                return
+            if not await renew(keys=[self._lease_key], args=[self._holder, lease_ms]):
+                logger.warning(
+                    "%s: the update lease was lost (%s); another process takes over",
+                    self._backend.name,
+                    self._holder,
+                )
+                return
 
     def _accept(self, message: IncomingMessage) -> None:
         """The backend's incoming handler: queue ``message`` for the relay (any thread)."""
