@@ -5,8 +5,8 @@ How a message travels::
     send / send_nowait / asend  (any thread, any event loop)
         │  one FIFO hand-off list, one loop wake-up for many messages
         ▼
-    the notifier's loop thread: one delivery task per backend of the label,
-    created in hand-off order (CommunicationDispatcher.deliver_to)
+    the notifier's loop thread: CommunicationDispatcher.fan_out, one eager task
+    per backend of the label, created in hand-off order
         │  every backend reaches an outcome: delivered, failed or skipped
         ▼
     DeliveryReport → the caller's future, lock or awaitable
@@ -127,6 +127,7 @@ class _Delivery:
         "remaining",
         "report",
         "results",
+        "sends",
         "targets",
     )
 
@@ -142,6 +143,8 @@ class _Delivery:
         self.aloop: asyncio.AbstractEventLoop | None = None
         self.targets: list[Communicator] | None = None
         self.results: list[DeliveryResult | None] | None = None
+        # The dispatcher's sends still under way, one entry per target (close cancels them).
+        self.sends: list[asyncio.Task[DeliveryResult] | None] = []
         self.remaining = 0
         self.report: DeliveryReport | None = None
 
@@ -274,11 +277,9 @@ class Notifier:
         self._local: deque[_Delivery] = deque()
         # Dispatched, still waiting for a backend; a dict keeps the hand-off order.
         self._active: dict[_Delivery, None] = {}
-        self._tasks: set[asyncio.Task[DeliveryResult]] = set()
         # Edits under way (edit, progress): flush waits for them, close reports them.
         self._edits: dict[asyncio.Task[DeliveryReport], tuple[DeliveryReport, OutgoingMessage]] = {}
         self._cut_edits: set[asyncio.Task[DeliveryReport]] = set()
-        self._held: dict[str, deque[tuple[_Delivery, int]]] = {}
         self._draining = False
         self._settled = 0
         self._abort_reason = "not delivered: the notifier was closed"
@@ -427,15 +428,10 @@ class Notifier:
         return [task for c in communicators if (task := self._begin_start(c)) is not None]
 
     def _begin_start(self, communicator: Communicator) -> asyncio.Task[bool] | None:
-        # Loop thread. Messages for the backend are held, in order, until start() ends.
-        if communicator.is_started or communicator.name in self._held:
+        # Loop thread. Its messages wait at the dispatcher's start gate until start() ends.
+        if communicator.is_started:
             return None
-        self._held[communicator.name] = deque()
-        task = asyncio.get_running_loop().create_task(
-            self._dispatcher.start_one(communicator), name=f"start {communicator.name}"
-        )
-        task.add_done_callback(functools.partial(self._release_held, communicator))
-        return task
+        return self._dispatcher.begin_start(communicator)
 
     def _wait_for_starts(self, tasks: list[asyncio.Task[bool]]) -> None:
         if not tasks:
@@ -1047,98 +1043,27 @@ class Notifier:
             delivery.results = skipped
             self._finish(delivery)
             return
-        held = self._held
-        if len(targets) == 1 and not held:  # the common case, without the bookkeeping
-            communicator = targets[0]
-            task = self._delivery_task(delivery, communicator)
-            if task.done():  # an in-memory backend completes right here
-                self._finish(delivery, (self._result_of(communicator.name, task),))
-            else:
-                delivery.results = [None]
-                delivery.remaining = 1
-                self._watch(task, delivery, 0, communicator.name)
-                self._active[delivery] = None
-            return
-        results: list[DeliveryResult | None] = [None] * len(targets)
-        delivery.results = results
-        remaining = len(targets)
-        for index, communicator in enumerate(targets):
-            queue = held.get(communicator.name) if held else None
-            if queue is not None:
-                queue.append((delivery, index))
-                continue
-            task = self._delivery_task(delivery, communicator)
-            if task.done():  # an in-memory backend completes right here
-                results[index] = self._result_of(communicator.name, task)
-                remaining -= 1
-            else:
-                self._watch(task, delivery, index, communicator.name)
-        delivery.remaining = remaining
-        if remaining == 0:
-            self._finish(delivery)
-        else:
+        delivery.results = [None] * len(targets)
+        delivery.remaining = len(targets)
+        delivery.sends = self._dispatcher.fan_out(
+            message,
+            targets,
+            functools.partial(self._delivery_done, delivery),
+            context=delivery.context,
+        )
+        if delivery.report is None:
             self._active[delivery] = None
 
-    def _delivery_task(
-        self, delivery: _Delivery, communicator: Communicator
-    ) -> asyncio.Task[DeliveryResult]:
-        # An eager task runs deliver_to at once, up to its first await: backends fix each
-        # message's place in their order in hand-off order, and a backend that does not
-        # need to wait completes without a trip through the loop.
-        return asyncio.Task(
-            self._dispatcher.deliver_to(communicator, delivery.message),
-            loop=self._loop,
-            eager_start=True,
-            # A copy per backend: a context cannot be entered twice, and one backend's
-            # changes to it must not leak into another's.
-            context=delivery.context.copy(),
-        )
-
-    def _watch(
-        self, task: asyncio.Task[DeliveryResult], delivery: _Delivery, index: int, name: str
-    ) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._delivery_done, delivery, index, name))
-
-    def _result_of(self, name: str, task: asyncio.Task[DeliveryResult]) -> DeliveryResult:
-        try:
-            return task.result()
-        except asyncio.CancelledError:  # only close() cancels a delivery under way
-            return DeliveryResult.failed(name, self._in_flight_reason, attempts=1)
-        except BaseException as error:  # deliver_to never raises; a bug in it still reports
-            return DeliveryResult.failed(name, error)
-
     def _delivery_done(
-        self, delivery: _Delivery, index: int, name: str, task: asyncio.Task[DeliveryResult]
+        self, delivery: _Delivery, index: int, result: DeliveryResult | None
     ) -> None:
-        self._tasks.discard(task)
+        # A cancelled send (None: only close() cancels them) is settled by close.
         results = delivery.results
-        if results is not None and results[index] is None:  # else close() settled it
-            results[index] = self._result_of(name, task)
+        if result is not None and results is not None and results[index] is None:
+            results[index] = result
             delivery.remaining -= 1
             if delivery.remaining == 0:
                 self._finish(delivery)
-        if not self._draining:
-            self._flush_settled()
-
-    def _release_held(self, communicator: Communicator, task: asyncio.Task[bool]) -> None:
-        # Loop thread, once a backend's start() ended (well or not): send what waited,
-        # in the order it arrived.
-        held = self._held.pop(communicator.name, None)
-        if not held:
-            return
-        for delivery, index in held:
-            results = delivery.results
-            if results is None or results[index] is not None:
-                continue
-            delivery_task = self._delivery_task(delivery, communicator)
-            if delivery_task.done():
-                results[index] = self._result_of(communicator.name, delivery_task)
-                delivery.remaining -= 1
-                if delivery.remaining == 0:
-                    self._finish(delivery)
-            else:
-                self._watch(delivery_task, delivery, index, communicator.name)
         if not self._draining:
             self._flush_settled()
 
@@ -1398,12 +1323,18 @@ class Notifier:
                 _Undelivered(delivery.message, self._target_names(delivery.message.label))
             )
             self._fail_rest(delivery, self._abort_reason)
-        # Held for a backend still starting: surely not sent.
-        held = {(id(delivery), index) for queue in self._held.values() for delivery, index in queue}
-        self._held.clear()
         active = list(self._active)
+        # Waiting at the start gate of a backend still starting: surely not sent.
+        held: set[tuple[int, int]] = set()
+        tasks: list[asyncio.Task[Any]] = []
+        for delivery in active:
+            for index, send in enumerate(delivery.sends):
+                if send is not None and not send.done():
+                    if self._dispatcher.at_gate(send):
+                        held.add((id(delivery), index))
+                    tasks.append(send)
         edits = list(self._edits.items())
-        tasks: list[asyncio.Task[Any]] = [*self._tasks, *(task for task, _ in edits)]
+        tasks += (task for task, _ in edits)
         for task in tasks:
             task.cancel()
         if tasks:
@@ -1433,23 +1364,9 @@ class Notifier:
         return undelivered
 
     async def _stop_backends(self, grace: float) -> None:
-        # One task per backend, so the log names those whose stop() did not return (a
-        # backend clears is_started as its stop begins: that flag cannot tell).
-        stopping = {
-            asyncio.ensure_future(self._dispatcher.stop_one(c)): name
-            for name, c in self.communicators.items()
-        }
-        if not stopping:
-            return
-        _, still = await asyncio.wait(stopping, timeout=_left(grace))
+        still = await self._dispatcher.stop_all(_left(grace), log=False)
         if still:
-            for task in still:
-                task.cancel()
-            logger.error(
-                "%s: backends still stopping at close: %s",
-                self._name,
-                ", ".join(sorted(stopping[task] for task in still)),
-            )
+            logger.error("%s: backends still stopping at close: %s", self._name, ", ".join(still))
 
     def _report_undelivered(
         self,
@@ -1709,8 +1626,7 @@ def _abandon(
 
     async def stop() -> None:
         try:
-            async with asyncio.timeout(_CLOSE_GRACE):
-                await dispatcher.stop_all()
+            await dispatcher.stop_all(_CLOSE_GRACE)
         finally:
             loop_thread.request_stop()
 
