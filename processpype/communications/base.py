@@ -15,11 +15,14 @@ if TYPE_CHECKING:
     from processpype.communications.ask import Answer, Question
     from processpype.config.models import CommunicatorBackendConfig
 
-__all__ = ["Communicator", "IncomingHandler", "NoOpCommunicator"]
+__all__ = ["Communicator", "IncomingHandler", "IncomingSink", "NoOpCommunicator"]
 
 logger = logging.getLogger("processpype.communications")
 
-IncomingHandler = Callable[[IncomingMessage], None]
+IncomingSink = Callable[[IncomingMessage], None]
+"""Where a communicator hands every message it receives (the dispatcher wires it)."""
+IncomingHandler = IncomingSink
+"""The former name of ``IncomingSink``, kept for compatibility."""
 
 
 class Communicator(ABC):
@@ -36,7 +39,7 @@ class Communicator(ABC):
         self._name = name
         self._config = config
         self._started = False
-        self._incoming_handler: IncomingHandler | None = None
+        self._incoming_handler: IncomingSink | None = None
         # Every configured secret is masked in logs, reports and errors while this
         # backend lives, whoever wrote the backend.
         register_secrets(self, config_secrets(config))
@@ -94,7 +97,7 @@ class Communicator(ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot ask questions")
 
-    def set_incoming_handler(self, handler: IncomingHandler) -> None:
+    def set_incoming_handler(self, handler: IncomingSink) -> None:
         """Set by the dispatcher to route incoming messages to the event publisher."""
         self._incoming_handler = handler
 

@@ -43,7 +43,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from processpype.communications._handlers import IncomingHandler, IncomingHandlers
+from processpype.communications._handlers import IncomingHandlers
 from processpype.communications._handoff import Delivery, Handoff
 from processpype.communications._loop_thread import LoopThread
 from processpype.communications._process_hooks import (
@@ -75,8 +75,8 @@ from processpype.communications.errors import (
 )
 from processpype.communications.models import (
     Attachment,
-    IncomingMessage,
     MessageSeverity,
+    OnMessageHandler,
     OutgoingMessage,
     coerce_attachments,
 )
@@ -873,21 +873,17 @@ class Notifier:
 
     # -- incoming -------------------------------------------------------------------
 
-    def on_message(self, handler: IncomingHandler) -> Callable[[], None]:
+    def on_message(self, handler: OnMessageHandler) -> Callable[[], None]:
         """Call ``handler`` for every incoming message; the return value unsubscribes.
 
-        Sync handlers run in arrival order on one worker thread of the notifier (they may
+        ``handler`` is a sync function or an async one (``OnMessageHandler``). Sync
+        handlers run in arrival order on one worker thread of the notifier (they may
         block, and may call ``send`` to reply); async handlers run on the notifier's loop.
         A handler's exception is logged and never stops the listener.
         """
         if not callable(handler):
             raise TypeError(f"on_message needs a callable, not {type(handler).__name__}")
-        handlers = self._handlers
-
-        def deliver(message: IncomingMessage) -> None:
-            handlers.deliver(handler, message)
-
-        unsubscribe = self._dispatcher.subscribe(deliver)
+        unsubscribe = self._dispatcher.subscribe(self._handlers.runner(handler))
         done = False
 
         def unsubscribe_once() -> None:
