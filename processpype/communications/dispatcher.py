@@ -218,6 +218,11 @@ class CommunicationDispatcher:
         targets = self.targets(message.label, warn=True)
         if not targets:
             return DeliveryReport(message=message)
+        if len(targets) == 1:  # one backend: awaited here, no task, no future
+            result = await self.deliver_to(targets[0], message)
+            if on_result is not None:
+                on_result(result)
+            return DeliveryReport(message=message, results=(result,))
         results: list[DeliveryResult | None] = [None] * len(targets)
         done = asyncio.get_running_loop().create_future()
         left = len(targets)
@@ -278,23 +283,34 @@ class CommunicationDispatcher:
         loop = asyncio.get_running_loop()
         if context is None:
             context = contextvars.copy_context()
-        sends: list[asyncio.Task[DeliveryResult] | None] = []
-        for index, communicator in enumerate(targets):
-            task = asyncio.Task(
-                self.deliver_to(communicator, message),
-                loop=loop,
-                eager_start=True,
-                context=context.copy(),  # a context cannot be entered twice at once
-            )
-            if task.done():
-                on_result(index, _outcome(communicator.name, task))
-                sends.append(None)
-            else:
-                task.add_done_callback(
-                    functools.partial(_hand_back, on_result, index, communicator.name)
-                )
-                sends.append(task)
-        return sends
+        if len(targets) == 1:  # the common case, without the loop
+            return [self._send(loop, targets[0], 0, message, on_result, context)]
+        return [
+            self._send(loop, communicator, index, message, on_result, context)
+            for index, communicator in enumerate(targets)
+        ]
+
+    def _send(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        communicator: Communicator,
+        index: int,
+        message: OutgoingMessage,
+        on_result: Callable[[int, DeliveryResult | None], None],
+        context: contextvars.Context,
+    ) -> asyncio.Task[DeliveryResult] | None:
+        """One send of ``fan_out``: the task still sending, or None once handed back."""
+        task = asyncio.Task(
+            self.deliver_to(communicator, message),
+            loop=loop,
+            eager_start=True,
+            context=context.copy(),  # a context cannot be entered twice at once
+        )
+        if task.done():
+            on_result(index, _outcome(communicator.name, task))
+            return None
+        task.add_done_callback(functools.partial(_hand_back, on_result, index, communicator.name))
+        return task
 
     def at_gate(self, task: asyncio.Task[DeliveryResult]) -> bool:
         """True while ``task`` (from ``fan_out``) waits for its backend's start to end.
@@ -543,12 +559,12 @@ def _did_not_start(name: str, failure: _StartFailure) -> DeliveryResult:
 
 def _outcome(name: str, task: asyncio.Task[DeliveryResult]) -> DeliveryResult | None:
     """The result of a finished send; None when it was cancelled."""
-    if task.cancelled():
+    try:
+        return task.result()
+    except asyncio.CancelledError:
         return None
-    error = task.exception()
-    if error is not None:  # deliver_to never raises; a bug in it still reports
+    except BaseException as error:  # deliver_to never raises; a bug in it still reports
         return DeliveryResult.failed(name, error)
-    return task.result()
 
 
 def _hand_back(
