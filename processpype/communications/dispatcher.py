@@ -340,12 +340,9 @@ class CommunicationDispatcher:
         self, communicator: Communicator, message: OutgoingMessage
     ) -> DeliveryResult:
         name = communicator.name
-        min_severity = getattr(communicator.config, "min_severity", MessageSeverity.DEBUG)
-        # Nothing ranks below DEBUG (the default): skip the comparison for it.
-        if min_severity is not MessageSeverity.DEBUG and message.severity < min_severity:
-            return DeliveryResult.skipped(
-                name, f"severity {message.severity} is below min_severity {min_severity}"
-            )
+        skipped = severity_skip(communicator, message)
+        if skipped is not None:
+            return skipped
         gate = self._gates.get(name)
         if gate is None and not communicator.is_started:
             failure = self._start_failures.get(name)
@@ -549,6 +546,18 @@ class CommunicationDispatcher:
         if log:
             logger.error("backends still stopping after %ss: %s", timeout, ", ".join(names))
         return names
+
+
+def severity_skip(communicator: Communicator, message: OutgoingMessage) -> DeliveryResult | None:
+    """The skipped result of a message below the backend's ``min_severity``; else None."""
+    min_severity = getattr(communicator.config, "min_severity", MessageSeverity.DEBUG)
+    # Nothing ranks below DEBUG (the default): skip the comparison for it.
+    if min_severity is not MessageSeverity.DEBUG and message.severity < min_severity:
+        return DeliveryResult.skipped(
+            communicator.name,
+            f"severity {message.severity} is below min_severity {min_severity}",
+        )
+    return None
 
 
 def _did_not_start(name: str, failure: _StartFailure) -> DeliveryResult:
