@@ -10,6 +10,11 @@ from pathlib import Path
 REQUIRED_IN_WHEEL = [
     "processpype/__init__.py",
     "processpype/py.typed",
+    "processpype/__init__.pyi",
+    "processpype/communications/__init__.pyi",
+    "processpype/communications/outbox/__init__.pyi",
+    "processpype/config/__init__.pyi",
+    "processpype/testing/__init__.pyi",
     "processpype/communications/dispatcher.py",
     "processpype/config/models.py",
     "processpype/testing/__init__.py",
@@ -40,7 +45,13 @@ def main(dist: Path) -> int:
         ]
     with tarfile.open(sdists[0]) as sdist:
         members = [m.split("/", 1)[1] for m in sdist.getnames() if "/" in m]
-        for required in ("processpype/py.typed", "README.md", "CHANGELOG.md", "setup.cfg"):
+        for required in (
+            "processpype/py.typed",
+            "processpype/__init__.pyi",
+            "README.md",
+            "CHANGELOG.md",
+            "setup.cfg",
+        ):
             if required not in members:
                 problems.append(f"sdist lacks {required}")
     for problem in problems:

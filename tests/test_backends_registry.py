@@ -199,3 +199,18 @@ def test_missing_extra_falls_back_to_noop_naming_package_and_extra() -> None:
     assert "SECRET" not in warnings
     assert "processpype[email]" in data["available"]["email"]
     assert data["available"]["console"] is None
+
+
+def test_each_row_of_the_builtin_table_names_its_config_and_communicator() -> None:
+    import importlib
+
+    from processpype.config.models import BUILTIN_BACKEND_TYPES, BUILTIN_BACKENDS
+
+    assert set(BUILTIN_BACKEND_TYPES) == set(BUILTIN_BACKENDS)
+    for type_name, builtin in BUILTIN_BACKENDS.items():
+        assert builtin.config.model_fields["type"].default == type_name
+        assert BUILTIN_BACKEND_TYPES[type_name] is builtin.config
+        module_name, _, class_name = builtin.communicator.partition(":")
+        communicator = getattr(importlib.import_module(module_name), class_name)
+        assert issubclass(communicator, Communicator), type_name
+        assert (builtin.package is None) == (builtin.extra == ""), type_name

@@ -44,7 +44,7 @@ def test_status_shows_length_pending_age_and_dead_letters_without_the_password(
         code = main(["outbox", "status", "-c", write_config(tmp_path, settings)])
         out = capsys.readouterr().out
     assert code == 0
-    assert f"redis://:***@127.0.0.1:{server.port}/0" in out
+    assert f"redis://:**********@127.0.0.1:{server.port}/0" in out
     assert "pa55-word" not in out
     assert "dead letters: 1" in out
     assert "dead on arrival" in out
@@ -117,7 +117,7 @@ def test_status_with_redis_down_names_the_url_without_password(
     code = main(["outbox", "status", "-c", write_config(tmp_path, settings_for(server.url))])
     err = capsys.readouterr().err
     assert code == 1
-    assert f"redis://:***@127.0.0.1:{server.port}/0 is unreachable" in err
+    assert f"redis://:**********@127.0.0.1:{server.port}/0 is unreachable" in err
     assert "pa55-word" not in err
 
 
@@ -132,7 +132,7 @@ def test_check_shows_the_outbox_url_with_the_password_masked(
     code = main(["check", write_config(tmp_path, settings)])
     out = capsys.readouterr().out
     assert code == 0
-    assert "redis://:***@redis.internal:6379/2" in out
+    assert "redis://:**********@redis.internal:6379/2" in out
     assert "hunter2-pw" not in out
 
 
@@ -170,7 +170,7 @@ def test_cli_send_with_redis_down_fails_naming_the_url_without_password(
     out = capsys.readouterr().out
     assert code == 1
     assert out.startswith("c: failed: OutboxUnavailableError: the outbox at ")
-    assert f"redis://:***@127.0.0.1:{server.port}/0 is unreachable" in out
+    assert f"redis://:**********@127.0.0.1:{server.port}/0 is unreachable" in out
     assert "pa55-word" not in out
 
 

@@ -171,7 +171,7 @@ def test_a_default_may_itself_hold_a_placeholder(env: dict[str, str], expected: 
 
     config = load_config_text(text, env=env)
 
-    assert config.backends["log"].path == expected  # type: ignore[union-attr]
+    assert config.backends["log"].path == expected  # type: ignore[attr-defined]
 
 
 def test_a_literal_dollar_brace_inside_a_default_stays_literal() -> None:
@@ -179,7 +179,7 @@ def test_a_literal_dollar_brace_inside_a_default_stays_literal() -> None:
 
     config = load_config_text(text, env={})
 
-    assert config.backends["log"].path == "/tmp/${x}"  # type: ignore[union-attr]
+    assert config.backends["log"].path == "/tmp/${x}"  # type: ignore[attr-defined]
 
 
 def test_a_communications_section_that_is_no_mapping_is_a_config_error() -> None:

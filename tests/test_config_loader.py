@@ -75,7 +75,7 @@ def test_variables_come_from_the_given_mapping_instead_of_the_environment() -> N
     config = load_config_text(
         "backends: {out: {type: console, path: '${LOG_DIR}/n.jsonl'}}", env={"LOG_DIR": "/var/x"}
     )
-    assert config.backends["out"].path == "/var/x/n.jsonl"  # type: ignore[union-attr]
+    assert config.backends["out"].path == "/var/x/n.jsonl"  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -93,7 +93,7 @@ def test_variables_come_from_the_given_mapping_instead_of_the_environment() -> N
 )
 def test_substitution_rules(value: str, env: dict[str, str], expected: str) -> None:
     config = load_config_text(f"backends: {{out: {{type: console, path: '{value}'}}}}", env=env)
-    assert config.backends["out"].path == expected  # type: ignore[union-attr]
+    assert config.backends["out"].path == expected  # type: ignore[attr-defined]
 
 
 def test_unset_variable_names_the_variable_the_file_and_the_key(tmp_path: Path) -> None:

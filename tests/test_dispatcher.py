@@ -503,7 +503,8 @@ async def test_a_send_cancelled_at_the_start_gate_is_known_as_not_sent() -> None
         OutgoingMessage(message="held"), [mail], lambda _, result: results.append(result)
     )
     task = sends[0]
-    assert task is not None and dispatcher.at_gate(task)
+    assert task is not None
+    assert dispatcher.at_gate(task)
     task.cancel()
     await asyncio.wait([task])
     assert results == [None]  # cancelled: no result

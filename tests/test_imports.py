@@ -60,7 +60,7 @@ def test_unknown_attribute_is_an_attribute_error() -> None:
     import processpype
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
-        _ = processpype.Nope
+        _ = processpype.Nope  # type: ignore[attr-defined]
 
 
 def test_package_ships_type_information() -> None:

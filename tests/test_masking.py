@@ -8,7 +8,8 @@ import threading
 
 import pytest
 
-from processpype.communications._masking import (
+from processpype.communications.delivery import DeliveryResult
+from processpype.foundation._masking import (
     MASK,
     _registry,
     mask_url,
@@ -17,7 +18,6 @@ from processpype.communications._masking import (
     register_secrets,
     url_secrets,
 )
-from processpype.communications.delivery import DeliveryResult
 
 
 @pytest.mark.parametrize(

@@ -247,7 +247,7 @@ def test_redis_down_fails_fast_naming_the_url_without_password() -> None:
     (result,) = report.results
     assert result.status == "failed"
     assert result.error is not None
-    assert f"redis://:***@127.0.0.1:{server.port}/0" in result.error
+    assert f"redis://:**********@127.0.0.1:{server.port}/0" in result.error
     assert "hunter2-secret" not in result.error
     assert "hunter2-secret" not in repr(config)
     assert "hunter2-secret" not in repr(notifier)

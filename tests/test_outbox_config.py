@@ -30,14 +30,25 @@ def test_without_an_outbox_section_there_is_none() -> None:
 @pytest.mark.parametrize(
     ("url", "shown"),
     [
-        (URL, "redis://:***@redis.internal:6379/0"),
-        (f"rediss://alerts:{SECRET}@redis.internal/2", "rediss://alerts:***@redis.internal/2"),
+        (URL, "redis://:**********@redis.internal:6379/0"),
+        (
+            f"rediss://alerts:{SECRET}@redis.internal/2",
+            "rediss://alerts:**********@redis.internal/2",
+        ),
         ("redis://redis.internal:6379/0", "redis://redis.internal:6379/0"),
     ],
 )
 def test_display_url_masks_only_the_password(url: str, shown: str) -> None:
     assert OutboxConfig.model_validate({"url": url}).display_url == shown
     assert mask_url_password(url) == shown
+
+
+def test_display_url_keeps_an_ipv6_host_in_brackets() -> None:
+    # The masker used to rebuild the host from its parsed name, dropping the brackets.
+    url = f"redis://:{SECRET}@[::1]:6379/0"
+    assert OutboxConfig.model_validate({"url": url}).display_url == (
+        "redis://:**********@[::1]:6379/0"
+    )
 
 
 def test_password_never_shows_in_repr_dump_or_worker() -> None:
@@ -51,7 +62,7 @@ def test_password_never_shows_in_repr_dump_or_worker() -> None:
         start=False,
     )
     assert SECRET not in repr(notifier.communicator("c"))
-    assert "redis://:***@redis.internal:6379/0" in repr(notifier.communicator("c"))
+    assert "redis://:**********@redis.internal:6379/0" in repr(notifier.communicator("c"))
     notifier.close()
 
 

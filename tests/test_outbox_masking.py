@@ -54,7 +54,7 @@ def test_password_never_in_debug_logs_of_a_run_across_a_redis_restart(
     (failed,) = third.results
     assert failed.status == "failed"
     assert SECRET not in (failed.error or "")
-    assert "redis://:***@127.0.0.1" in (failed.error or "")
+    assert "redis://:**********@127.0.0.1" in (failed.error or "")
     logged = _everything_logged(caplog)
     assert any(r.name.startswith("processpype") for r in caplog.records)
     assert SECRET not in logged
@@ -69,7 +69,7 @@ def test_wrong_password_error_names_the_url_masked(caplog: pytest.LogCaptureFixt
             (result,) = notifier.send("refused").results
         worker = OutboxWorker(config)
     assert result.status == "failed"
-    assert "redis://:***@127.0.0.1" in (result.error or "")
+    assert "redis://:**********@127.0.0.1" in (result.error or "")
     for text in (result.error or "", repr(worker), _everything_logged(caplog)):
         assert SECRET not in text
 

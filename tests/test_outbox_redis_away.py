@@ -172,7 +172,7 @@ def test_wait_for_delivery_with_redis_gone_until_the_deadline_names_the_url_mask
     (error,) = errors
     assert isinstance(error, OutboxUnavailableError)
     assert "wait-s3cret" not in str(error)
-    assert f"redis://:***@127.0.0.1:{server.port}/0" in str(error)
+    assert f"redis://:**********@127.0.0.1:{server.port}/0" in str(error)
 
 
 def test_first_send_after_a_redis_restart_is_queued_not_failed(

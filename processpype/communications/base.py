@@ -20,7 +20,10 @@ __all__ = ["Communicator", "IncomingHandler", "IncomingSink", "NoOpCommunicator"
 logger = logging.getLogger("processpype.communications")
 
 IncomingSink = Callable[[IncomingMessage], None]
-"""Where a communicator hands every message it receives (the dispatcher wires it)."""
+"""Where a backend hands each message it receives (the dispatcher sets it).
+
+Not to be confused with the handlers users give ``Notifier.on_message``
+(``OnMessageHandler``, sync or async) or ``MessageHandler`` (async)."""
 IncomingHandler = IncomingSink
 """The former name of ``IncomingSink``, kept for compatibility."""
 

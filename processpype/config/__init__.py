@@ -1,22 +1,9 @@
-"""Configuration models and YAML loading."""
+"""Configuration models and YAML loading.
 
-from processpype.config.loader import load_config, load_config_text
-from processpype.config.models import (
-    CommunicationsConfig,
-    CommunicatorBackendConfig,
-    ConfigurationModel,
-    EmailCommunicatorConfig,
-    TelegramChatConfig,
-    TelegramCommunicatorConfig,
-)
+Names are imported on first use; each is listed once, in ``__init__.pyi``.
+"""
 
-__all__ = [
-    "CommunicationsConfig",
-    "CommunicatorBackendConfig",
-    "ConfigurationModel",
-    "EmailCommunicatorConfig",
-    "TelegramChatConfig",
-    "TelegramCommunicatorConfig",
-    "load_config",
-    "load_config_text",
-]
+from processpype._lazy import attach_stub
+
+# The exported names are listed once, in __init__.pyi (read on first lookup).
+__getattr__, __dir__ = attach_stub(__name__, __file__, globals())

@@ -17,12 +17,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from processpype.communications.errors import ConfigError
-from processpype.config.models import BUILTIN_BACKEND_TYPES, CommunicationsConfig
+from processpype.config.models import BACKEND_TAGS, CommunicationsConfig
+from processpype.foundation.errors import ConfigError
 
 __all__ = ["config_from_mapping", "format_validation_error", "load_config", "load_config_text"]
 
-_BACKEND_TAGS = frozenset({*BUILTIN_BACKEND_TYPES, "custom"})
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -99,7 +98,7 @@ def format_validation_error(exc: ValidationError, *, prefix: tuple[str | int, ..
     for error in exc.errors(include_input=False, include_url=False):
         parts = [_loc_part(part) for part in error["loc"]]
         # pydantic puts the union tag after the backend name: backends.<name>.<tag>.<key>
-        if len(parts) >= 3 and parts[0] == "backends" and parts[2] in _BACKEND_TAGS:
+        if len(parts) >= 3 and parts[0] == "backends" and parts[2] in BACKEND_TAGS:
             del parts[2]
         message = error["msg"].removeprefix("Value error, ")
         lines.append(f"{_key_path(prefix + tuple(parts)) or '<root>'}: {message}")

@@ -8,12 +8,13 @@ Secrets are ``SecretStr``: masked in ``repr``, ``str`` and JSON dumps.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
+from dataclasses import dataclass
 from email.utils import parseaddr
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Discriminator,
     Field,
@@ -23,13 +24,16 @@ from pydantic import (
     model_validator,
 )
 
-from processpype.communications._masking import mask_value
-from processpype.communications.models import MessageSeverity
+from processpype.config._base import ConfigurationModel
 from processpype.config.outbox import OutboxConfig
+from processpype.foundation._masking import mask_value
+from processpype.foundation.models import MessageSeverity
 
 __all__ = [
+    "BUILTIN_BACKENDS",
     "BUILTIN_BACKEND_TYPES",
     "BackendConfig",
+    "BuiltinBackendType",
     "CommunicationsConfig",
     "CommunicatorBackendConfig",
     "ConfigurationModel",
@@ -42,13 +46,6 @@ __all__ = [
     "TelegramCommunicatorConfig",
     "WebhookCommunicatorConfig",
 ]
-
-
-class ConfigurationModel(BaseModel):
-    """Base of every processpype configuration model (unknown keys are errors)."""
-
-    # Errors never echo input values: a value could be a token or a password.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
 
 def _split_addresses(value: Any) -> Any:
@@ -91,17 +88,18 @@ class CommunicatorBackendConfig(ConfigurationModel):
     @field_validator("type")
     @classmethod
     def _type_not_a_typo(cls, value: str) -> str:
-        if value in BUILTIN_BACKEND_TYPES:
+        if value in BUILTIN_BACKENDS:
             return value
         suggestion = _close_builtin_type(value)
         if suggestion is not None:
-            from processpype.communications.backends import backend_unavailable_reason
+            # The registry reads this module's table: imported here, not at the top.
+            from processpype.config.registry import backend_unavailable_reason
 
             # A registered or installed plugin of that name is no typo.
             if backend_unavailable_reason(value) is not None:
                 raise ValueError(
                     f"unknown backend type {value!r}: did you mean {suggestion!r}? "
-                    f"(built-in types: {', '.join(BUILTIN_BACKEND_TYPES)})"
+                    f"(built-in types: {', '.join(BUILTIN_BACKENDS)})"
                 )
         return value
 
@@ -152,6 +150,17 @@ class _RetryingBackendConfig(_StrictBackendConfig):
         return 3.0 * float(getattr(self, "timeout", 10.0))
 
 
+class _SplittingBackendConfig(_StrictBackendConfig):
+    """A backend that cuts a long text into several messages (Telegram, Slack, Discord)."""
+
+    max_parts: int = Field(
+        default=10,
+        ge=1,
+        description="Messages one long text may become; the rest is cut, with a line "
+        "saying how much",
+    )
+
+
 class TelegramChatConfig(ConfigurationModel):
     """One Telegram chat that a label routes to."""
 
@@ -191,16 +200,10 @@ class TelegramChatConfig(ConfigurationModel):
         return value
 
 
-class TelegramCommunicatorConfig(_StrictBackendConfig):
+class TelegramCommunicatorConfig(_SplittingBackendConfig):
     """Telegram bot backend (``type: telegram``, extra ``telegram``)."""
 
     type: Literal["telegram"] = "telegram"
-    max_parts: int = Field(
-        default=10,
-        ge=1,
-        description="Messages one long text may become; the rest is cut, with a line "
-        "saying how much",
-    )
     api_id: int = Field(gt=0, description="Telegram API ID")
     api_hash: SecretStr = Field(description="Telegram API hash")
     token: SecretStr = Field(description="Bot token")
@@ -421,32 +424,20 @@ class WebhookCommunicatorConfig(_RetryingBackendConfig):
         return value.upper() if isinstance(value, str) else value
 
 
-class SlackCommunicatorConfig(_RetryingBackendConfig):
+class SlackCommunicatorConfig(_SplittingBackendConfig, _RetryingBackendConfig):
     """Slack incoming webhook (``type: slack``, extra ``webhook``)."""
 
     type: Literal["slack"] = "slack"
-    max_parts: int = Field(
-        default=10,
-        ge=1,
-        description="Messages one long text may become; the rest is cut, with a line "
-        "saying how much",
-    )
     url: SecretStr = Field(description="Incoming-webhook URL (masked)")
     timeout: float = Field(
         default=10.0, gt=0, allow_inf_nan=False, description="Seconds for each network step"
     )
 
 
-class DiscordCommunicatorConfig(_RetryingBackendConfig):
+class DiscordCommunicatorConfig(_SplittingBackendConfig, _RetryingBackendConfig):
     """Discord webhook (``type: discord``, extra ``webhook``)."""
 
     type: Literal["discord"] = "discord"
-    max_parts: int = Field(
-        default=10,
-        ge=1,
-        description="Messages one long text may become; the rest is cut, with a line "
-        "saying how much",
-    )
     url: SecretStr = Field(description="Webhook URL (masked)")
     username: str | None = Field(default=None, description="Override the webhook's name")
     timeout: float = Field(
@@ -462,14 +453,79 @@ class DiscordCommunicatorConfig(_RetryingBackendConfig):
     )
 
 
-BUILTIN_BACKEND_TYPES: dict[str, type[CommunicatorBackendConfig]] = {
-    "telegram": TelegramCommunicatorConfig,
-    "email": EmailCommunicatorConfig,
-    "console": ConsoleCommunicatorConfig,
-    "webhook": WebhookCommunicatorConfig,
-    "slack": SlackCommunicatorConfig,
-    "discord": DiscordCommunicatorConfig,
+# -- the built-in backend types: the one table --------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltinBackendType:
+    """One built-in backend type: its config model, its communicator and what it needs."""
+
+    config: type[CommunicatorBackendConfig]
+    """The config model that validates a backend of this type."""
+    communicator: str
+    """The communicator class as ``"module:Class"``, imported when one is first built."""
+    package: str | None = None
+    """Import name of the optional package it needs (None: it needs none)."""
+    distribution: str = ""
+    """The distribution that provides ``package``, as pip names it."""
+    extra: str = ""
+    """The processpype extra that installs ``package``."""
+
+    def is_installed(self) -> bool:
+        """True when the package this type needs (if any) can be imported."""
+        return self.package is None or importlib.util.find_spec(self.package) is not None
+
+
+_BACKENDS = "processpype.communications.backends"
+
+BUILTIN_BACKENDS: dict[str, BuiltinBackendType] = {
+    "telegram": BuiltinBackendType(
+        TelegramCommunicatorConfig,
+        f"{_BACKENDS}.telegram:TelegramCommunicator",
+        package="telethon",
+        distribution="telethon",
+        extra="telegram",
+    ),
+    "email": BuiltinBackendType(
+        EmailCommunicatorConfig,
+        f"{_BACKENDS}.email:EmailCommunicator",
+        package="aiosmtplib",
+        distribution="aiosmtplib",
+        extra="email",
+    ),
+    "console": BuiltinBackendType(
+        ConsoleCommunicatorConfig, f"{_BACKENDS}.console:ConsoleCommunicator"
+    ),
+    "webhook": BuiltinBackendType(
+        WebhookCommunicatorConfig,
+        f"{_BACKENDS}.webhook:WebhookCommunicator",
+        package="httpx",
+        distribution="httpx",
+        extra="webhook",
+    ),
+    "slack": BuiltinBackendType(
+        SlackCommunicatorConfig,
+        f"{_BACKENDS}.webhook:SlackCommunicator",
+        package="httpx",
+        distribution="httpx",
+        extra="webhook",
+    ),
+    "discord": BuiltinBackendType(
+        DiscordCommunicatorConfig,
+        f"{_BACKENDS}.webhook:DiscordCommunicator",
+        package="httpx",
+        distribution="httpx",
+        extra="webhook",
+    ),
 }
+"""Every built-in backend type. A new one is one row here (its config model above, its
+communicator in ``processpype/communications/backends/``); the config union, the loader
+and the factory all read this table."""
+
+BUILTIN_BACKEND_TYPES: dict[str, type[CommunicatorBackendConfig]] = {
+    name: builtin.config for name, builtin in BUILTIN_BACKENDS.items()
+}
+"""Each built-in backend type's config model (the ``config`` column of ``BUILTIN_BACKENDS``)."""
 
 
 def _edit_distance(a: str, b: str) -> int:
@@ -497,7 +553,7 @@ def _close_builtin_type(value: str) -> str | None:
     if len(lowered) < 3:
         return None
     best: tuple[int, str] | None = None
-    for name in BUILTIN_BACKEND_TYPES:
+    for name in BUILTIN_BACKENDS:
         distance = _edit_distance(lowered, name)
         if distance <= 2 and (best is None or distance < best[0]):
             best = (distance, name)
@@ -508,26 +564,37 @@ def _backend_tag(value: Any) -> str | None:
     backend_type = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     if not isinstance(backend_type, str) or not backend_type:
         return None
-    return backend_type if backend_type in BUILTIN_BACKEND_TYPES else "custom"
+    return backend_type if backend_type in BUILTIN_BACKENDS else _CUSTOM_TAG
 
 
-BackendConfig = Annotated[
-    Annotated[TelegramCommunicatorConfig, Tag("telegram")]
-    | Annotated[EmailCommunicatorConfig, Tag("email")]
-    | Annotated[ConsoleCommunicatorConfig, Tag("console")]
-    | Annotated[WebhookCommunicatorConfig, Tag("webhook")]
-    | Annotated[SlackCommunicatorConfig, Tag("slack")]
-    | Annotated[DiscordCommunicatorConfig, Tag("discord")]
-    | Annotated[CommunicatorBackendConfig, Tag("custom")],
-    Discriminator(
-        _backend_tag,
-        custom_error_type="missing_backend_type",
-        custom_error_message=(
-            "every backend needs a 'type' (telegram, email, console, webhook, slack, "
-            "discord or a registered custom type)"
+_CUSTOM_TAG = "custom"
+"""The union tag of every type that is not built in (third-party backends)."""
+
+BACKEND_TAGS = frozenset({*BUILTIN_BACKENDS, _CUSTOM_TAG})
+"""The tags of ``BackendConfig``'s choices (pydantic names them in error locations)."""
+
+if TYPE_CHECKING:
+    # Every choice is a CommunicatorBackendConfig: that is what a checker can know.
+    type BackendConfig = CommunicatorBackendConfig
+else:
+    BackendConfig = Annotated[
+        Union[
+            (
+                *(Annotated[entry.config, Tag(name)] for name, entry in BUILTIN_BACKENDS.items()),
+                Annotated[CommunicatorBackendConfig, Tag(_CUSTOM_TAG)],
+            )
+        ],
+        Discriminator(
+            _backend_tag,
+            custom_error_type="missing_backend_type",
+            custom_error_message=(
+                f"every backend needs a 'type' ({', '.join(BUILTIN_BACKENDS)} or a "
+                "registered custom type)"
+            ),
         ),
-    ),
-]
+    ]
+"""A backend's config, told apart by its ``type``: a built-in type's model, or the base
+``CommunicatorBackendConfig`` (which keeps its extra keys) for any other type."""
 
 
 class CommunicationsConfig(ConfigurationModel):

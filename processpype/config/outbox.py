@@ -9,9 +9,12 @@ backends. The URL's password is masked in every repr, dump, log line and error
 from __future__ import annotations
 
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator
+
+from processpype.config._base import ConfigurationModel
+from processpype.foundation._masking import mask_url_password
 
 __all__ = ["OutboxConfig", "mask_url_password"]
 
@@ -20,34 +23,13 @@ _REDIS_BULK_LIMIT = 512 * 1024 * 1024
 """Redis's proto-max-bulk-len default: the largest string value it accepts."""
 
 
-def mask_url_password(url: str) -> str:
-    """``url`` with its password (and a user's name, if any, kept) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        port = parts.port
-    except ValueError:
-        return "<invalid URL>"
-    if parts.password is None and "@" not in parts.netloc:
-        return url
-    user = parts.username or ""
-    where = host or ""
-    if port is not None:
-        where = f"{where}:{port}"
-    netloc = f"{user}:***@{where}" if user or parts.password is not None else f"***@{where}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-class OutboxConfig(BaseModel):
+class OutboxConfig(ConfigurationModel):
     """A Redis outbox: producers enqueue, ``processpype-notify worker`` processes deliver.
 
     Delivery is at least once: an entry is acknowledged only once its outcome is final,
     an entry left by a crashed worker is claimed by another after ``claim_after``
     seconds, and after ``max_deliveries`` tries it moves to the dead-letter stream.
     """
-
-    # As ConfigurationModel (config.models imports this module, so it cannot import it).
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
     url: SecretStr = Field(
         description="Redis URL, e.g. redis://:password@host:6379/0 (masked: it may hold a password)"

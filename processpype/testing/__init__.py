@@ -14,35 +14,7 @@ prefixed ``processpype_``) is registered automatically. Names load on first use,
 importing this package needs none of the optional packages.
 """
 
-from __future__ import annotations
+from processpype._lazy import attach_stub
 
-from processpype._lazy import lazy_exports
-
-# Not `from typing import TYPE_CHECKING`: importing typing would double this import's cost.
-TYPE_CHECKING = False
-
-if TYPE_CHECKING:
-    from processpype.testing.recording import RecordingCommunicator
-    from processpype.testing.redis import RedisTestServer
-    from processpype.testing.smtp import SMTPTestServer
-    from processpype.testing.telegram import FakeTelegramClient
-    from processpype.testing.webhooks import WebhookCapture
-
-__all__ = [
-    "FakeTelegramClient",
-    "RecordingCommunicator",
-    "RedisTestServer",
-    "SMTPTestServer",
-    "WebhookCapture",
-]
-
-_LOCATIONS = {
-    "FakeTelegramClient": "processpype.testing.telegram",
-    "RecordingCommunicator": "processpype.testing.recording",
-    "RedisTestServer": "processpype.testing.redis",
-    "SMTPTestServer": "processpype.testing.smtp",
-    "WebhookCapture": "processpype.testing.webhooks",
-}
-
-
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _LOCATIONS)
+# The exported names are listed once, in __init__.pyi (read on first lookup).
+__getattr__, __dir__ = attach_stub(__name__, __file__, globals())

@@ -53,7 +53,7 @@ from processpype.communications.backends._smtp_transaction import (
 )
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryResult
-from processpype.communications.errors import BackendStartError, ConfigError, SendError
+from processpype.communications.errors import BackendStartError, SendError
 from processpype.communications.models import OutgoingMessage
 from processpype.config.models import EmailCommunicatorConfig
 
@@ -115,13 +115,8 @@ class EmailCommunicator(Communicator):
         self._connections_opened = 0
         self._cut_off = 0  # bumped when stop() gives up waiting: earlier sends then fail
         self._warned_no_recipients = False
+        # An address: EmailCommunicatorConfig refuses a from_address without one.
         self._sender = envelope_address(config.from_address)
-        if "@" not in self._sender:
-            raise ConfigError(
-                f"{config.from_address!r} is not an email address (expected "
-                "alerts@example.com or Alerts <alerts@example.com>)",
-                key=f"backends.{name}.from_address",
-            )
         self._from_header = format_address(config.from_address)
         self._local_hostname = config.local_hostname or _default_local_hostname()
         domain = self._sender.rpartition("@")[2]

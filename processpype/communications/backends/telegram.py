@@ -417,7 +417,7 @@ class TelegramCommunicator(Communicator):
             return None
         if not config.listen_to_commands and not config.persist_session:
             return None
-        bot_id = config.token.get_secret_value().strip().split(":", 1)[0]
+        bot_id = config.token.get_secret_value().split(":", 1)[0]
         return SessionStore(self.session_file().parent, bot_id)
 
     def _send_only_session(self) -> Any:
@@ -506,18 +506,6 @@ class TelegramCommunicator(Communicator):
             "catch_up": listening,
         }
 
-    def _check_token(self) -> str:
-        token = self._tg_config.token.get_secret_value().strip()
-        key = f"backends.{self.name}.token"
-        if not token:
-            # telethon would fall back to an interactive phone login reading stdin.
-            raise ConfigError("cannot be empty: set the bot token from @BotFather", key=key)
-        if ":" not in token:
-            raise ConfigError(
-                "does not look like a bot token ('<bot id>:<secret>' from @BotFather)", key=key
-            )
-        return token
-
     async def start(self) -> None:
         """Log the bot in (within ``connect_timeout``), listen if asked, start sending.
 
@@ -526,7 +514,8 @@ class TelegramCommunicator(Communicator):
         """
         if self._started:
             return
-        token = self._check_token()
+        # Stripped, not empty and '<bot id>:<secret>': TelegramCommunicatorConfig checks it.
+        token = self._tg_config.token.get_secret_value()
         self._store = self._session_store()
         self._check_login_wait()
         session = self._session()
