@@ -532,3 +532,22 @@ async def test_fan_out_hands_an_in_memory_result_back_at_once() -> None:
         (0, "delivered"),
         (1, "delivered"),
     ]
+
+
+@pytest.mark.asyncio
+async def test_cancelling_deliver_cancels_its_sends() -> None:
+    dispatcher = CommunicationDispatcher()
+    one, two = GateCommunicator("one"), GateCommunicator("two")
+    dispatcher.register(one)
+    dispatcher.register(two)
+    await dispatcher.start_all()
+    task = asyncio.ensure_future(dispatcher.deliver(OutgoingMessage(message="hi")))
+    await asyncio.sleep(0)  # both sends wait at their gates
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    one.gate.set()
+    two.gate.set()
+    await asyncio.sleep(0)
+    assert one.texts == []
+    assert two.texts == []

@@ -243,13 +243,12 @@ class CommunicationDispatcher:
 
         sends = self.fan_out(message, targets, collect)
         try:
-            if not done.done():
-                await done
-            done.result()  # what on_result raised during fan_out
-        finally:
+            await done  # raises what on_result raised (the other sends go on)
+        except asyncio.CancelledError:
             for task in sends:
                 if task is not None:
-                    task.cancel()  # cancelled (or on_result raised): the rest stop too
+                    task.cancel()  # the caller gave up: so do the sends
+            raise
         return DeliveryReport(
             message=message,
             results=tuple(
