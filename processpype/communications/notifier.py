@@ -151,12 +151,10 @@ class Notifier:
         self._config = _coerce_config(config)
         self._name = name or f"processpype-notifier-{next(_names)}"
         self._drain_timeout = drain
-        self._max_in_flight = max_in_flight
         self._start_timeout = start_timeout
         self._enabled = self._config.enabled
         self._dispatcher = CommunicationDispatcher()
         self._loop_thread = LoopThread(self._name)
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._handlers = IncomingHandlers(self._name, self._loop_thread)
         self._outbox: OutboxProducer | None = None  # set with communications.outbox
         # The hand-off list, the count in flight and the closing flag, between threads.
@@ -308,7 +306,7 @@ class Notifier:
                 raise self._closed_error()
             if self._started:
                 return
-            self._loop = self._handoff.loop = self._loop_thread.start()
+            self._handoff.loop = self._loop_thread.start()
             tasks = self._loop_thread.call(self._start_on_loop(list(self.communicators.values())))
             self._started = True
         self._wait_for_starts(tasks)
