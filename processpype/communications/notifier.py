@@ -567,10 +567,16 @@ class Notifier:
         """``edit`` for async code: awaitable from any event loop, this notifier's included."""
         timeout = check_timeout(timeout, "timeout")
         outgoing = _edited(report, message, fields)
+        # On this notifier's own loop (an async on_message handler) the edit is a task of
+        # its own there, tracked as one from another thread is: flush waits for it,
+        # close reports it.
+        future: asyncio.Future[DeliveryReport] | concurrent.futures.Future[DeliveryReport]
         if self.in_loop_thread():
-            async with asyncio.timeout(timeout):
-                return await self._dispatcher.edit(report, outgoing)
-        future = self._edit_future(report, outgoing)
+            if self._handoff.closing:
+                raise self._closed_error()
+            future = asyncio.ensure_future(self._tracked_edit(report, outgoing, False))
+        else:
+            future = self._edit_future(report, outgoing)
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.wrap_future(future)
