@@ -456,3 +456,98 @@ async def test_deliver_reports_each_result_as_it_arrives() -> None:
     report = await task
     assert arrived == ["fast", "slow"]
     assert [r.backend for r in report.results] == ["slow", "fast"]  # registration order
+
+
+class SlowStart(RecordingCommunicator):
+    """Connects once ``connected`` is set."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.connected.wait()
+        await super().start()
+
+
+@pytest.mark.asyncio
+async def test_messages_wait_at_the_start_gate_and_go_in_arrival_order() -> None:
+    dispatcher = CommunicationDispatcher()
+    mail = SlowStart("mail")
+    dispatcher.register(mail)
+    starting = asyncio.ensure_future(dispatcher.start_all())
+    await asyncio.sleep(0)  # the start is under way
+    sends = [
+        asyncio.ensure_future(dispatcher.deliver(OutgoingMessage(message=text)))
+        for text in ("1", "2")
+    ]
+    await asyncio.sleep(0)
+    assert mail.texts == []
+    mail.connected.set()
+    # Handed over as the start ends: it still queues behind the two waiting.
+    sends.append(asyncio.ensure_future(dispatcher.deliver(OutgoingMessage(message="3"))))
+    reports = await asyncio.gather(*sends)
+    await starting
+    assert [r.results[0].status for r in reports] == ["delivered"] * 3
+    assert mail.texts == ["1", "2", "3"]
+
+
+@pytest.mark.asyncio
+async def test_a_send_cancelled_at_the_start_gate_is_known_as_not_sent() -> None:
+    dispatcher = CommunicationDispatcher()
+    mail = SlowStart("mail")
+    dispatcher.register(mail)
+    start = dispatcher.begin_start(mail)
+    results: list[DeliveryResult | None] = []
+    sends = dispatcher.fan_out(
+        OutgoingMessage(message="held"), [mail], lambda _, result: results.append(result)
+    )
+    task = sends[0]
+    assert task is not None
+    assert dispatcher.at_gate(task)
+    task.cancel()
+    await asyncio.wait([task])
+    assert results == [None]  # cancelled: no result
+    assert not dispatcher.at_gate(task)
+    mail.connected.set()
+    assert await start is True
+    later = await dispatcher.deliver(OutgoingMessage(message="after"))
+    assert later.ok
+    assert mail.texts == ["after"]
+
+
+@pytest.mark.asyncio
+async def test_fan_out_hands_an_in_memory_result_back_at_once() -> None:
+    dispatcher = CommunicationDispatcher()
+    one, two = recorder("one"), recorder("two")
+    dispatcher.register(one)
+    dispatcher.register(two)
+    await dispatcher.start_all()
+    results: list[tuple[int, DeliveryResult | None]] = []
+    sends = dispatcher.fan_out(
+        OutgoingMessage(message="hi"), [one, two], lambda i, r: results.append((i, r))
+    )
+    assert sends == [None, None]  # nothing left under way: both completed here
+    assert [(i, r.status if r else None) for i, r in results] == [
+        (0, "delivered"),
+        (1, "delivered"),
+    ]
+
+
+@pytest.mark.asyncio
+async def test_cancelling_deliver_cancels_its_sends() -> None:
+    dispatcher = CommunicationDispatcher()
+    one, two = GateCommunicator("one"), GateCommunicator("two")
+    dispatcher.register(one)
+    dispatcher.register(two)
+    await dispatcher.start_all()
+    task = asyncio.ensure_future(dispatcher.deliver(OutgoingMessage(message="hi")))
+    await asyncio.sleep(0)  # both sends wait at their gates
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    one.gate.set()
+    two.gate.set()
+    await asyncio.sleep(0)
+    assert one.texts == []
+    assert two.texts == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import pytest
 from http_helpers import FaultyServer, Reply, faulty_server
 
 from processpype.communications.delivery import DeliveryReport, DeliveryResult
-from processpype.communications.models import Attachment, OutgoingMessage
+from processpype.communications.models import Attachment, IncomingMessage, OutgoingMessage
 from processpype.communications.notifier import Notifier
 from processpype.testing.recording import RecordingCommunicator
 
@@ -110,6 +111,52 @@ def test_close_during_an_edit_reports_it_as_may_have_been_applied(
     text = caplog.text
     assert "may have been delivered" in text
     assert "-> chat (may have been delivered) (an edit into this text): 'deployed'" in text
+
+
+def edit_from_a_handler(
+    notifier: Notifier, held: HeldEdits, report: DeliveryReport
+) -> concurrent.futures.Future[DeliveryReport]:
+    """An async on_message handler that edits ``report``: on the notifier's own loop."""
+    outcome: concurrent.futures.Future[DeliveryReport] = concurrent.futures.Future()
+
+    async def on_command(message: IncomingMessage) -> None:
+        try:
+            outcome.set_result(await notifier.aedit(report, "deployed", timeout=None))
+        except BaseException as exc:  # the test looks at it
+            outcome.set_exception(exc)
+
+    notifier.on_message(on_command)
+    held.inject("/deployed")
+    return outcome
+
+
+def test_flush_waits_for_an_edit_made_on_the_notifiers_own_loop(
+    notifier: Notifier, held: HeldEdits
+) -> None:
+    report = notifier.send("deploying")
+    outcome = edit_from_a_handler(notifier, held, report)
+    assert held.editing.wait(5)
+
+    assert notifier.flush(0.2) is False  # the edit is still being made
+    held.release()
+    assert outcome.result(5).ok
+    assert notifier.flush(5) is True
+    assert held.current_text(report.results[0].reference) == "deployed"
+
+
+def test_close_reports_an_edit_made_on_the_notifiers_own_loop(
+    notifier: Notifier, held: HeldEdits, caplog: pytest.LogCaptureFixture
+) -> None:
+    report = notifier.send("deploying")
+    outcome = edit_from_a_handler(notifier, held, report)
+    assert held.editing.wait(5)
+
+    with caplog.at_level(logging.WARNING, logger="processpype.communications.notifier"):
+        assert notifier.close(timeout=0.2) is False
+    [result] = outcome.result(5).results  # a report, not a cancellation
+    assert result.status == "failed"
+    assert "may have been applied" in (result.error or "")
+    assert "-> chat (may have been delivered) (an edit into this text): 'deployed'" in caplog.text
 
 
 @pytest.fixture

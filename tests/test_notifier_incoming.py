@@ -191,3 +191,41 @@ def test_incoming_messages_carry_the_backend_and_sender(
     (message,) = seen.wait_for(1)
     assert isinstance(message, IncomingMessage)
     assert (message.backend_name, message.sender, message.chat_label) == ("chat", "alice", "ops")
+
+
+def test_sync_or_async_is_decided_once_as_the_handler_is_subscribed(
+    notifier: Notifier, recorder: RecordingCommunicator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from processpype.communications import _handlers
+
+    checks: list[object] = []
+    decide = _handlers.is_async_handler
+
+    def counting(handler: object) -> bool:
+        checks.append(handler)
+        return decide(handler)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_handlers, "is_async_handler", counting)
+    seen = Collected()
+
+    async def on_async(message: IncomingMessage) -> None:
+        seen.add(("async", message.text))
+
+    notifier.on_message(lambda m: seen.add(("sync", m.text)))
+    notifier.on_message(on_async)
+    for index in range(3):
+        recorder.inject(f"m{index}")
+
+    items = seen.wait_for(6)
+    expected = {(kind, f"m{i}") for kind in ("sync", "async") for i in range(3)}
+    assert set(items) == expected
+    assert len(items) == 6
+    assert len(checks) == 2  # once per handler, never per message
+
+
+def test_the_handler_type_names_are_importable_where_documented() -> None:
+    from processpype.communications.base import IncomingHandler, IncomingSink
+    from processpype.communications.models import MessageHandler, OnMessageHandler
+
+    assert IncomingHandler is IncomingSink  # the former name, kept for compatibility
+    assert MessageHandler is not OnMessageHandler

@@ -382,3 +382,18 @@ async def test_trim_of_a_stream_that_is_gone_leaves_it_to_the_next_read(
         assert await client.exists("processpype:outbox") == 0
     finally:
         await client.aclose()
+
+
+def test_the_worker_skips_a_message_below_the_backends_min_severity(
+    processpype_redis: RedisTestServer,
+) -> None:
+    backends = {"rec": {"type": "recording", "receiving": False, "min_severity": "warning"}}
+    config = outbox_config(processpype_redis.url, backends)
+    with running_worker(config) as worker, Notifier(config) as notifier:
+        quiet = notifier.send("just so you know", wait_for_delivery=True, timeout=10)
+        loud = notifier.send("disk full", severity="error", wait_for_delivery=True, timeout=10)
+    [skipped] = quiet.results
+    assert skipped.status == "skipped"
+    assert skipped.error == "severity info is below min_severity warning"
+    assert [r.status for r in loud.results] == ["delivered"]
+    assert recorder_of(worker).texts == ["disk full"]

@@ -3,7 +3,8 @@
 Sync handlers run on one worker thread of the notifier, in arrival order, so a slow
 handler never stalls the event loop that sends messages, and a handler may block on
 ``Notifier.send`` to reply. Async handlers run as tasks on the notifier's loop. A
-handler's exception is logged; it never stops the listener.
+handler's exception is logged; it never stops the listener. Whether a handler is sync or
+async is decided once, as it is subscribed (``IncomingHandlers.runner``).
 """
 
 from __future__ import annotations
@@ -17,14 +18,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from processpype.communications._loop_thread import LoopThread
-from processpype.communications.models import IncomingMessage
+from processpype.communications.models import IncomingMessage, OnMessageHandler
 
-__all__ = ["IncomingHandler", "IncomingHandlers", "is_async_handler"]
+__all__ = ["IncomingHandlers", "is_async_handler"]
 
 logger = logging.getLogger("processpype.communications.notifier")
-
-IncomingHandler = Callable[[IncomingMessage], Awaitable[None] | None]
-"""A sync or async callable that receives every incoming message."""
 
 
 def is_async_handler(handler: Callable[..., Any]) -> bool:
@@ -41,7 +39,7 @@ class IncomingHandlers:
     def __init__(self, name: str, loop_thread: LoopThread) -> None:
         self._name = name
         self._loop_thread = loop_thread
-        self._queue: queue.SimpleQueue[tuple[IncomingHandler, IncomingMessage] | None] = (
+        self._queue: queue.SimpleQueue[tuple[OnMessageHandler, IncomingMessage] | None] = (
             queue.SimpleQueue()
         )
         self._worker: threading.Thread | None = None
@@ -49,16 +47,31 @@ class IncomingHandlers:
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def deliver(self, handler: IncomingHandler, message: IncomingMessage) -> None:
-        """Hand ``message`` to ``handler`` on the right thread; returns at once."""
+    def runner(self, handler: OnMessageHandler) -> Callable[[IncomingMessage], None]:
+        """What hands each message to ``handler`` on the right thread, returning at once.
+
+        Sync or async is decided here, once, not on every message.
+        """
+        if is_async_handler(handler):
+
+            def run_async(message: IncomingMessage) -> None:
+                if self._open():
+                    self._run_on_loop(handler, message)
+
+            return run_async
+
+        def run_sync(message: IncomingMessage) -> None:
+            if self._open():
+                self._ensure_worker()
+                self._queue.put((handler, message))
+
+        return run_sync
+
+    def _open(self) -> bool:
         if self._closed:
             logger.debug("%s: incoming message dropped: the notifier is closed", self._name)
-            return
-        if is_async_handler(handler):
-            self._run_on_loop(handler, message)
-            return
-        self._ensure_worker()
-        self._queue.put((handler, message))
+            return False
+        return True
 
     def _ensure_worker(self) -> None:
         if self._worker is not None:
@@ -86,7 +99,7 @@ class IncomingHandlers:
                 # A sync callable that returned a coroutine: run it where async code runs.
                 self._run_awaitable_on_loop(handler, result)
 
-    def _run_on_loop(self, handler: IncomingHandler, message: IncomingMessage) -> None:
+    def _run_on_loop(self, handler: OnMessageHandler, message: IncomingMessage) -> None:
         if self._loop_thread.in_loop_thread():
             self._spawn(handler, message)
             return
@@ -97,7 +110,7 @@ class IncomingHandlers:
                 "%s: incoming message dropped: the notifier's loop is not running", self._name
             )
 
-    def _run_awaitable_on_loop(self, handler: IncomingHandler, awaitable: Awaitable[None]) -> None:
+    def _run_awaitable_on_loop(self, handler: OnMessageHandler, awaitable: Awaitable[None]) -> None:
         async def run() -> None:
             await awaitable
 
@@ -108,14 +121,14 @@ class IncomingHandlers:
                 "%s: handler %r not run: the notifier's loop is not running", self._name, handler
             )
 
-    def _spawn(self, handler: IncomingHandler, message: IncomingMessage) -> None:
+    def _spawn(self, handler: OnMessageHandler, message: IncomingMessage) -> None:
         async def run() -> None:
             await handler(message)  # type: ignore[misc]
 
         self._spawn_coroutine(handler, run)
 
     def _spawn_coroutine(
-        self, handler: IncomingHandler, run: Callable[[], Awaitable[None]]
+        self, handler: OnMessageHandler, run: Callable[[], Awaitable[None]]
     ) -> None:
         async def guarded() -> None:
             try:

@@ -75,11 +75,9 @@ class LoopWaker:
     def _on_wake(self) -> None:
         fd = self._fd
         if fd is not None:
-            # Not contextlib.suppress: this runs once per wake, and try is free.
-            try:  # noqa: SIM105
+            # Already read: a wake raced with the previous read.
+            with contextlib.suppress(BlockingIOError):
                 os.eventfd_read(fd)
-            except BlockingIOError:  # already read: a wake raced with the previous read
-                pass
         self._callback()
 
     def close(self) -> None:

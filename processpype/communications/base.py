@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from processpype.communications.ask import Answer, Question
     from processpype.config.models import CommunicatorBackendConfig
 
-__all__ = ["Communicator", "IncomingSink", "NoOpCommunicator"]
+__all__ = ["Communicator", "IncomingHandler", "IncomingSink", "NoOpCommunicator"]
 
 logger = logging.getLogger("processpype.communications")
 
@@ -23,7 +23,9 @@ IncomingSink = Callable[[IncomingMessage], None]
 """Where a backend hands each message it receives (the dispatcher sets it).
 
 Not to be confused with the handlers users give ``Notifier.on_message``
-(``IncomingHandler``, sync or async) or ``MessageHandler`` (async)."""
+(``OnMessageHandler``, sync or async) or ``MessageHandler`` (async)."""
+IncomingHandler = IncomingSink
+"""The former name of ``IncomingSink``, kept for compatibility."""
 
 
 class Communicator(ABC):

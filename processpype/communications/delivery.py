@@ -65,20 +65,7 @@ class DeliveryResult(BaseModel):
 
         ``reference`` names what was posted, for ``Communicator.edit`` later.
         """
-        if reference:  # names one message: nothing to share with others
-            return cls(backend=backend, status="delivered", attempts=attempts, reference=reference)
-        if cls is not DeliveryResult or type(backend) is not str or type(attempts) is not int:
-            return cls(backend=backend, status="delivered", attempts=attempts)
-        # Results are frozen values, and "delivered" ones repeat for every message of a
-        # backend: validating once per (backend, attempts) keeps pydantic off the hot path.
-        key = (backend, attempts)
-        result = _delivered.get(key)
-        if result is None:
-            result = cls(backend=backend, status="delivered", attempts=attempts)
-            if len(_delivered) >= _DELIVERED_LIMIT:
-                _delivered.clear()
-            _delivered[key] = result
-        return result
+        return cls(backend=backend, status="delivered", attempts=attempts, reference=reference)
 
     @classmethod
     def failed(
@@ -96,21 +83,7 @@ class DeliveryResult(BaseModel):
     @classmethod
     def queued(cls, backend: str) -> DeliveryResult:
         """A result for a message put in the outbox, for a worker to deliver."""
-        if cls is not DeliveryResult or type(backend) is not str:
-            return cls(backend=backend, status="queued", attempts=0)
-        result = _queued.get(backend)  # frozen and alike for every message of a backend
-        if result is None:
-            result = cls(backend=backend, status="queued", attempts=0)
-            if len(_queued) >= _DELIVERED_LIMIT:
-                _queued.clear()
-            _queued[backend] = result
-        return result
-
-
-_delivered: dict[tuple[str, int], DeliveryResult] = {}
-_queued: dict[str, DeliveryResult] = {}
-_DELIVERED_LIMIT = 1024
-"""Distinct (backend, attempts) "delivered" results kept; the cache is cleared beyond."""
+        return cls(backend=backend, status="queued", attempts=0)
 
 
 class DeliveryReport(BaseModel):

@@ -2,16 +2,23 @@
 
 Outgoing messages go to every backend registered for their label, concurrently, so a
 slow backend never delays the others and one backend's failure never stops the rest.
+This is the one fan-out: ``fan_out`` starts a message's sends without waiting (the
+``Notifier``'s loop uses it), ``deliver`` awaits it (``emit``, the CLI). Each backend has
+a start gate: while its ``start()`` runs, its messages wait there in arrival order.
 Incoming messages from backends are published on an eventspype ``EventPublisher``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from eventspype import EventPublication, EventPublisher, FunctionalEventSubscriber
 
@@ -50,6 +57,21 @@ class _StartFailure:
         self.retry_at = time.monotonic() + delay
 
 
+class _StartGate:
+    """Where the messages of one backend wait, in arrival order, while its start() runs.
+
+    Once the start ended they pass one at a time, each letting the next through as it
+    hands its message to the backend, so a message arriving meanwhile queues behind
+    them instead of overtaking them. The gate is gone once the last one passed.
+    """
+
+    __slots__ = ("start", "turns")
+
+    def __init__(self) -> None:
+        self.start: asyncio.Task[bool] | None = None
+        self.turns: deque[asyncio.Future[None]] = deque()
+
+
 class CommunicationDispatcher:
     """Routes OutgoingMessage to registered Communicator backends by label."""
 
@@ -61,9 +83,8 @@ class CommunicationDispatcher:
         # eventspype holds subscribers weakly: keep every subscriber we create alive.
         self._subscribers: set[FunctionalEventSubscriber] = set()
         self._start_failures: dict[str, _StartFailure] = {}
-        self._start_locks: dict[str, asyncio.Lock] = {}
-        # Messages queued on a start lock, by backend: later ones queue behind them.
-        self._start_waiting: dict[str, int] = {}
+        self._gates: dict[str, _StartGate] = {}  # by backend; loop thread only
+        self._at_gate: set[asyncio.Task[Any]] = set()  # tasks waiting at a gate
         self._warned_labels: set[str] = set()
         self._lock = threading.RLock()
 
@@ -197,18 +218,105 @@ class CommunicationDispatcher:
         targets = self.targets(message.label, warn=True)
         if not targets:
             return DeliveryReport(message=message)
-
-        async def one(communicator: Communicator) -> DeliveryResult:
-            result = await self.deliver_to(communicator, message)
+        if len(targets) == 1:  # one backend: awaited here, no task, no future
+            result = await self.deliver_to(targets[0], message)
             if on_result is not None:
                 on_result(result)
-            return result
+            return DeliveryReport(message=message, results=(result,))
+        results: list[DeliveryResult | None] = [None] * len(targets)
+        done = asyncio.get_running_loop().create_future()
+        left = len(targets)
 
-        if len(targets) == 1:
-            results: list[DeliveryResult] = [await one(targets[0])]
-        else:
-            results = list(await asyncio.gather(*(one(c) for c in targets)))
-        return DeliveryReport(message=message, results=tuple(results))
+        def collect(index: int, result: DeliveryResult | None) -> None:
+            nonlocal left
+            results[index] = result
+            left -= 1
+            try:
+                if on_result is not None and result is not None:
+                    on_result(result)
+            except BaseException as exc:  # the caller's callback: raised from deliver
+                if not done.done():
+                    done.set_exception(exc)
+                return
+            if left == 0 and not done.done():
+                done.set_result(None)
+
+        sends = self.fan_out(message, targets, collect)
+        try:
+            await done  # raises what on_result raised (the other sends go on)
+        except asyncio.CancelledError:
+            for task in sends:
+                if task is not None:
+                    task.cancel()  # the caller gave up: so do the sends
+            raise
+        return DeliveryReport(
+            message=message,
+            results=tuple(
+                DeliveryResult.failed(c.name, "the delivery was cancelled", attempts=0)
+                if result is None
+                else result
+                for c, result in zip(targets, results, strict=True)
+            ),
+        )
+
+    def fan_out(
+        self,
+        message: OutgoingMessage,
+        targets: Sequence[Communicator],
+        on_result: Callable[[int, DeliveryResult | None], None],
+        *,
+        context: contextvars.Context | None = None,
+    ) -> list[asyncio.Task[DeliveryResult] | None]:
+        """Loop thread: start sending ``message`` to each of ``targets``, without waiting.
+
+        Each send is an eager task (``deliver_to``) run at once up to its first await,
+        in ``targets`` order: backends fix each message's place in their order in the
+        order messages are handed over, and an in-memory backend completes right here.
+        Each runs in its own copy of ``context`` (default: the caller's), so the sender's
+        contextvars show in the backend and one backend's changes never leak into
+        another's. ``on_result(index, result)`` is called once per target: during this
+        call for a send that completed at once, from the task's done callback otherwise;
+        ``result`` is None for a send that was cancelled. Returns one entry per target:
+        the task still sending, or None where the result was already handed over.
+        """
+        loop = asyncio.get_running_loop()
+        if context is None:
+            context = contextvars.copy_context()
+        if len(targets) == 1:  # the common case, without the loop
+            return [self._send(loop, targets[0], 0, message, on_result, context)]
+        return [
+            self._send(loop, communicator, index, message, on_result, context)
+            for index, communicator in enumerate(targets)
+        ]
+
+    def _send(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        communicator: Communicator,
+        index: int,
+        message: OutgoingMessage,
+        on_result: Callable[[int, DeliveryResult | None], None],
+        context: contextvars.Context,
+    ) -> asyncio.Task[DeliveryResult] | None:
+        """One send of ``fan_out``: the task still sending, or None once handed back."""
+        task = asyncio.Task(
+            self.deliver_to(communicator, message),
+            loop=loop,
+            eager_start=True,
+            context=context.copy(),  # a context cannot be entered twice at once
+        )
+        if task.done():
+            on_result(index, _outcome(communicator.name, task))
+            return None
+        task.add_done_callback(functools.partial(_hand_back, on_result, index, communicator.name))
+        return task
+
+    def at_gate(self, task: asyncio.Task[DeliveryResult]) -> bool:
+        """True while ``task`` (from ``fan_out``) waits for its backend's start to end.
+
+        Its message has not reached the backend: cancelled now, it was surely not sent.
+        """
+        return task in self._at_gate
 
     async def deliver_to(
         self, communicator: Communicator, message: OutgoingMessage
@@ -231,16 +339,25 @@ class CommunicationDispatcher:
         self, communicator: Communicator, message: OutgoingMessage
     ) -> DeliveryResult:
         name = communicator.name
-        min_severity = getattr(communicator.config, "min_severity", MessageSeverity.DEBUG)
-        # Nothing ranks below DEBUG (the default): skip the comparison for it.
-        if min_severity is not MessageSeverity.DEBUG and message.severity < min_severity:
-            return DeliveryResult.skipped(
-                name, f"severity {message.severity} is below min_severity {min_severity}"
-            )
-        if not communicator.is_started or self._start_waiting.get(name):
-            failure = await self._retry_start(communicator)
-            if failure is not None:
-                return failure
+        skipped = severity_skip(communicator, message)
+        if skipped is not None:
+            return skipped
+        gate = self._gates.get(name)
+        if gate is None and not communicator.is_started:
+            failure = self._start_failures.get(name)
+            if failure is None:
+                return DeliveryResult.skipped(name, "backend is not started")
+            if time.monotonic() < failure.retry_at:
+                return _did_not_start(name, failure)
+            self.begin_start(communicator)  # retried, with backoff, on this message
+            gate = self._gates[name]
+        if gate is not None:
+            await self._wait_at_gate(name, gate)
+            if not communicator.is_started:
+                failure = self._start_failures.get(name)
+                if failure is None:
+                    return DeliveryResult.skipped(name, "backend is not started")
+                return _did_not_start(name, failure)
         try:
             return await communicator.deliver(message)
         except asyncio.CancelledError:
@@ -309,38 +426,36 @@ class CommunicationDispatcher:
         finally:
             DELIVERING.reset(token)
 
-    async def _retry_start(self, communicator: Communicator) -> DeliveryResult | None:
-        """Start a backend whose start failed earlier, with backoff between tries.
-
-        Returns a result to report instead of sending, or None once the backend runs.
-        """
-        name = communicator.name
-        failure = self._start_failures.get(name)
-        if failure is None and not self._start_waiting.get(name):
-            if communicator.is_started:
-                return None
-            return DeliveryResult.skipped(name, "backend is not started")
-        lock = self._start_locks.setdefault(name, asyncio.Lock())
-        # Counted while queued on the lock: a message arriving as the start succeeds
-        # must not overtake the earlier ones still waiting here.
-        self._start_waiting[name] = self._start_waiting.get(name, 0) + 1
+    async def _wait_at_gate(self, name: str, gate: _StartGate) -> None:
+        """Wait for this message's turn at ``gate``; returns letting the next one through."""
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        gate.turns.append(turn)
+        task = asyncio.current_task()
+        if task is not None:
+            self._at_gate.add(task)
         try:
-            async with lock:
-                failure = self._start_failures.get(name)
-                if failure is None:
-                    if communicator.is_started:
-                        return None
-                    return DeliveryResult.skipped(name, "backend is not started")
-                if time.monotonic() >= failure.retry_at:
-                    await self._start_one(communicator)
-                    failure = self._start_failures.get(name)
-                    if failure is None:
-                        return None
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._pass_gate(name, gate)  # it was its turn: the next one goes
+            else:
+                gate.turns.remove(turn)
+            raise
         finally:
-            self._start_waiting[name] -= 1
-        return DeliveryResult.failed(
-            name, f"backend did not start: {describe_error(failure.error)}", attempts=0
-        )
+            self._at_gate.discard(task)
+        self._pass_gate(name, gate)
+
+    def _pass_gate(self, name: str, gate: _StartGate) -> None:
+        """Let the next message through ``gate`` (after its start ended), or remove it."""
+        if gate.start is not None and not gate.start.done():
+            return
+        while gate.turns:
+            turn = gate.turns.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+        if self._gates.get(name) is gate:
+            del self._gates[name]
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -360,14 +475,36 @@ class CommunicationDispatcher:
         self._start_failures.pop(communicator.name, None)
         return True
 
+    def begin_start(self, communicator: Communicator) -> asyncio.Task[bool]:
+        """Loop thread: start ``communicator`` in a task, its messages waiting meanwhile.
+
+        Messages for the backend wait at its start gate, in arrival order, until the
+        start ended (well or not); a backend already starting returns that start.
+        """
+        name = communicator.name
+        gate = self._gates.get(name)
+        if gate is None:
+            gate = self._gates[name] = _StartGate()
+        elif gate.start is not None and not gate.start.done():
+            return gate.start
+        task = asyncio.get_running_loop().create_task(
+            self._start_one(communicator), name=f"start {name}"
+        )
+        gate.start = task
+        task.add_done_callback(lambda _: self._pass_gate(name, gate))
+        return task
+
     async def start_one(self, communicator: Communicator) -> bool:
-        """Start one communicator; a failure is logged, kept and retried on its next message."""
-        return await self._start_one(communicator)
+        """Start one communicator; a failure is logged, kept and retried on its next message.
+
+        Messages sent to it meanwhile wait for the start to end, in arrival order.
+        """
+        return await self.begin_start(communicator)
 
     async def start_all(self) -> None:
         """Start all registered communicators concurrently; failures are logged."""
         pending = [c for c in self.communicators.values() if not c.is_started]
-        await asyncio.gather(*(self._start_one(c) for c in pending))
+        await asyncio.gather(*(self.begin_start(c) for c in pending))
 
     def start_errors(self) -> dict[str, BaseException]:
         """The last start() error of every backend that is not running because of it."""
@@ -384,12 +521,13 @@ class CommunicationDispatcher:
         """Stop one communicator; a failure is logged, never raised."""
         await _stop_one(communicator)
 
-    async def stop_all(self, timeout: float | None = None) -> list[str]:
+    async def stop_all(self, timeout: float | None = None, *, log: bool = True) -> list[str]:
         """Stop every registered communicator concurrently, waiting up to ``timeout``.
 
         Failures are logged, never raised. A backend whose ``stop()`` has not returned
         when ``timeout`` runs out is cancelled and logged by name (a hung stop must not
-        hang the caller). Returns the names of those backends, sorted; None waits for all.
+        hang the caller; ``log=False`` leaves that line to the caller). Returns the names
+        of those backends, sorted; None waits for all.
         """
         stopping = {
             asyncio.ensure_future(_stop_one(c)): name for name, c in self.communicators.items()
@@ -404,8 +542,46 @@ class CommunicationDispatcher:
         for task in still:
             task.cancel()
         names = sorted(stopping[task] for task in still)
-        logger.error("backends still stopping after %ss: %s", timeout, ", ".join(names))
+        if log:
+            logger.error("backends still stopping after %ss: %s", timeout, ", ".join(names))
         return names
+
+
+def severity_skip(communicator: Communicator, message: OutgoingMessage) -> DeliveryResult | None:
+    """The skipped result of a message below the backend's ``min_severity``; else None."""
+    min_severity = getattr(communicator.config, "min_severity", MessageSeverity.DEBUG)
+    # Nothing ranks below DEBUG (the default): skip the comparison for it.
+    if min_severity is not MessageSeverity.DEBUG and message.severity < min_severity:
+        return DeliveryResult.skipped(
+            communicator.name,
+            f"severity {message.severity} is below min_severity {min_severity}",
+        )
+    return None
+
+
+def _did_not_start(name: str, failure: _StartFailure) -> DeliveryResult:
+    return DeliveryResult.failed(
+        name, f"backend did not start: {describe_error(failure.error)}", attempts=0
+    )
+
+
+def _outcome(name: str, task: asyncio.Task[DeliveryResult]) -> DeliveryResult | None:
+    """The result of a finished send; None when it was cancelled."""
+    try:
+        return task.result()
+    except asyncio.CancelledError:
+        return None
+    except BaseException as error:  # deliver_to never raises; a bug in it still reports
+        return DeliveryResult.failed(name, error)
+
+
+def _hand_back(
+    on_result: Callable[[int, DeliveryResult | None], None],
+    index: int,
+    name: str,
+    task: asyncio.Task[DeliveryResult],
+) -> None:
+    on_result(index, _outcome(name, task))
 
 
 async def _flush_one(communicator: Communicator, timeout: float | None) -> bool:

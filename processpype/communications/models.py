@@ -9,6 +9,7 @@ from processpype.foundation.models import (
     IncomingMessage,
     MessageHandler,
     MessageSeverity,
+    OnMessageHandler,
     OutgoingMessage,
 )
 from processpype.foundation.models import coerce_attachments as coerce_attachments
@@ -19,5 +20,6 @@ __all__ = [
     "IncomingMessage",
     "MessageHandler",
     "MessageSeverity",
+    "OnMessageHandler",
     "OutgoingMessage",
 ]

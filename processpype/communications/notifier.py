@@ -5,8 +5,8 @@ How a message travels::
     send / send_nowait / asend  (any thread, any event loop)
         │  one FIFO hand-off list, one loop wake-up for many messages
         ▼
-    the notifier's loop thread: one delivery task per backend of the label,
-    created in hand-off order (CommunicationDispatcher.deliver_to)
+    the notifier's loop thread: CommunicationDispatcher.fan_out, one eager task
+    per backend of the label, created in hand-off order
         │  every backend reaches an outcome: delivered, failed or skipped
         ▼
     DeliveryReport → the caller's future, lock or awaitable
@@ -19,34 +19,42 @@ dropped). At interpreter exit every notifier still open is flushed for up to its
 the same happens when a forked ``multiprocessing`` child ends, and on SIGTERM or SIGINT
 with ``handle_signals=True`` (``_signals``). A notifier dropped without ``close()`` is
 finalized once idle (its loop thread holds it only weakly).
+
+This module is the public facade and its lifecycle (start, send, edit, flush, close).
+The hand-off between threads is ``_handoff``; the fan-out to the backends and their
+start gate are the dispatcher's; the exit, fork and garbage-collection hooks and the
+close/exit report are ``_process_hooks``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import concurrent.futures
-import concurrent.futures.thread  # its exit hook must be registered before ours
 import contextlib
-import contextvars
 import functools
 import itertools
 import logging
 import os
-import sys
 import threading
 import time
 import warnings
 import weakref
-from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import BaseModel
-
-from processpype.communications._handlers import IncomingHandler, IncomingHandlers
-from processpype.communications._loop_thread import LoopThread, LoopWaker
+from processpype.communications._handlers import IncomingHandlers
+from processpype.communications._handoff import Delivery, Handoff
+from processpype.communications._loop_thread import LoopThread
+from processpype.communications._process_hooks import (
+    Undelivered,
+    abandon,
+    close_for_signal,
+    mark_busy,
+    report_undelivered,
+    track,
+    untrack,
+)
 
 if TYPE_CHECKING:
     from processpype.communications._signals import SignalFlush
@@ -67,8 +75,8 @@ from processpype.communications.errors import (
 )
 from processpype.communications.models import (
     Attachment,
-    IncomingMessage,
     MessageSeverity,
+    OnMessageHandler,
     OutgoingMessage,
     coerce_attachments,
 )
@@ -86,115 +94,17 @@ __all__ = ["Notifier"]
 logger = logging.getLogger("processpype.communications.notifier")
 
 _DISABLED_REASON = COMMUNICATIONS_DISABLED
-_DRAIN_BATCH = 512
-"""Messages dispatched per loop callback, so a flood never starves the loop's I/O."""
 _CLOSE_GRACE = 5.0
 """Seconds close() allows, after its flush, to cancel leftovers, stop backends and join."""
 _EXIT_GRACE = 1.0
 """The same allowance at interpreter exit, where nobody should wait long."""
 _LOOP_RESPONSE = 10.0
 """Seconds a quick call into the loop (registering a backend) may take before giving up."""
-_PREVIEW = 60
-"""Characters of an undelivered message shown in the close/exit report."""
 _ASK_GRACE = 60.0
 """Seconds ``ask()`` allows beyond its timeout for posting and editing the question."""
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _names = itertools.count(1)
-_live: weakref.WeakSet[Notifier] = weakref.WeakSet()
-_busy: set[Notifier] = set()
-"""Notifiers with messages in flight, kept alive until those settle (a dropped notifier
-is collected only once idle, so collecting it never loses a message)."""
-
-
-class _Delivery:
-    """One message on its way: where its outcome goes, and the results so far.
-
-    Exactly one of ``future`` (send_nowait), ``lock`` (send) and ``afuture`` (asend)
-    receives the report. ``targets`` and ``results`` are written on the loop thread only.
-    A blocking send also has ``picked``, released as the loop picks the message up (see
-    ``Notifier._wait``).
-    """
-
-    __slots__ = (
-        "afuture",
-        "aloop",
-        "context",
-        "future",
-        "lock",
-        "message",
-        "picked",
-        "remaining",
-        "report",
-        "results",
-        "targets",
-    )
-
-    def __init__(self, message: OutgoingMessage) -> None:
-        self.message = message
-        # The sender's contextvars: backends run in them (a notebook's console output
-        # lands under the sending cell; the caller's logging and tracing context shows).
-        self.context = contextvars.copy_context()
-        self.future: concurrent.futures.Future[DeliveryReport] | None = None
-        self.lock: threading.Lock | None = None
-        self.picked: threading.Lock | None = None
-        self.afuture: asyncio.Future[DeliveryReport] | None = None
-        self.aloop: asyncio.AbstractEventLoop | None = None
-        self.targets: list[Communicator] | None = None
-        self.results: list[DeliveryResult | None] | None = None
-        self.remaining = 0
-        self.report: DeliveryReport | None = None
-
-    def withdrawn(self) -> bool:
-        """True when the caller cancelled its future before the message reached a backend.
-
-        Otherwise the future is marked running, so it can no longer be cancelled.
-        """
-        future = self.future
-        return future is not None and not future.set_running_or_notify_cancel()
-
-    def pending(self) -> tuple[str, ...] | None:
-        """Backends without an outcome yet; None before the message was dispatched."""
-        targets, results = self.targets, self.results
-        if targets is None or results is None:
-            return None
-        return tuple(
-            c.name for c, result in zip(targets, list(results), strict=True) if result is None
-        )
-
-    def mark_picked(self) -> None:
-        """Release ``picked`` (once): the loop has the message, or it was settled without."""
-        picked = self.picked
-        if picked is not None:
-            self.picked = None
-            picked.release()
-
-    def resolve(self, report: DeliveryReport, own_loop: asyncio.AbstractEventLoop | None) -> None:
-        """Hand ``report`` to whoever waits for it."""
-        self.report = report
-        if self.picked is not None:
-            self.mark_picked()
-        if self.future is not None:
-            # Not contextlib.suppress: this runs once per message, and try is free.
-            try:  # noqa: SIM105
-                self.future.set_result(report)
-            except concurrent.futures.InvalidStateError:  # cancelled or settled at close
-                pass
-        elif self.lock is not None:
-            self.lock.release()
-        elif self.afuture is not None and self.aloop is not None:
-            try:
-                if self.aloop is own_loop and not self.aloop.is_closed():
-                    _set_pending_result(self.afuture, report)
-                else:
-                    self.aloop.call_soon_threadsafe(_set_pending_result, self.afuture, report)
-            except RuntimeError:  # the awaiting loop is closed: nobody waits any more
-                pass
-
-
-def _set_pending_result(future: asyncio.Future[DeliveryReport], report: DeliveryReport) -> None:
-    if not future.done():
-        future.set_result(report)
 
 
 class Notifier:
@@ -241,27 +151,14 @@ class Notifier:
         self._config = _coerce_config(config)
         self._name = name or f"processpype-notifier-{next(_names)}"
         self._drain_timeout = drain
-        self._max_in_flight = max_in_flight
         self._start_timeout = start_timeout
         self._enabled = self._config.enabled
         self._dispatcher = CommunicationDispatcher()
         self._loop_thread = LoopThread(self._name)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waker: LoopWaker | None = None  # wakes the loop to drain; set by start()
         self._handlers = IncomingHandlers(self._name, self._loop_thread)
         self._outbox: OutboxProducer | None = None  # set with communications.outbox
-
-        # Shared between threads, guarded by _lock. _cond (on the same lock) is only for
-        # the rare waits (room under max_in_flight, flush); _waiters counts them so the
-        # loop thread notifies only when somebody waits.
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._waiters = 0
-        self._handoff: list[_Delivery] = []
-        self._wake_pending = False
-        self._inflight = 0
-        self._closing = False
-        self._forked = False
+        # The hand-off list, the count in flight and the closing flag, between threads.
+        self._handoff = Handoff(self._name, max_in_flight, self._loop_thread, mark_busy(self))
 
         # Lifecycle (start/close), guarded by _lifecycle.
         self._lifecycle = threading.RLock()
@@ -271,16 +168,9 @@ class Notifier:
         self._exit_budget: float | None = None  # drain_timeout left after the exit flush
 
         # Loop-thread state: touched only on the notifier's loop thread.
-        self._local: deque[_Delivery] = deque()
-        # Dispatched, still waiting for a backend; a dict keeps the hand-off order.
-        self._active: dict[_Delivery, None] = {}
-        self._tasks: set[asyncio.Task[DeliveryResult]] = set()
         # Edits under way (edit, progress): flush waits for them, close reports them.
         self._edits: dict[asyncio.Task[DeliveryReport], tuple[DeliveryReport, OutgoingMessage]] = {}
         self._cut_edits: set[asyncio.Task[DeliveryReport]] = set()
-        self._held: dict[str, deque[tuple[_Delivery, int]]] = {}
-        self._draining = False
-        self._settled = 0
         self._abort_reason = "not delivered: the notifier was closed"
         self._in_flight_reason = (
             "the notifier closed while this backend was sending it: it may have been delivered"
@@ -298,19 +188,20 @@ class Notifier:
         if handle_signals:
             from processpype.communications._signals import SignalFlush
 
-            self._signals = SignalFlush(self, _close_for_signal)  # holds self weakly
+            self._signals = SignalFlush(self, close_for_signal)  # holds self weakly
         self._finalizer = weakref.finalize(
             self,
-            _abandon,
+            abandon,
             self._name,
             self._loop_thread,
             self._dispatcher,
             self._handlers,
             self._signals,
+            _CLOSE_GRACE,
+            _EXIT_GRACE,
         )
         self._finalizer.atexit = False  # the exit-time flush closes live notifiers instead
-        _live.add(self)
-        _close_when_multiprocessing_exits()
+        track(self)
         if start:
             self.start()
 
@@ -396,7 +287,7 @@ class Notifier:
     @property
     def in_flight(self) -> int:
         """Messages handed to the notifier whose outcome is not known yet."""
-        return self._inflight
+        return self._handoff.inflight
 
     def in_loop_thread(self) -> bool:
         """True when called on this notifier's event loop thread (blocking calls refused)."""
@@ -411,11 +302,11 @@ class Notifier:
         fails is logged and retried, with backoff, when a message is sent to it.
         """
         with self._lifecycle:
-            if self._closing:
+            if self._handoff.closing:
                 raise self._closed_error()
             if self._started:
                 return
-            self._loop = self._loop_thread.start()
+            self._handoff.loop = self._loop_thread.start()
             tasks = self._loop_thread.call(self._start_on_loop(list(self.communicators.values())))
             self._started = True
         self._wait_for_starts(tasks)
@@ -423,19 +314,14 @@ class Notifier:
     async def _start_on_loop(self, communicators: list[Communicator]) -> list[asyncio.Task[bool]]:
         # Weakly: the loop thread must not keep a dropped notifier alive (its finalizer
         # would never run, and its thread and loop would stay).
-        self._waker = self._loop_thread.waker(_weak_call(self._drain))
+        self._handoff.waker = self._loop_thread.waker(_weak_call(self._drain))
         return [task for c in communicators if (task := self._begin_start(c)) is not None]
 
     def _begin_start(self, communicator: Communicator) -> asyncio.Task[bool] | None:
-        # Loop thread. Messages for the backend are held, in order, until start() ends.
-        if communicator.is_started or communicator.name in self._held:
+        # Loop thread. Its messages wait at the dispatcher's start gate until start() ends.
+        if communicator.is_started:
             return None
-        self._held[communicator.name] = deque()
-        task = asyncio.get_running_loop().create_task(
-            self._dispatcher.start_one(communicator), name=f"start {communicator.name}"
-        )
-        task.add_done_callback(functools.partial(self._release_held, communicator))
-        return task
+        return self._dispatcher.begin_start(communicator)
 
     def _wait_for_starts(self, tasks: list[asyncio.Task[bool]]) -> None:
         if not tasks:
@@ -467,7 +353,7 @@ class Notifier:
         On a started notifier it is started too; this waits up to ``start_timeout``.
         """
         with self._lifecycle:
-            if self._closing:
+            if self._handoff.closing:
                 raise self._closed_error()
             if not self._started:
                 self._dispatcher.register(communicator, labels)
@@ -538,49 +424,26 @@ class Notifier:
         if timeout is not None:
             timeout = check_timeout(timeout, "timeout")
         if self._started:
-            self._wake_early()
+            self._handoff.wake_early()
         outgoing = _outgoing(message, label, severity, subject, source, metadata, attachments)
         if self._outbox is not None:
             outgoing = self._outbox.prepare(outgoing, wait=wait_for_delivery)
         deadline = None if timeout is None else time.monotonic() + timeout
-        delivery = _Delivery(outgoing)
+        delivery = Delivery(outgoing)
         delivery.lock = done = threading.Lock()
         delivery.picked = picked = threading.Lock()
         done.acquire()
         picked.acquire()
         self._submit(delivery, block=True, deadline=deadline)
-        report = self._wait(delivery, (picked, done), deadline, timeout)
+        report = self._handoff.wait(delivery, (picked, done), deadline)
+        if report is None:
+            raise self._timeout_error(delivery, timeout)
         if wait_for_delivery and self._outbox is not None:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             limit = None if left is None else left + _LOOP_RESPONSE
             waiting = self._outbox.wait_for_outcomes(report, left, shown_timeout=timeout)
             return self._loop_thread.call(waiting, timeout=limit)
         return report
-
-    def _wait(
-        self,
-        delivery: _Delivery,
-        locks: tuple[threading.Lock, threading.Lock],
-        deadline: float | None,
-        timeout: float | None,
-    ) -> DeliveryReport:
-        """Wait for the report of a blocking ``send``, in two steps.
-
-        The loop releases ``picked`` (the first lock) as it dispatches the message,
-        before the backends run. Waking a sleeping thread takes tens of microseconds on
-        some machines; woken this early, the caller's wake-up overlaps the delivery, and
-        it then waits for the interpreter, which the loop gives up once it has nothing
-        left to do. When the report is not there yet (a backend that waits on the
-        network), it waits again, on ``lock`` (the second), released with the report.
-        """
-        for lock in locks:
-            wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
-            if not lock.acquire(timeout=wait):
-                raise self._timeout_error(delivery, timeout)
-            report = delivery.report
-            if report is not None:
-                return report
-        raise AssertionError("a blocking send was woken without its report")
 
     def send_nowait(
         self,
@@ -605,7 +468,7 @@ class Notifier:
         outgoing = _outgoing(message, label, severity, subject, source, metadata, attachments)
         if self._outbox is not None:
             outgoing = self._outbox.prepare(outgoing)
-        delivery = _Delivery(outgoing)
+        delivery = Delivery(outgoing)
         future: concurrent.futures.Future[DeliveryReport] = concurrent.futures.Future()
         delivery.future = future
         self._submit(delivery, block=block, deadline=None)
@@ -637,7 +500,7 @@ class Notifier:
             outgoing = self._outbox.prepare(outgoing, wait=wait_for_delivery)
         deadline = None if timeout is None else time.monotonic() + timeout
         loop = asyncio.get_running_loop()
-        delivery = _Delivery(outgoing)
+        delivery = Delivery(outgoing)
         delivery.afuture = loop.create_future()
         delivery.aloop = loop
         if not self._started:
@@ -704,10 +567,16 @@ class Notifier:
         """``edit`` for async code: awaitable from any event loop, this notifier's included."""
         timeout = check_timeout(timeout, "timeout")
         outgoing = _edited(report, message, fields)
+        # On this notifier's own loop (an async on_message handler) the edit is a task of
+        # its own there, tracked as one from another thread is: flush waits for it,
+        # close reports it.
+        future: asyncio.Future[DeliveryReport] | concurrent.futures.Future[DeliveryReport]
         if self.in_loop_thread():
-            async with asyncio.timeout(timeout):
-                return await self._dispatcher.edit(report, outgoing)
-        future = self._edit_future(report, outgoing)
+            if self._handoff.closing:
+                raise self._closed_error()
+            future = asyncio.ensure_future(self._tracked_edit(report, outgoing, False))
+        else:
+            future = self._edit_future(report, outgoing)
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.wrap_future(future)
@@ -725,7 +594,7 @@ class Notifier:
         """Start editing on the loop; the future has the report of the edit."""
         if not self._started:
             self.start()
-        if self._closing:
+        if self._handoff.closing:
             raise self._closed_error()
         return self._loop_thread.submit(self._tracked_edit(report, message, resend))
 
@@ -743,7 +612,7 @@ class Notifier:
         try:
             return await self._dispatcher.edit(report, message, resend=resend)
         except asyncio.CancelledError:
-            if not self._closing:
+            if not self._handoff.closing:
                 raise  # the caller stopped waiting (its timeout)
             self._cut_edits.add(task)
             reason = (
@@ -854,7 +723,7 @@ class Notifier:
         asked = Question.build(question, choices=choices, label=label, timeout=timeout)
         if not self._started:
             self.start()
-        if self._closing:
+        if self._handoff.closing:
             raise self._closed_error()
         answer = self._loop_thread.call(
             ask_on(self._dispatcher, asked), timeout=asked.timeout + _ASK_GRACE
@@ -876,7 +745,7 @@ class Notifier:
         asked = Question.build(question, choices=choices, label=label, timeout=timeout)
         if not self._started:
             await asyncio.to_thread(self.start)
-        if self._closing:
+        if self._handoff.closing:
             raise self._closed_error()
         coro = ask_on(self._dispatcher, asked)
         # Bounded as ask() is: a backend stuck posting or editing must not hang the caller.
@@ -887,73 +756,16 @@ class Notifier:
                 answer = await asyncio.wrap_future(self._loop_thread.submit(coro))
         return default if answer is None else answer.choice
 
-    def _submit(self, delivery: _Delivery, *, block: bool, deadline: float | None) -> None:
-        """Put ``delivery`` on the hand-off list and wake the loop if it is idle."""
+    def _submit(self, delivery: Delivery, *, block: bool, deadline: float | None) -> None:
+        """Hand ``delivery`` over to the loop (starting the notifier first if needed)."""
         if not self._started:
             self.start()
-        with self._lock:
-            while True:
-                if self._closing:
-                    raise self._closed_error()
-                # The loop thread never waits for room: it is the one that makes room.
-                if self._inflight < self._max_in_flight or self._loop_thread.in_loop_thread():
-                    break
-                if not block:
-                    raise QueueFullError(
-                        f"{self._name}: {self._max_in_flight} messages are in flight "
-                        "(max_in_flight)"
-                    )
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise DeliveryTimeoutError(
-                        f"{self._name}: no room to queue the message in time: "
-                        f"{self._max_in_flight} messages are in flight (max_in_flight)",
-                        pending=self._target_names(delivery.message.label),
-                    )
-                self._waiters += 1
-                try:
-                    self._cond.wait(remaining)
-                finally:
-                    self._waiters -= 1
-            self._inflight += 1
-            if self._inflight == 1:
-                _busy.add(self)
-            self._handoff.append(delivery)
-            if not self._wake_pending:
-                self._wake_pending = True
-                self._wake()
-
-    def _wake_early(self) -> None:
-        """Wake the loop before the message is even built (blocking ``send``).
-
-        The loop thread takes tens of microseconds to wake on some machines; started now,
-        its wake-up overlaps the caller's validation. The loop then waits for the caller
-        to release the interpreter, which happens once the message is on the hand-off
-        list and the caller waits. Should the drain run first anyway, it resets
-        ``_wake_pending`` and ``_submit`` wakes the loop again: no message waits.
-        """
-        if self._wake_pending:  # a hint read without the lock: a drain is on its way
-            return
-        with self._lock:
-            if not self._wake_pending and not self._closing:
-                self._wake_pending = True
-                self._wake()
-
-    def _wake(self) -> None:
-        # Under self._lock, with _closing false: the waker's eventfd is closed with the
-        # loop, which ends only after _closing was set under the same lock, so a wake
-        # never writes to a closed (or reused) file descriptor.
-        waker = self._waker
-        assert waker is not None
-        try:  # noqa: SIM105 - not contextlib.suppress: the hot path, and try is free
-            waker.wake()
-        except RuntimeError:  # the loop closed meanwhile: close() settles the stranded
-            pass
+        self._handoff.submit(delivery, block=block, deadline=deadline, targets=self._target_names)
 
     def _target_names(self, label: str) -> tuple[str, ...]:
         return tuple(c.name for c in self._dispatcher.targets(label))
 
-    def _timeout_error(self, delivery: _Delivery, timeout: float | None) -> DeliveryTimeoutError:
+    def _timeout_error(self, delivery: Delivery, timeout: float | None) -> DeliveryTimeoutError:
         pending = delivery.pending()
         if pending is None:
             pending = self._target_names(delivery.message.label)
@@ -965,26 +777,13 @@ class Notifier:
         )
 
     def _closed_error(self) -> NotifierClosedError:
-        if self._forked:
-            return NotifierClosedError(
-                f"{self._name} was created before os.fork(): its thread and connections stay "
-                "in the parent process; create a new Notifier in this process"
-            )
-        return NotifierClosedError(
-            f"{self._name} is closed: messages can no longer be sent through it; "
-            "create a new Notifier"
-        )
+        return self._handoff.closed_error()
 
     def _disown_after_fork(self) -> None:
         """In a forked child: refuse every use (the loop thread exists only in the parent)."""
         # Locks may have been held by a parent thread at the moment of the fork.
-        self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
-        self._waiters = 0
+        self._handoff.reset_after_fork()
         self._lifecycle = threading.RLock()
-        self._handoff = []
-        self._forked = True
-        self._closing = True
         self._closed = True
         self._close_result = False
         self._finalizer.detach()
@@ -1000,163 +799,55 @@ class Notifier:
     # -- the loop side --------------------------------------------------------------
 
     def _drain(self) -> None:
-        """Loop thread: take the hand-off list and dispatch it in order."""
-        with self._lock:
-            batch = self._handoff
-            self._handoff = []
-            self._wake_pending = False
-        local = self._local
-        local.extend(batch)
-        self._draining = True
-        dispatch = self._dispatch
-        popleft = local.popleft
-        try:
-            for _ in range(_DRAIN_BATCH):
-                if not local:
-                    break
-                delivery = popleft()
-                try:
-                    dispatch(delivery)
-                except Exception as exc:  # a bug here must not strand the other messages
-                    logger.exception("%s: dispatching a message failed", self._name)
-                    self._fail_rest(delivery, f"internal error: {exc!r}")
-        finally:
-            self._draining = False
-            if local:
-                asyncio.get_running_loop().call_soon(self._drain)
-            self._flush_settled()
+        """Loop thread: dispatch what was handed over, in order (``Handoff.drain``)."""
+        self._handoff.drain(self._dispatch, self._fail_rest)
 
-    def _dispatch(self, delivery: _Delivery) -> None:
+    def _dispatch(self, delivery: Delivery) -> None:
+        """Loop thread: hand ``delivery`` to the dispatcher's fan-out; results come back."""
         if delivery.picked is not None:  # a blocking send: its caller starts waking now
             delivery.mark_picked()
         future = delivery.future
         if future is not None and not future.set_running_or_notify_cancel():
-            self._settled += 1  # cancelled by the caller before it reached a backend
+            self._handoff.settled += 1  # cancelled by the caller before it reached a backend
             return
         message = delivery.message
         targets = self._dispatcher.targets(message.label, warn=True)
         delivery.targets = targets
         if not targets:
             delivery.results = []
-            self._finish(delivery)
+            self._handoff.finish(delivery)
             return
         if not self._enabled:
             skipped: list[DeliveryResult | None] = [
                 DeliveryResult.skipped(c.name, _DISABLED_REASON) for c in targets
             ]
             delivery.results = skipped
-            self._finish(delivery)
+            self._handoff.finish(delivery)
             return
-        held = self._held
-        if len(targets) == 1 and not held:  # the common case, without the bookkeeping
-            communicator = targets[0]
-            task = self._delivery_task(delivery, communicator)
-            if task.done():  # an in-memory backend completes right here
-                self._finish(delivery, (self._result_of(communicator.name, task),))
-            else:
-                delivery.results = [None]
-                delivery.remaining = 1
-                self._watch(task, delivery, 0, communicator.name)
-                self._active[delivery] = None
-            return
-        results: list[DeliveryResult | None] = [None] * len(targets)
-        delivery.results = results
-        remaining = len(targets)
-        for index, communicator in enumerate(targets):
-            queue = held.get(communicator.name) if held else None
-            if queue is not None:
-                queue.append((delivery, index))
-                continue
-            task = self._delivery_task(delivery, communicator)
-            if task.done():  # an in-memory backend completes right here
-                results[index] = self._result_of(communicator.name, task)
-                remaining -= 1
-            else:
-                self._watch(task, delivery, index, communicator.name)
-        delivery.remaining = remaining
-        if remaining == 0:
-            self._finish(delivery)
-        else:
-            self._active[delivery] = None
-
-    def _delivery_task(
-        self, delivery: _Delivery, communicator: Communicator
-    ) -> asyncio.Task[DeliveryResult]:
-        # An eager task runs deliver_to at once, up to its first await: backends fix each
-        # message's place in their order in hand-off order, and a backend that does not
-        # need to wait completes without a trip through the loop.
-        return asyncio.Task(
-            self._dispatcher.deliver_to(communicator, delivery.message),
-            loop=self._loop,
-            eager_start=True,
-            # A copy per backend: a context cannot be entered twice, and one backend's
-            # changes to it must not leak into another's.
-            context=delivery.context.copy(),
+        delivery.results = [None] * len(targets)
+        delivery.remaining = len(targets)
+        delivery.sends = self._dispatcher.fan_out(
+            message,
+            targets,
+            functools.partial(self._delivery_done, delivery),
+            context=delivery.context,
         )
+        if delivery.report is None:
+            self._handoff.active[delivery] = None
 
-    def _watch(
-        self, task: asyncio.Task[DeliveryResult], delivery: _Delivery, index: int, name: str
-    ) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._delivery_done, delivery, index, name))
-
-    def _result_of(self, name: str, task: asyncio.Task[DeliveryResult]) -> DeliveryResult:
-        try:
-            return task.result()
-        except asyncio.CancelledError:  # only close() cancels a delivery under way
-            return DeliveryResult.failed(name, self._in_flight_reason, attempts=1)
-        except BaseException as error:  # deliver_to never raises; a bug in it still reports
-            return DeliveryResult.failed(name, error)
-
-    def _delivery_done(
-        self, delivery: _Delivery, index: int, name: str, task: asyncio.Task[DeliveryResult]
-    ) -> None:
-        self._tasks.discard(task)
+    def _delivery_done(self, delivery: Delivery, index: int, result: DeliveryResult | None) -> None:
+        # A cancelled send (None: only close() cancels them) is settled by close.
         results = delivery.results
-        if results is not None and results[index] is None:  # else close() settled it
-            results[index] = self._result_of(name, task)
+        if result is not None and results is not None and results[index] is None:
+            results[index] = result
             delivery.remaining -= 1
             if delivery.remaining == 0:
-                self._finish(delivery)
-        if not self._draining:
-            self._flush_settled()
-
-    def _release_held(self, communicator: Communicator, task: asyncio.Task[bool]) -> None:
-        # Loop thread, once a backend's start() ended (well or not): send what waited,
-        # in the order it arrived.
-        held = self._held.pop(communicator.name, None)
-        if not held:
-            return
-        for delivery, index in held:
-            results = delivery.results
-            if results is None or results[index] is not None:
-                continue
-            delivery_task = self._delivery_task(delivery, communicator)
-            if delivery_task.done():
-                results[index] = self._result_of(communicator.name, delivery_task)
-                delivery.remaining -= 1
-                if delivery.remaining == 0:
-                    self._finish(delivery)
-            else:
-                self._watch(delivery_task, delivery, index, communicator.name)
-        if not self._draining:
-            self._flush_settled()
-
-    def _finish(
-        self, delivery: _Delivery, results: tuple[DeliveryResult, ...] | None = None
-    ) -> None:
-        """Report ``delivery``: with ``results``, or with those gathered in it so far."""
-        if results is None:
-            # filter(None, ...) drops the Nones: a DeliveryResult is always truthy.
-            results = tuple(filter(None, delivery.results or ()))
-            self._active.pop(delivery, None)
-            delivery.remaining = 0
-        report = _validate(DeliveryReport, {"message": delivery.message, "results": results})
-        delivery.resolve(report, self._loop)
-        self._settled += 1
+                self._handoff.finish(delivery)
+        if not self._handoff.draining:
+            self._handoff.flush_settled()
 
     def _fail_rest(
-        self, delivery: _Delivery, reason: str, *, in_flight: Collection[str] = ()
+        self, delivery: Delivery, reason: str, *, in_flight: Collection[str] = ()
     ) -> None:
         """Settle every backend of ``delivery`` that has no outcome yet as failed.
 
@@ -1182,36 +873,21 @@ class Notifier:
             )
             for c, result in zip(delivery.targets, results, strict=True)
         ]
-        self._finish(delivery)
-
-    def _flush_settled(self) -> None:
-        settled = self._settled
-        if settled:
-            self._settled = 0
-            with self._lock:
-                self._inflight -= settled
-                if self._inflight <= 0:
-                    _busy.discard(self)  # may drop the last reference: finalized then
-                if self._waiters:
-                    self._cond.notify_all()
+        self._handoff.finish(delivery)
 
     # -- incoming -------------------------------------------------------------------
 
-    def on_message(self, handler: IncomingHandler) -> Callable[[], None]:
+    def on_message(self, handler: OnMessageHandler) -> Callable[[], None]:
         """Call ``handler`` for every incoming message; the return value unsubscribes.
 
-        Sync handlers run in arrival order on one worker thread of the notifier (they may
+        ``handler`` is a sync function or an async one (``OnMessageHandler``). Sync
+        handlers run in arrival order on one worker thread of the notifier (they may
         block, and may call ``send`` to reply); async handlers run on the notifier's loop.
         A handler's exception is logged and never stops the listener.
         """
         if not callable(handler):
             raise TypeError(f"on_message needs a callable, not {type(handler).__name__}")
-        handlers = self._handlers
-
-        def deliver(message: IncomingMessage) -> None:
-            handlers.deliver(handler, message)
-
-        unsubscribe = self._dispatcher.subscribe(deliver)
+        unsubscribe = self._dispatcher.subscribe(self._handlers.runner(handler))
         done = False
 
         def unsubscribe_once() -> None:
@@ -1235,16 +911,8 @@ class Notifier:
         if not self._started or self._closed:
             return True
         deadline = None if limit is None else time.monotonic() + limit
-        with self._cond:
-            while self._inflight > 0:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._waiters += 1
-                try:
-                    self._cond.wait(remaining)
-                finally:
-                    self._waiters -= 1
+        if not self._handoff.wait_idle(deadline):
+            return False
         remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
             return self._loop_thread.call(
@@ -1285,14 +953,12 @@ class Notifier:
     def _close(self, timeout: float | None, *, at_exit: bool, when: str | None = None) -> bool:
         self._refuse_on_loop_thread("close()")
         with self._lifecycle:
-            if self._closing:
+            if self._handoff.closing:
                 return self._close_result
             if self._signals is not None:
                 self._signals.restore()
-            with self._cond:
-                self._closing = True
-                self._cond.notify_all()  # senders waiting for room get NotifierClosedError
-            _live.discard(self)
+            self._handoff.close()  # senders waiting for room get NotifierClosedError
+            untrack(self)
             self._finalizer.detach()
             try:
                 self._close_result = self._shutdown(timeout, at_exit=at_exit, when=when)
@@ -1321,7 +987,7 @@ class Notifier:
         # Everything after the flush shares one short allowance, so close() takes at most
         # its timeout plus the grace, even when a backend or the loop is stuck.
         grace = time.monotonic() + (_EXIT_GRACE if at_exit else _CLOSE_GRACE)
-        undelivered: list[_Undelivered] = []
+        undelivered: list[Undelivered] = []
         try:
             undelivered = self._loop_thread.call(self._abort_pending(grace), timeout=_left(grace))
         except (TimeoutError, RuntimeError) as exc:
@@ -1334,15 +1000,14 @@ class Notifier:
             logger.warning("%s: an on_message handler was still running at close", self._name)
         if not self._loop_thread.stop(max(_left(grace), 0.1)):
             logger.error("%s: the event loop thread did not stop", self._name)
-        with self._cond:  # handed over while the loop stopped: it will never dispatch them
-            stranded = self._handoff
-            self._handoff = []
+        # Handed over while the loop stopped: it will never dispatch them.
+        stranded = self._handoff.take_stranded()
         for delivery in stranded:
             undelivered.append(
-                _Undelivered(delivery.message, self._target_names(delivery.message.label))
+                Undelivered(delivery.message, self._target_names(delivery.message.label))
             )
             self._fail_rest(delivery, self._abort_reason)
-        self._flush_settled()
+        self._handoff.flush_settled()
         if undelivered:
             # The wait the caller chose: close(timeout) when given, else drain_timeout.
             waited = (
@@ -1350,7 +1015,7 @@ class Notifier:
                 if at_exit or timeout is None
                 else f"close timeout={timeout:g}s"
             )
-            self._report_undelivered(undelivered, at_exit=at_exit, when=when, waited=waited)
+            report_undelivered(undelivered, at_exit=at_exit, when=when, waited=waited)
         return flushed and not undelivered
 
     def _abandon_everything(self) -> None:
@@ -1358,52 +1023,52 @@ class Notifier:
         reason = "not delivered: closing the notifier failed"
         with contextlib.suppress(BaseException):
             self._loop_thread.stop(_EXIT_GRACE)
-        with self._cond:
-            stranded = self._handoff
-            self._handoff = []
+        handoff = self._handoff
+        stranded = handoff.take_stranded()
         # The loop has stopped (or is stuck past its grace): its state is ours now.
-        for delivery in [*self._local, *stranded]:  # never dispatched
+        for delivery in [*handoff.local, *stranded]:  # never dispatched
             if delivery.withdrawn():
-                self._settled += 1
+                handoff.settled += 1
             else:
                 with contextlib.suppress(Exception):
                     self._fail_rest(delivery, reason)
-        for delivery in list(self._active):  # dispatched: their futures are running
+        for delivery in list(handoff.active):  # dispatched: their futures are running
             if delivery.report is None:
                 with contextlib.suppress(Exception):
                     self._fail_rest(delivery, reason, in_flight=delivery.pending() or ())
-        self._local.clear()
-        self._active.clear()
-        self._flush_settled()
+        handoff.local.clear()
+        handoff.active.clear()
+        self._handoff.flush_settled()
 
-    async def _abort_pending(self, grace: float) -> list[_Undelivered]:
+    async def _abort_pending(self, grace: float) -> list[Undelivered]:
         """Loop thread: settle everything still in flight as failed; list what it was.
 
         A message no backend had started on is listed as not delivered. One a backend was
         working on when it was cancelled is listed as in flight: the request may have
         reached the service, and resending it could deliver it twice.
         """
-        with self._cond:
-            batch = self._handoff
-            self._handoff = []
-            self._wake_pending = True  # nothing more will be dispatched
-        waiting = [*self._local, *batch]
-        self._local.clear()
-        undelivered: list[_Undelivered] = []
+        waiting = self._handoff.take_waiting()
+        undelivered: list[Undelivered] = []
         for delivery in waiting:
             if delivery.withdrawn():
-                self._settled += 1
+                self._handoff.settled += 1
                 continue
             undelivered.append(
-                _Undelivered(delivery.message, self._target_names(delivery.message.label))
+                Undelivered(delivery.message, self._target_names(delivery.message.label))
             )
             self._fail_rest(delivery, self._abort_reason)
-        # Held for a backend still starting: surely not sent.
-        held = {(id(delivery), index) for queue in self._held.values() for delivery, index in queue}
-        self._held.clear()
-        active = list(self._active)
+        active = list(self._handoff.active)
+        # Waiting at the start gate of a backend still starting: surely not sent.
+        held: set[tuple[int, int]] = set()
+        tasks: list[asyncio.Task[Any]] = []
+        for delivery in active:
+            for index, send in enumerate(delivery.sends):
+                if send is not None and not send.done():
+                    if self._dispatcher.at_gate(send):
+                        held.add((id(delivery), index))
+                    tasks.append(send)
         edits = list(self._edits.items())
-        tasks: list[asyncio.Task[Any]] = [*self._tasks, *(task for task, _ in edits)]
+        tasks += (task for task, _ in edits)
         for task in tasks:
             task.cancel()
         if tasks:
@@ -1412,7 +1077,7 @@ class Notifier:
         for task, (earlier, edited) in edits:
             if task in self._cut_edits or not task.done():
                 names = tuple(r.backend for r in earlier.results if _edit_reaches(r, True))
-                undelivered.append(_Undelivered(edited, names, True, edit=True))
+                undelivered.append(Undelivered(edited, names, True, edit=True))
         self._cut_edits.clear()
         for delivery in active:
             targets, results = delivery.targets or [], delivery.results or []
@@ -1425,111 +1090,22 @@ class Notifier:
                 elif result is None or result.error == self._in_flight_reason:
                     in_flight.append(communicator.name)
             if not_sent:
-                undelivered.append(_Undelivered(delivery.message, tuple(not_sent)))
+                undelivered.append(Undelivered(delivery.message, tuple(not_sent)))
             if in_flight:
-                undelivered.append(_Undelivered(delivery.message, tuple(in_flight), True))
+                undelivered.append(Undelivered(delivery.message, tuple(in_flight), True))
             self._fail_rest(delivery, self._abort_reason, in_flight=in_flight)
-        self._flush_settled()
+        self._handoff.flush_settled()
         return undelivered
 
     async def _stop_backends(self, grace: float) -> None:
-        # One task per backend, so the log names those whose stop() did not return (a
-        # backend clears is_started as its stop begins: that flag cannot tell).
-        stopping = {
-            asyncio.ensure_future(self._dispatcher.stop_one(c)): name
-            for name, c in self.communicators.items()
-        }
-        if not stopping:
-            return
-        _, still = await asyncio.wait(stopping, timeout=_left(grace))
+        still = await self._dispatcher.stop_all(_left(grace), log=False)
         if still:
-            for task in still:
-                task.cancel()
-            logger.error(
-                "%s: backends still stopping at close: %s",
-                self._name,
-                ", ".join(sorted(stopping[task] for task in still)),
-            )
-
-    def _report_undelivered(
-        self,
-        undelivered: list[_Undelivered],
-        *,
-        at_exit: bool,
-        waited: str,
-        when: str | None = None,
-    ) -> None:
-        if when is None:
-            when = "at interpreter exit" if at_exit else "when the notifier closed"
-        lines: list[str] = []
-        not_sent = [entry for entry in undelivered if not entry.in_flight]
-        in_flight = [entry for entry in undelivered if entry.in_flight]
-        if not_sent:
-            lines.append(
-                f"processpype: {len(not_sent)} message(s) were not delivered {when} ({waited}):"
-            )
-            lines += _report_lines(not_sent, "")
-        if in_flight:
-            lines.append(
-                f"processpype: {len(in_flight)} message(s) were being sent {when} and may "
-                f"have been delivered ({waited}); resending them "
-                "could deliver them twice:"
-            )
-            lines += _report_lines(in_flight, " (may have been delivered)")
-        text = "\n".join(lines)
-        if at_exit:
-            try:
-                sys.stderr.write(text + "\n")
-                sys.stderr.flush()
-            except (OSError, ValueError):  # stderr already closed
-                pass
-            if logger.hasHandlers():
-                logger.error("%s", text)
-        else:
-            logger.warning("%s", text)
-
-
-class _Undelivered(NamedTuple):
-    """A message without an outcome at close, and the backends that did not give one."""
-
-    message: OutgoingMessage
-    backends: tuple[str, ...]
-    in_flight: bool = False
-    """True when a backend was sending it: it may have reached the service."""
-    edit: bool = False
-    """True for an edit of ``message`` (``Notifier.edit``, progress) cut short."""
-
-
-def _report_lines(entries: list[_Undelivered], note: str) -> list[str]:
-    lines = []
-    for message, backends, _, edit in entries[:20]:
-        text = message.message
-        preview = text if len(text) <= _PREVIEW else text[: _PREVIEW - 1] + "…"
-        what = " (an edit into this text)" if edit else ""
-        lines.append(
-            f"  label {message.label!r} -> {', '.join(backends) or 'no backend'}{note}{what}: "
-            f"{preview!r}"
-        )
-    if len(entries) > 20:
-        lines.append(f"  ... and {len(entries) - 20} more")
-    return lines
+            logger.error("%s: backends still stopping at close: %s", self._name, ", ".join(still))
 
 
 def _edit_reaches(earlier: DeliveryResult, resend: bool) -> bool:
     """True when an edit of ``earlier`` makes a request (``edit_one``'s choice, in short)."""
     return earlier.status == "delivered" and (bool(earlier.reference) or resend)
-
-
-def _close_for_signal(notifier: Notifier, signum: int) -> None:
-    """SIGTERM or SIGINT with ``handle_signals``: flush, close, report on stderr."""
-    import signal
-
-    name = signal.Signals(signum).name
-    try:
-        notifier._close(None, at_exit=True, when=f"on {name}")
-    except Exception as exc:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.write(f"processpype: closing {notifier!r} on {name} failed: {exc!r}\n")
 
 
 def _left(deadline: float) -> float:
@@ -1609,7 +1185,7 @@ def _outgoing(
         files = coerce_attachments(attachments)
         if files:
             fields["attachments"] = files
-    return _validate(OutgoingMessage, fields)
+    return OutgoingMessage(**fields)
 
 
 def _all_ready(attachments: Iterable[Any]) -> bool:
@@ -1660,17 +1236,6 @@ def _edited(
     return OutgoingMessage.model_validate(values)
 
 
-def _validate[M: BaseModel](model: type[M], fields: dict[str, Any]) -> M:
-    """``model(**fields)``, fully validated, for about half the cost.
-
-    The model's own validator is called with the dict: the same validation and the same
-    errors, without the keyword packing and the Python ``__init__`` around it. This runs
-    twice per message (the message and its report).
-    """
-    instance: M = model.__pydantic_validator__.validate_python(fields)
-    return instance
-
-
 def _weak_call(method: Callable[[], None]) -> Callable[[], None]:
     """``method()`` through a weak reference to its object (nothing once it is collected)."""
     ref = weakref.WeakMethod(method)
@@ -1681,110 +1246,3 @@ def _weak_call(method: Callable[[], None]) -> Callable[[], None]:
             bound()
 
     return call
-
-
-def _abandon(
-    name: str,
-    loop_thread: LoopThread,
-    dispatcher: CommunicationDispatcher,
-    handlers: IncomingHandlers,
-    signals: SignalFlush | None,
-) -> None:
-    """A notifier was garbage-collected without close(): stop its backends and thread.
-
-    It is collected only once nothing is in flight (``_busy``), so there is nothing to
-    report; backends still get their own stop, which flushes what they queued.
-    """
-    warnings.warn(
-        f"{name} was never closed: call close() (or use `with Notifier(...)`); "
-        "its backends and thread were stopped when it was collected",
-        ResourceWarning,
-        stacklevel=2,
-    )
-    if signals is not None:
-        signals.restore()  # on the main thread; elsewhere its handlers only pass signals on
-    handlers.close(0)
-    if not loop_thread.running:
-        return
-
-    async def stop() -> None:
-        try:
-            async with asyncio.timeout(_CLOSE_GRACE):
-                await dispatcher.stop_all()
-        finally:
-            loop_thread.request_stop()
-
-    try:
-        stopping = loop_thread.submit(stop())
-    except RuntimeError:  # the loop closed meanwhile
-        return
-    if loop_thread.in_loop_thread():  # collected on its own loop: it ends by itself
-        return
-    with contextlib.suppress(Exception):
-        stopping.result(_CLOSE_GRACE + _EXIT_GRACE)
-    loop_thread.stop(_EXIT_GRACE)
-
-
-_multiprocessing_exit_pid: int | None = None
-
-
-def _close_when_multiprocessing_exits() -> None:
-    """Have multiprocessing close this process's notifiers when the process ends.
-
-    A ``multiprocessing`` child started with fork leaves through ``os._exit`` after
-    ``multiprocessing.util._exit_function``: ``atexit`` never runs there, its
-    ``Finalize`` callbacks do. Registered once per process, and only where
-    multiprocessing is already imported (its children always import it).
-    """
-    global _multiprocessing_exit_pid
-    util = sys.modules.get("multiprocessing.util")
-    pid = os.getpid()
-    if util is None or _multiprocessing_exit_pid == pid:
-        return
-    _multiprocessing_exit_pid = pid
-    # A high priority: before multiprocessing's own finalizers close its queues.
-    util.Finalize(None, _close_at_exit, exitpriority=100)
-
-
-def _disown_all_after_fork() -> None:
-    for notifier in list(_live):
-        notifier._disown_after_fork()
-    _live.clear()
-    _busy.clear()  # their messages are the parent's to deliver
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_disown_all_after_fork)
-
-
-def _flush_before_thread_pools_stop() -> None:
-    """At exit, before Python stops its thread pools: flush every notifier still open.
-
-    Backends need worker threads (asyncio resolves host names on one), which Python
-    refuses once its pools stop, before ``atexit`` runs. ``_close_at_exit`` then gets
-    what is left of each notifier's drain_timeout.
-    """
-    for notifier in list(_live):
-        started = time.monotonic()
-        with contextlib.suppress(Exception):
-            notifier.flush()
-        limit = notifier.drain_timeout
-        if limit is not None:
-            notifier._exit_budget = max(0.0, limit - (time.monotonic() - started))
-
-
-# Run in threading's exit hooks, in reverse order of registration: ours before the one
-# of concurrent.futures (imported above), which stops the thread pools.
-with contextlib.suppress(AttributeError, RuntimeError):  # private API; or at shutdown
-    threading._register_atexit(_flush_before_thread_pools_stop)  # type: ignore[attr-defined]
-
-
-@atexit.register
-def _close_at_exit() -> None:
-    """Flush every notifier still open, each bounded by its drain_timeout."""
-    for notifier in list(_live):
-        try:
-            notifier._close(notifier._exit_budget, at_exit=True)
-        except Exception as exc:
-            with contextlib.suppress(OSError, ValueError):
-                sys.stderr.write(f"processpype: closing {notifier!r} at exit failed: {exc!r}\n")

@@ -55,14 +55,7 @@ async def shutdown_communications(timeout: float | None = 10.0) -> bool:
             flushed = await dispatcher.flush_all(timeout)
     if not flushed:
         logger.warning("some messages were still queued when communications shut down")
-    try:
-        async with asyncio.timeout(timeout):
-            await dispatcher.stop_all()
-    except TimeoutError:
-        still = [name for name, c in dispatcher.communicators.items() if c.is_started]
-        logger.error(
-            "backends still stopping after %ss: %s", timeout, ", ".join(still) or "unknown"
-        )
+    await dispatcher.stop_all(timeout)
     for name in list(dispatcher.communicators):
         dispatcher.unregister(name)
     return flushed

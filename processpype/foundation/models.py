@@ -27,6 +27,7 @@ __all__ = [
     "IncomingMessage",
     "MessageHandler",
     "MessageSeverity",
+    "OnMessageHandler",
     "OutgoingMessage",
 ]
 
@@ -381,3 +382,6 @@ class IncomingMessage(BaseModel):
 
 MessageHandler = Callable[[IncomingMessage], Awaitable[None]]
 """Type alias for async functions that handle incoming messages."""
+
+OnMessageHandler = Callable[[IncomingMessage], Awaitable[None] | None]
+"""What ``Notifier.on_message`` takes: a sync function, or an async one (``MessageHandler``)."""

@@ -37,9 +37,9 @@ from processpype.communications.backends import create_communicator
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
-from processpype.communications.dispatcher import CommunicationDispatcher
+from processpype.communications.dispatcher import CommunicationDispatcher, severity_skip
 from processpype.communications.errors import SendError, describe_error
-from processpype.communications.models import MessageSeverity, OutgoingMessage
+from processpype.communications.models import OutgoingMessage
 from processpype.communications.outbox._redis import (
     GROUP,
     OutboxKeys,
@@ -534,11 +534,9 @@ class OutboxWorker:
                 ),
                 False,
             )
-        min_severity = getattr(communicator.config, "min_severity", MessageSeverity.DEBUG)
-        if message.severity < min_severity:
-            return DeliveryResult.skipped(
-                name, f"severity {message.severity} is below min_severity {min_severity}"
-            ), False
+        skipped = severity_skip(communicator, message)
+        if skipped is not None:
+            return skipped, False
         if not communicator.is_started and not await self._dispatcher.start_one(communicator):
             error = self._dispatcher.start_errors().get(name)
             why = describe_error(error) if error is not None else "unknown error"
