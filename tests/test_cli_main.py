@@ -184,7 +184,7 @@ def test_a_warning_stays_one_line_while_a_secret_is_masked(
 ) -> None:
     # A registered secret (any webhook URL, token or password) wraps the log-record
     # factory; the CLI's formatter must still print a warning as its one line.
-    from processpype.communications._masking import register_secrets
+    from processpype.foundation._masking import register_secrets
 
     class Owner:
         pass
@@ -227,3 +227,35 @@ def test_a_backend_that_cannot_be_built_fails_alone(
     assert code == 1
     assert "boom: failed: cannot be created: RuntimeError: the factory broke\n" in out
     assert "log: delivered\n" in out
+
+
+def test_a_slow_starting_backend_does_not_hold_back_the_others(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from processpype.communications.backends import register_backend, unregister_backend
+    from processpype.testing.recording import RecordingCommunicator
+
+    class NeverUp(RecordingCommunicator):
+        """A backend whose server never answers the connect."""
+
+        async def start(self) -> None:
+            await asyncio.Event().wait()
+
+    register_backend("never-up", lambda name, config: NeverUp(name))
+    config = tmp_path / "notify.yaml"
+    config.write_text(
+        "enabled: true\nbackends:\n"
+        f"  log:\n    type: console\n    path: {tmp_path / 'out.jsonl'}\n"
+        "  stuck:\n    type: never-up\n"
+    )
+    try:
+        code = main(["send", "-c", str(config), "--timeout", "2", "hello"])
+    finally:
+        unregister_backend("never-up")
+
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "log: delivered\n" in out  # sent as soon as it was up, not after the timeout
+    assert "stuck: not delivered: no outcome within 2 s (--timeout)\n" in out

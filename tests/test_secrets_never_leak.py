@@ -22,7 +22,6 @@ import yaml
 
 from processpype.cli import main
 from processpype.communications import Notifier
-from processpype.communications._masking import REDACTED_LOGGERS
 from processpype.communications.backends import register_backend, unregister_backend
 from processpype.communications.backends.telegram import set_default_client_factory
 from processpype.communications.base import Communicator
@@ -31,6 +30,7 @@ from processpype.communications.errors import DeliveryError, SendError
 from processpype.communications.models import OutgoingMessage
 from processpype.config.loader import config_from_mapping
 from processpype.config.models import CommunicatorBackendConfig, TelegramCommunicatorConfig
+from processpype.foundation._masking import REDACTED_LOGGERS
 from processpype.testing.smtp import SMTPTestServer
 from processpype.testing.telegram import FakeTelegramClient
 

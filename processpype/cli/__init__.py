@@ -48,7 +48,7 @@ from processpype.cli._terminal import (
     Parser,
     cli_logging,
 )
-from processpype.communications.errors import ConfigError, describe_error
+from processpype.foundation.errors import ConfigError, describe_error
 
 __all__ = [
     "CONFIG_ENV_VAR",
@@ -172,7 +172,7 @@ def _report(
     hint: str | None = None,
 ) -> int:
     """Print ``exc`` as one message on stderr (with its traceback under --debug)."""
-    from processpype.communications._masking import redact
+    from processpype.foundation._masking import redact
 
     if debug:  # a lower library's message in the traceback may quote a secret
         sys.stderr.write(redact("".join(traceback.format_exception(exc))))

@@ -35,7 +35,7 @@ from processpype.cli._terminal import (
     run,
     table,
 )
-from processpype.communications.errors import ConfigError, describe_error
+from processpype.foundation.errors import ConfigError, describe_error
 
 if TYPE_CHECKING:
     from processpype.communications.base import Communicator
@@ -229,7 +229,7 @@ def masked_config(config: CommunicationsConfig) -> dict[str, Any]:
     """``config`` as plain data with every secret masked (webhook URLs keep their host)."""
     from pydantic import SecretStr
 
-    from processpype.communications._masking import mask_url, mask_value
+    from processpype.foundation._masking import mask_url, mask_value
 
     data: dict[str, Any] = config.model_dump(mode="json")
     for name, backend in config.backends.items():

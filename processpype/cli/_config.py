@@ -14,7 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from processpype.cli._terminal import STOP_TIMEOUT, CLIError, logger
-from processpype.communications.errors import ConfigError, describe_error
+from processpype.foundation.errors import ConfigError, describe_error
 
 if TYPE_CHECKING:
     from processpype.communications.base import Communicator

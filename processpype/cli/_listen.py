@@ -25,13 +25,13 @@ from processpype.cli._terminal import (
     run,
     whole_number,
 )
-from processpype.communications.errors import describe_error
+from processpype.foundation.errors import describe_error
 
 if TYPE_CHECKING:
     from processpype.communications.base import Communicator
     from processpype.communications.dispatcher import CommunicationDispatcher
-    from processpype.communications.models import IncomingMessage
     from processpype.config.models import CommunicationsConfig
+    from processpype.foundation.models import IncomingMessage
 
 START_TIMEOUT = 60.0
 """Seconds `listen` waits for the receiving backends to connect."""

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from processpype.cli._config import resolve_config
 from processpype.cli._terminal import EXIT_FAILED, EXIT_OK, CLIError, add_command
-from processpype.communications.errors import OutboxUnavailableError
+from processpype.foundation.errors import OutboxUnavailableError
 
 if TYPE_CHECKING:
     from processpype.config.models import CommunicationsConfig

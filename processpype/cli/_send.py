@@ -39,13 +39,13 @@ from processpype.cli._terminal import (
     run,
     severity,
 )
-from processpype.communications.errors import describe_error
+from processpype.foundation.errors import describe_error
 
 if TYPE_CHECKING:
     from processpype.communications.delivery import DeliveryResult
     from processpype.communications.dispatcher import CommunicationDispatcher
-    from processpype.communications.models import Attachment, OutgoingMessage
     from processpype.config.models import CommunicationsConfig
+    from processpype.foundation.models import Attachment, OutgoingMessage
 
 _STDIN_ATTACHMENT = "stdin.bin"
 _INTERRUPT_GRACE = 5.0  # after Ctrl-C or SIGTERM, how long sends under way may finish
@@ -107,7 +107,7 @@ def add_parser(commands: Any, parents: Sequence[argparse.ArgumentParser]) -> Non
 
 def command(args: argparse.Namespace) -> int:
     """Run ``send``: build the message from the arguments, deliver it, print outcomes."""
-    from processpype.communications.models import OutgoingMessage
+    from processpype.foundation.models import OutgoingMessage
 
     attachments = _attachments(args)
     if args.message is None and attachments:
@@ -141,7 +141,7 @@ def command(args: argparse.Namespace) -> int:
 
 def _attachments(args: argparse.Namespace) -> list[Attachment]:
     """The files of ``--attach``, read now; CLIError naming a file that cannot be read."""
-    from processpype.communications.models import Attachment
+    from processpype.foundation.models import Attachment
 
     if args.attach_name is not None and "-" not in args.attach:
         raise CLIError("argument --attach-name: it names the file read from stdin (--attach -)")
@@ -265,8 +265,15 @@ async def _send(
     outcomes = _Outcomes(dispatcher, args, status)
 
     async def start_and_deliver() -> None:
-        await dispatcher.start_all()
-        await dispatcher.deliver(message, on_result=outcomes)
+        # Every start begins now; the message waits at each backend's start gate and is
+        # sent to a backend as soon as that backend is up, not when the slowest is.
+        starts = [c for c in dispatcher.communicators.values() if not c.is_started]
+        starting = [dispatcher.begin_start(c) for c in starts]
+        try:
+            await dispatcher.deliver(message, on_result=outcomes)
+        finally:
+            for task in starting:
+                task.cancel()
 
     delivering = asyncio.ensure_future(start_and_deliver())
     started = time.monotonic()

@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 if TYPE_CHECKING:
-    from processpype.communications.models import MessageSeverity
+    from processpype.foundation.models import MessageSeverity
 
 PROG = "processpype-notify"
 
@@ -65,7 +65,7 @@ class Parser(argparse.ArgumentParser):
 
 def severity(value: str) -> MessageSeverity:
     """``-s``: a severity name in any case."""
-    from processpype.communications.models import MessageSeverity
+    from processpype.foundation.models import MessageSeverity
 
     try:
         return MessageSeverity.coerce(value)

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from processpype.communications._loop_thread import LoopThread
-from processpype.communications.models import IncomingMessage, OnMessageHandler
+from processpype.foundation.models import IncomingMessage, OnMessageHandler
 
 __all__ = ["IncomingHandlers", "is_async_handler"]
 

@@ -23,12 +23,12 @@ from collections.abc import Callable
 from processpype.communications._loop_thread import LoopThread, LoopWaker
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryReport, DeliveryResult
-from processpype.communications.errors import (
+from processpype.foundation.errors import (
     DeliveryTimeoutError,
     NotifierClosedError,
     QueueFullError,
 )
-from processpype.communications.models import OutgoingMessage
+from processpype.foundation.models import OutgoingMessage
 
 __all__ = ["DRAIN_BATCH", "Delivery", "Handoff"]
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from processpype.communications._handlers import IncomingHandlers
 from processpype.communications._loop_thread import LoopThread
 from processpype.communications.dispatcher import CommunicationDispatcher
-from processpype.communications.models import OutgoingMessage
+from processpype.foundation.models import OutgoingMessage
 
 if TYPE_CHECKING:
     from processpype.communications._signals import SignalFlush

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from processpype.communications.errors import describe_error
-from processpype.communications.models import OutgoingMessage
+from processpype.foundation.errors import describe_error
+from processpype.foundation.models import OutgoingMessage
 
 if TYPE_CHECKING:
     from processpype.communications.dispatcher import CommunicationDispatcher

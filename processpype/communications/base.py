@@ -7,9 +7,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from processpype.communications._masking import config_secrets, register_secrets
 from processpype.communications.delivery import DeliveryResult
-from processpype.communications.models import IncomingMessage, OutgoingMessage
+from processpype.foundation._masking import config_secrets, register_secrets
+from processpype.foundation.models import IncomingMessage, OutgoingMessage
 
 if TYPE_CHECKING:
     from processpype.communications.ask import Answer, Question

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from processpype.communications._masking import redact
-from processpype.communications.errors import DeliveryError, describe_error
-from processpype.communications.models import OutgoingMessage
+from processpype.foundation._masking import redact
+from processpype.foundation.errors import DeliveryError, describe_error
+from processpype.foundation.models import OutgoingMessage
 
 __all__ = [
     "COMMUNICATIONS_DISABLED",

@@ -26,8 +26,8 @@ from processpype.communications._delivery_context import DELIVERING, delivery_wo
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryReport, DeliveryResult
-from processpype.communications.errors import describe_error
-from processpype.communications.models import IncomingMessage, MessageSeverity, OutgoingMessage
+from processpype.foundation.errors import describe_error
+from processpype.foundation.models import IncomingMessage, MessageSeverity, OutgoingMessage
 
 __all__ = [
     "INCOMING_MESSAGE_TAG",

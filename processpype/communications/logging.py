@@ -24,9 +24,9 @@ import threading
 from typing import Any
 
 from processpype.communications._delivery_context import in_delivery_work
-from processpype.communications.errors import NotifierClosedError, QueueFullError
-from processpype.communications.models import MessageSeverity
 from processpype.communications.notifier import Notifier
+from processpype.foundation.errors import NotifierClosedError, QueueFullError
+from processpype.foundation.models import MessageSeverity
 
 __all__ = ["NotifierHandler", "severity_for_level"]
 

@@ -67,22 +67,22 @@ from processpype.communications.delivery import (
     DeliveryResult,
 )
 from processpype.communications.dispatcher import CommunicationDispatcher
-from processpype.communications.errors import (
+from processpype.communications.setup import register_backends
+from processpype.config.loader import config_from_mapping, load_config
+from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
+from processpype.foundation.errors import (
     ConfigError,
     DeliveryTimeoutError,
     NotifierClosedError,
     QueueFullError,
 )
-from processpype.communications.models import (
+from processpype.foundation.models import (
     Attachment,
     MessageSeverity,
     OnMessageHandler,
     OutgoingMessage,
     coerce_attachments,
 )
-from processpype.communications.setup import register_backends
-from processpype.config.loader import config_from_mapping, load_config
-from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
 
 if TYPE_CHECKING:
     from processpype.communications.outbox.producer import OutboxProducer

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from processpype.communications._jobtext import format_duration, format_rate, shorten
 from processpype.communications.delivery import DeliveryReport
-from processpype.communications.errors import describe_error
-from processpype.communications.models import MessageSeverity, OutgoingMessage
+from processpype.foundation.errors import describe_error
+from processpype.foundation.models import MessageSeverity, OutgoingMessage
 
 if TYPE_CHECKING:
     from processpype.communications.notifier import Notifier

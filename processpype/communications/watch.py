@@ -31,9 +31,9 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self, cast
 
 from processpype.communications._jobtext import format_duration, shorten
-from processpype.communications._masking import redact
-from processpype.communications.errors import describe_error
-from processpype.communications.models import MessageSeverity
+from processpype.foundation._masking import redact
+from processpype.foundation.errors import describe_error
+from processpype.foundation.models import MessageSeverity
 
 if TYPE_CHECKING:
     from processpype.communications.notifier import Notifier

@@ -10,8 +10,8 @@ from typing import Any, NamedTuple
 
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
-from processpype.communications.models import Attachment, IncomingMessage, OutgoingMessage
 from processpype.config.models import CommunicatorBackendConfig
+from processpype.foundation.models import Attachment, IncomingMessage, OutgoingMessage
 from processpype.testing._faults import scripted
 
 __all__ = ["RecordedEdit", "RecordingCommunicator"]

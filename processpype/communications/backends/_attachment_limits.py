@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from processpype.communications.models import Attachment, format_size
+from processpype.foundation.models import Attachment, format_size
 
 __all__ = ["count_problem", "each_problem", "total_problem"]
 

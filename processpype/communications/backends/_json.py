@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
-from processpype.communications.errors import SendError
-from processpype.communications.models import OutgoingMessage
+from processpype.foundation.errors import SendError
+from processpype.foundation.models import OutgoingMessage
 
 __all__ = ["message_json"]
 

@@ -7,7 +7,7 @@ the backend type, the package and the extra to install.
 
 from __future__ import annotations
 
-from processpype.communications.errors import BackendUnavailableError
+from processpype.foundation.errors import BackendUnavailableError
 
 __all__ = ["unavailable"]
 

@@ -18,7 +18,7 @@ from email.header import Header
 from email.utils import formataddr, parseaddr
 
 from processpype.communications.backends._smtp_mime import mixed_body
-from processpype.communications.models import Attachment
+from processpype.foundation.models import Attachment
 
 __all__ = [
     "MAX_SUBJECT_CHARS",

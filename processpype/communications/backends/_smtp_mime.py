@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from processpype.communications.models import Attachment
+from processpype.foundation.models import Attachment
 
 __all__ = ["mixed_body"]
 

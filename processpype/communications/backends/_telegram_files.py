@@ -21,8 +21,8 @@ from typing import Any
 
 from processpype.communications.backends._attachment_limits import each_problem
 from processpype.communications.backends._telegram_text import Chunk, utf16_len
-from processpype.communications.errors import SendError
-from processpype.communications.models import Attachment
+from processpype.foundation.errors import SendError
+from processpype.foundation.models import Attachment
 
 __all__ = [
     "ALBUM_LIMIT",

@@ -31,8 +31,8 @@ from processpype.communications.backends._telegram_files import FileChunk
 from processpype.communications.backends._telegram_queue import ChatTarget, Job
 from processpype.communications.backends._telegram_text import Chunk
 from processpype.communications.delivery import DeliveryResult
-from processpype.communications.errors import SendError
-from processpype.communications.models import IncomingMessage, OutgoingMessage
+from processpype.foundation.errors import SendError
+from processpype.foundation.models import IncomingMessage, OutgoingMessage
 
 if TYPE_CHECKING:
     from processpype.communications.backends.telegram import TelegramCommunicator

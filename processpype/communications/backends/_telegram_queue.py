@@ -30,8 +30,8 @@ from processpype.communications.backends._telegram_limits import (
 )
 from processpype.communications.backends._telegram_text import Chunk
 from processpype.communications.delivery import DeliveryResult
-from processpype.communications.errors import QueueFullError, SendError
-from processpype.communications.models import OutgoingMessage
+from processpype.foundation.errors import QueueFullError, SendError
+from processpype.foundation.models import OutgoingMessage
 
 __all__ = ["ChatTarget", "Job", "SendFailure", "SendQueue"]
 

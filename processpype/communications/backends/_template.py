@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from processpype.communications.errors import ConfigError, SendError
+from processpype.foundation.errors import ConfigError, SendError
 
 __all__ = ["TEMPLATE_FIELDS", "compile_template", "render_template", "uses_field"]
 

@@ -17,8 +17,8 @@ from typing import IO
 from processpype.communications.backends._json import message_json
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
-from processpype.communications.models import OutgoingMessage
 from processpype.config.models import ConsoleCommunicatorConfig
+from processpype.foundation.models import OutgoingMessage
 
 __all__ = ["ConsoleCommunicator"]
 

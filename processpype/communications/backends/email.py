@@ -66,9 +66,9 @@ from processpype.communications.backends._smtp_transaction import (
 )
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryResult
-from processpype.communications.errors import BackendStartError, SendError
-from processpype.communications.models import OutgoingMessage
 from processpype.config.models import EmailCommunicatorConfig
+from processpype.foundation.errors import BackendStartError, SendError
+from processpype.foundation.models import OutgoingMessage
 
 __all__ = ["EmailCommunicator"]
 

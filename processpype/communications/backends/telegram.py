@@ -50,7 +50,6 @@ except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment
 
     raise unavailable(exc, "telegram", "telethon", "telegram") from None
 
-from processpype.communications._masking import redact
 from processpype.communications.ask import Answer, Question
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.backends._telegram_files import (
@@ -80,14 +79,15 @@ from processpype.communications.backends._telegram_session import SessionStore
 from processpype.communications.backends._telegram_text import Chunk, prepare_capped
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
-from processpype.communications.errors import (
+from processpype.config.models import TelegramChatConfig, TelegramCommunicatorConfig
+from processpype.foundation._masking import redact
+from processpype.foundation.errors import (
     BackendStartError,
     ConfigError,
     SendError,
     describe_error,
 )
-from processpype.communications.models import IncomingMessage, OutgoingMessage
-from processpype.config.models import TelegramChatConfig, TelegramCommunicatorConfig
+from processpype.foundation.models import IncomingMessage, OutgoingMessage
 
 __all__ = [
     "ClientFactory",

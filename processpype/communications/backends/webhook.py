@@ -45,7 +45,6 @@ except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment
     raise unavailable(exc, "webhook", "httpx", "webhook") from None
 
 from processpype import __version__
-from processpype.communications._masking import redact, url_secrets
 from processpype.communications.backends._attachment_limits import count_problem, total_problem
 from processpype.communications.backends._json import message_json
 from processpype.communications.backends._retry import backoff_delay
@@ -63,13 +62,14 @@ from processpype.communications.backends._template import (
 )
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryResult
-from processpype.communications.errors import ConfigError, SendError, describe_error
-from processpype.communications.models import Attachment, MessageSeverity, OutgoingMessage
 from processpype.config.models import (
     DiscordCommunicatorConfig,
     SlackCommunicatorConfig,
     WebhookCommunicatorConfig,
 )
+from processpype.foundation._masking import redact, url_secrets
+from processpype.foundation.errors import ConfigError, SendError, describe_error
+from processpype.foundation.models import Attachment, MessageSeverity, OutgoingMessage
 
 __all__ = [
     "DISCORD_CONTENT_LIMIT",

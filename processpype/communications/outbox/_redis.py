@@ -19,8 +19,8 @@ from typing import Any
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from processpype.communications._masking import register_secrets
-from processpype.communications.errors import OutboxUnavailableError, describe_error
+from processpype.foundation._masking import register_secrets
+from processpype.foundation.errors import OutboxUnavailableError, describe_error
 
 try:
     import redis.asyncio as aioredis
@@ -34,8 +34,8 @@ except ModuleNotFoundError as exc:  # pragma: no cover - the minimal environment
 
     raise unavailable(exc, "outbox", "redis", "redis") from None
 from processpype.communications.delivery import DeliveryResult
-from processpype.communications.models import OutgoingMessage
 from processpype.config.outbox import OutboxConfig
+from processpype.foundation.models import OutgoingMessage
 
 __all__ = [
     "GROUP",

@@ -30,10 +30,10 @@ from typing import Any
 
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
-from processpype.communications.errors import describe_error
-from processpype.communications.models import IncomingMessage
 from processpype.communications.outbox._redis import OutboxKeys, Redis, is_unavailable
 from processpype.config.outbox import OutboxConfig
+from processpype.foundation.errors import describe_error
+from processpype.foundation.models import IncomingMessage
 
 __all__ = ["IncomingReader", "UpdateLease", "update_key"]
 

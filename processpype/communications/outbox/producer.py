@@ -24,12 +24,6 @@ from processpype.communications.backends import create_communicator
 from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import IDEMPOTENCY_KEY, DeliveryReport, DeliveryResult
-from processpype.communications.errors import (
-    DeliveryTimeoutError,
-    OutboxUnavailableError,
-    SendError,
-)
-from processpype.communications.models import OutgoingMessage, format_size
 from processpype.communications.outbox._redis import (
     OutboxKeys,
     Redis,
@@ -42,6 +36,12 @@ from processpype.communications.outbox._redis import (
 from processpype.communications.outbox.lease import IncomingReader, UpdateLease
 from processpype.config.models import CommunicatorBackendConfig
 from processpype.config.outbox import OutboxConfig
+from processpype.foundation.errors import (
+    DeliveryTimeoutError,
+    OutboxUnavailableError,
+    SendError,
+)
+from processpype.foundation.models import OutgoingMessage, format_size
 
 if TYPE_CHECKING:
     from processpype.communications.ask import Answer, Question

@@ -38,8 +38,6 @@ from processpype.communications.backends._retry import backoff_delay
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
 from processpype.communications.dispatcher import CommunicationDispatcher, severity_skip
-from processpype.communications.errors import SendError, describe_error
-from processpype.communications.models import OutgoingMessage
 from processpype.communications.outbox._redis import (
     GROUP,
     OutboxKeys,
@@ -52,6 +50,8 @@ from processpype.communications.outbox._redis import (
 )
 from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
 from processpype.config.outbox import OutboxConfig
+from processpype.foundation.errors import SendError, describe_error
+from processpype.foundation.models import OutgoingMessage
 
 __all__ = ["OutboxWorker"]
 
