@@ -1,25 +1,9 @@
 """Message models shared by the async core, the backends and the blocking facade.
 
 They live on the bottom floor, in ``processpype.foundation.models``; this documented
-path re-exports them.
+path re-exports every one of them (its ``__all__``).
 """
 
-from processpype.foundation.models import (
-    Attachment,
-    IncomingMessage,
-    MessageHandler,
-    MessageSeverity,
-    OnMessageHandler,
-    OutgoingMessage,
-)
-from processpype.foundation.models import coerce_attachments as coerce_attachments
-from processpype.foundation.models import format_size as format_size
-
-__all__ = [
-    "Attachment",
-    "IncomingMessage",
-    "MessageHandler",
-    "MessageSeverity",
-    "OnMessageHandler",
-    "OutgoingMessage",
-]
+# One list of names, the bottom floor's: a name added there shows here too.
+from processpype.foundation.models import *  # noqa: F403
+from processpype.foundation.models import __all__ as __all__
