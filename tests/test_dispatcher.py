@@ -551,3 +551,26 @@ async def test_cancelling_deliver_cancels_its_sends() -> None:
     await asyncio.sleep(0)
     assert one.texts == []
     assert two.texts == []
+
+
+@pytest.mark.asyncio
+async def test_send_one_gives_the_result_at_once_or_the_task_still_sending() -> None:
+    import contextvars
+
+    dispatcher = CommunicationDispatcher()
+    quick, slow = recorder("quick"), GateCommunicator("slow")
+    dispatcher.register(quick)
+    dispatcher.register(slow)
+    await dispatcher.start_all()
+    message = OutgoingMessage(message="hi")
+
+    at_once = dispatcher.send_one(quick, message, contextvars.copy_context())
+    assert isinstance(at_once, DeliveryResult)
+    assert at_once.status == "delivered"
+    assert quick.texts == ["hi"]  # sent before send_one returned
+
+    sending = dispatcher.send_one(slow, message, contextvars.copy_context())
+    assert isinstance(sending, asyncio.Task)
+    assert not sending.done()
+    slow.gate.set()
+    assert (await sending).status == "delivered"

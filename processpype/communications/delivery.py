@@ -65,7 +65,24 @@ class DeliveryResult(BaseModel):
 
         ``reference`` names what was posted, for ``Communicator.edit`` later.
         """
-        return cls(backend=backend, status="delivered", attempts=attempts, reference=reference)
+        if (
+            reference
+            or cls is not DeliveryResult
+            or type(backend) is not str
+            or type(attempts) is not int
+        ):
+            return cls(backend=backend, status="delivered", attempts=attempts, reference=reference)
+        # Results are frozen values, and "delivered" ones repeat for every message of a
+        # backend: validating once per (backend, attempts) keeps pydantic off the hot
+        # path (bench_notifier: send_nowait throughput, see docs/benchmarks.md).
+        key = (backend, attempts)
+        result = _DELIVERED.get(key)
+        if result is None:
+            result = cls(backend=backend, status="delivered", attempts=attempts)
+            if len(_DELIVERED) >= _DELIVERED_LIMIT:
+                _DELIVERED.clear()
+            _DELIVERED[key] = result
+        return result
 
     @classmethod
     def failed(
@@ -84,6 +101,11 @@ class DeliveryResult(BaseModel):
     def queued(cls, backend: str) -> DeliveryResult:
         """A result for a message put in the outbox, for a worker to deliver."""
         return cls(backend=backend, status="queued", attempts=0)
+
+
+_DELIVERED: dict[tuple[str, int], DeliveryResult] = {}
+_DELIVERED_LIMIT = 1024
+"""Distinct (backend, attempts) "delivered" results kept; the cache is cleared beyond."""
 
 
 class DeliveryReport(BaseModel):

@@ -279,36 +279,40 @@ class CommunicationDispatcher:
         ``result`` is None for a send that was cancelled. Returns one entry per target:
         the task still sending, or None where the result was already handed over.
         """
-        loop = asyncio.get_running_loop()
         if context is None:
             context = contextvars.copy_context()
-        if len(targets) == 1:  # the common case, without the loop
-            return [self._send(loop, targets[0], 0, message, on_result, context)]
-        return [
-            self._send(loop, communicator, index, message, on_result, context)
-            for index, communicator in enumerate(targets)
-        ]
+        sends: list[asyncio.Task[DeliveryResult] | None] = []
+        for index, communicator in enumerate(targets):
+            sent = self.send_one(communicator, message, context)
+            if isinstance(sent, DeliveryResult):
+                on_result(index, sent)
+                sends.append(None)
+            else:
+                sent.add_done_callback(
+                    functools.partial(_hand_back, on_result, index, communicator.name)
+                )
+                sends.append(sent)
+        return sends
 
-    def _send(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        communicator: Communicator,
-        index: int,
-        message: OutgoingMessage,
-        on_result: Callable[[int, DeliveryResult | None], None],
-        context: contextvars.Context,
-    ) -> asyncio.Task[DeliveryResult] | None:
-        """One send of ``fan_out``: the task still sending, or None once handed back."""
+    def send_one(
+        self, communicator: Communicator, message: OutgoingMessage, context: contextvars.Context
+    ) -> DeliveryResult | asyncio.Task[DeliveryResult]:
+        """Loop thread: the one step of ``fan_out`` for one backend.
+
+        Runs ``deliver_to`` at once, as an eager task in a copy of ``context``: the
+        result when it completed without waiting (an in-memory backend), else the task
+        still sending. The Notifier calls it directly for a label with one backend.
+        """
         task = asyncio.Task(
             self.deliver_to(communicator, message),
-            loop=loop,
+            loop=asyncio.get_running_loop(),
             eager_start=True,
             context=context.copy(),  # a context cannot be entered twice at once
         )
         if task.done():
-            on_result(index, _outcome(communicator.name, task))
-            return None
-        task.add_done_callback(functools.partial(_hand_back, on_result, index, communicator.name))
+            result = send_outcome(communicator.name, task)
+            if result is not None:
+                return result
         return task
 
     def at_gate(self, task: asyncio.Task[DeliveryResult]) -> bool:
@@ -565,7 +569,7 @@ def _did_not_start(name: str, failure: _StartFailure) -> DeliveryResult:
     )
 
 
-def _outcome(name: str, task: asyncio.Task[DeliveryResult]) -> DeliveryResult | None:
+def send_outcome(name: str, task: asyncio.Task[DeliveryResult]) -> DeliveryResult | None:
     """The result of a finished send; None when it was cancelled."""
     try:
         return task.result()
@@ -581,7 +585,7 @@ def _hand_back(
     name: str,
     task: asyncio.Task[DeliveryResult],
 ) -> None:
-    on_result(index, _outcome(name, task))
+    on_result(index, send_outcome(name, task))
 
 
 async def _flush_one(communicator: Communicator, timeout: float | None) -> bool:

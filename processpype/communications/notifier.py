@@ -44,7 +44,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from processpype.communications._handlers import IncomingHandlers
-from processpype.communications._handoff import Delivery, Handoff
+from processpype.communications._handoff import Delivery, Handoff, validated
 from processpype.communications._loop_thread import LoopThread
 from processpype.communications._process_hooks import (
     Undelivered,
@@ -66,7 +66,7 @@ from processpype.communications.delivery import (
     DeliveryReport,
     DeliveryResult,
 )
-from processpype.communications.dispatcher import CommunicationDispatcher
+from processpype.communications.dispatcher import CommunicationDispatcher, send_outcome
 from processpype.communications.setup import register_backends
 from processpype.config.loader import config_from_mapping, load_config
 from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
@@ -824,6 +824,19 @@ class Notifier:
             delivery.results = skipped
             self._handoff.finish(delivery)
             return
+        if len(targets) == 1:
+            # The common case, through the fan-out's one step without its bookkeeping:
+            # an in-memory backend's result settles the message right here.
+            sent = self._dispatcher.send_one(targets[0], message, delivery.context)
+            if isinstance(sent, DeliveryResult):
+                self._handoff.finish(delivery, (sent,))
+                return
+            delivery.results = [None]
+            delivery.remaining = 1
+            delivery.sends = [sent]
+            sent.add_done_callback(functools.partial(self._send_done, delivery, targets[0].name))
+            self._handoff.active[delivery] = None
+            return
         delivery.results = [None] * len(targets)
         delivery.remaining = len(targets)
         delivery.sends = self._dispatcher.fan_out(
@@ -834,6 +847,10 @@ class Notifier:
         )
         if delivery.report is None:
             self._handoff.active[delivery] = None
+
+    def _send_done(self, delivery: Delivery, name: str, task: asyncio.Task[DeliveryResult]) -> None:
+        """The one backend of ``delivery`` finished sending (``send_one``'s task)."""
+        self._delivery_done(delivery, 0, send_outcome(name, task))
 
     def _delivery_done(self, delivery: Delivery, index: int, result: DeliveryResult | None) -> None:
         # A cancelled send (None: only close() cancels them) is settled by close.
@@ -1185,7 +1202,7 @@ def _outgoing(
         files = coerce_attachments(attachments)
         if files:
             fields["attachments"] = files
-    return OutgoingMessage(**fields)
+    return validated(OutgoingMessage, fields)
 
 
 def _all_ready(attachments: Iterable[Any]) -> bool:
