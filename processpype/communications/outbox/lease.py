@@ -190,7 +190,10 @@ class UpdateLease:
         # Renewed from the moment it is won, also while the backend starts: a start
         # longer than lease_time (a slow login) must not let a second process in.
         keeper = asyncio.ensure_future(self._keep(renew, lease_ms))
-        starting = asyncio.ensure_future(self._backend.start())
+        # Eager: a start that needs no wait is done before anyone sees ``holding``.
+        starting = asyncio.Task(
+            self._backend.start(), loop=asyncio.get_running_loop(), eager_start=True
+        )
         try:
             await asyncio.wait({keeper, starting}, return_when=asyncio.FIRST_COMPLETED)
             if starting.done():
