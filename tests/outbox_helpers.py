@@ -8,19 +8,28 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from processpype.communications.backends.telegram import TelegramCommunicator
 from processpype.communications.base import Communicator
+from processpype.communications.outbox._redis import connect
+from processpype.communications.outbox.limiter import SharedTelegramLimiter
 from processpype.communications.outbox.worker import OutboxWorker
-from processpype.config.models import CommunicationsConfig, CommunicatorBackendConfig
+from processpype.config.models import (
+    CommunicationsConfig,
+    CommunicatorBackendConfig,
+    TelegramCommunicatorConfig,
+)
+from processpype.config.outbox import OutboxConfig
 from processpype.testing.recording import RecordingCommunicator
 from processpype.testing.redis import find_redis_server
+from processpype.testing.telegram import FakeTelegramClient
 
 needs_redis_server = pytest.mark.skipif(
     find_redis_server() is None,
@@ -42,6 +51,27 @@ def outbox_config(
             "outbox": {"url": url, **outbox},
         }
     )
+
+
+@asynccontextmanager
+async def shared_limited_backend(
+    fake: FakeTelegramClient, config: TelegramCommunicatorConfig, outbox: OutboxConfig
+) -> AsyncIterator[TelegramCommunicator]:
+    """A started backend on ``fake`` whose sends take their slots of the limits in Redis.
+
+    The backend is stopped, then the limiter closed, on exit.
+    """
+    backend = TelegramCommunicator("tg", config, client_factory=fake.as_client_factory())
+    limiter = SharedTelegramLimiter(
+        connect(outbox), outbox, bot="123456", limits=backend.rate_limits
+    )
+    backend.send_limiter = limiter
+    await backend.start()
+    try:
+        yield backend
+    finally:
+        await backend.stop()
+        await limiter.aclose()
 
 
 class WorkerThread:

@@ -10,14 +10,12 @@ import asyncio
 from typing import Any
 
 import redis
-from outbox_helpers import outbox_config, running_worker, wait_until
+from outbox_helpers import outbox_config, running_worker, shared_limited_backend, wait_until
 
 from processpype.communications.backends.telegram import TelegramCommunicator
 from processpype.communications.base import Communicator
 from processpype.communications.models import Attachment, OutgoingMessage
 from processpype.communications.notifier import Notifier
-from processpype.communications.outbox._redis import connect
-from processpype.communications.outbox.limiter import SharedTelegramLimiter
 from processpype.config.models import CommunicatorBackendConfig, TelegramCommunicatorConfig
 from processpype.config.outbox import OutboxConfig
 from processpype.testing.recording import RecordingCommunicator
@@ -99,21 +97,12 @@ def test_files_and_edits_each_count_in_the_shared_bot_window(
     outbox = OutboxConfig.model_validate({"url": processpype_redis.url})
 
     async def scenario() -> None:
-        backend = TelegramCommunicator("tg", config, client_factory=fake.as_client_factory())
-        limiter = SharedTelegramLimiter(
-            connect(outbox), outbox, bot="123456", limits=backend.rate_limits
-        )
-        backend.send_limiter = limiter
-        await backend.start()
-        try:
+        async with shared_limited_backend(fake, config, outbox) as backend:
             posted = await backend.deliver(OutgoingMessage(message="progress 10%"))
             await backend.edit(posted.reference, OutgoingMessage(message="progress 90%"))
             await backend.deliver(
                 OutgoingMessage(message="", attachments=[Attachment(filename="a.txt", data=b"a")])
             )
-        finally:
-            await backend.stop()
-            await limiter.aclose()
 
     asyncio.run(scenario())
     db: Any = redis.Redis.from_url(processpype_redis.url, decode_responses=True)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import redis
-from outbox_helpers import Workers, read_lines, wait_until
+from outbox_helpers import Workers, read_lines, shared_limited_backend, wait_until
 
 from processpype.communications.backends._telegram_limits import TelegramRateLimits
 from processpype.communications.notifier import Notifier
@@ -185,7 +185,6 @@ def test_group_window_applies_only_to_groups(
 def test_telegram_backend_asks_the_shared_limiter_before_each_request(
     processpype_redis: RedisTestServer,
 ) -> None:
-    from processpype.communications.backends.telegram import TelegramCommunicator
     from processpype.communications.models import OutgoingMessage
     from processpype.testing.telegram import FakeTelegramClient
 
@@ -199,18 +198,9 @@ def test_telegram_backend_asks_the_shared_limiter_before_each_request(
     outbox = OutboxConfig.model_validate({"url": processpype_redis.url})
 
     async def scenario() -> None:
-        backend = TelegramCommunicator("tg", config, client_factory=fake.as_client_factory())
-        limiter = SharedTelegramLimiter(
-            connect(outbox), outbox, bot="123456", limits=backend.rate_limits
-        )
-        backend.send_limiter = limiter
-        await backend.start()
-        try:
+        async with shared_limited_backend(fake, config, outbox) as backend:
             await backend.deliver(OutgoingMessage(message="to the group"))
             await backend.deliver(OutgoingMessage(message="to a person", label="dm"))
-        finally:
-            await backend.stop()
-            await limiter.aclose()
 
     asyncio.run(scenario())
     db: Any = redis.Redis.from_url(processpype_redis.url, decode_responses=True)

@@ -8,11 +8,9 @@ from typing import Any
 
 import pytest
 import redis
+from outbox_helpers import shared_limited_backend
 
-from processpype.communications.backends.telegram import TelegramCommunicator
 from processpype.communications.models import Attachment, OutgoingMessage
-from processpype.communications.outbox._redis import connect
-from processpype.communications.outbox.limiter import SharedTelegramLimiter
 from processpype.config.models import TelegramCommunicatorConfig
 from processpype.config.outbox import OutboxConfig
 from processpype.testing.redis import RedisTestServer
@@ -35,20 +33,11 @@ def test_file_pieces_and_edits_are_counted_by_the_shared_limiter(
     files = [Attachment.from_bytes(b"a", "a.txt"), Attachment.from_bytes(b"b", "b.txt")]
 
     async def scenario() -> None:
-        backend = TelegramCommunicator("tg", config, client_factory=fake.as_client_factory())
-        limiter = SharedTelegramLimiter(
-            connect(outbox), outbox, bot="123456", limits=backend.rate_limits
-        )
-        backend.send_limiter = limiter
-        await backend.start()
-        try:
+        async with shared_limited_backend(fake, config, outbox) as backend:
             # The text rides on the first document as its caption: two pieces.
             sent = await backend.deliver(OutgoingMessage(message="backup", attachments=files))
             text = await backend.deliver(OutgoingMessage(message="10%"))
             edited = await backend.edit(text.reference, OutgoingMessage(message="20%"))
-        finally:
-            await backend.stop()
-            await limiter.aclose()
         assert (sent.status, text.status, edited.status) == ("delivered",) * 3
 
     asyncio.run(scenario())
@@ -93,17 +82,8 @@ def test_a_silent_redis_fails_the_send_instead_of_holding_it() -> None:
             outbox = OutboxConfig.model_validate(
                 {"url": f"redis://127.0.0.1:{silent.port}/0", "connect_timeout": 0.2}
             )
-            backend = TelegramCommunicator("tg", config, client_factory=fake.as_client_factory())
-            limiter = SharedTelegramLimiter(
-                connect(outbox), outbox, bot="123456", limits=backend.rate_limits
-            )
-            backend.send_limiter = limiter
-            await backend.start()
-            try:
+            async with shared_limited_backend(fake, config, outbox) as backend:
                 result = await backend.deliver(OutgoingMessage(message="held?"))
-            finally:
-                await backend.stop()
-                await limiter.aclose()
         return result.error or ""
 
     error = asyncio.run(scenario())
