@@ -6,8 +6,10 @@ import asyncio
 import itertools
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -19,6 +21,7 @@ from telethon.tl import functions, types
 from processpype.communications.backends.telegram import (
     TelegramCommunicator,
     TelegramRateLimits,
+    set_default_client_factory,
     telethon_client,
 )
 from processpype.communications.models import OutgoingMessage
@@ -30,6 +33,38 @@ FAST_LIMITS: dict[str, Any] = {
     "global_per_second": 10_000.0,
 }
 """Rate limits far above what a test sends: for tests about routing, not pacing."""
+
+
+ENFORCED_LIMITS = TelegramRateLimits(per_chat_per_second=50.0, global_per_second=100.0)
+"""Fast limits that a backend keeps to and an enforcing fake answers a flood wait beyond."""
+
+
+@contextmanager
+def enforcing_default_fake() -> Iterator[FakeTelegramClient]:
+    """A fake answering a flood wait beyond ``ENFORCED_LIMITS``, the default client factory."""
+    client = FakeTelegramClient(enforce_rate_limits=True, rate_limits=ENFORCED_LIMITS)
+    previous = set_default_client_factory(client.as_client_factory())
+    try:
+        yield client
+    finally:
+        set_default_client_factory(previous)
+
+
+def listening_backends(tmp_path: Path, chat: int, **chat_fields: Any) -> dict[str, Any]:
+    """A config's backends: ``tg``, listening to commands in ``chat``, within ENFORCED_LIMITS."""
+    return {
+        "tg": {
+            "type": "telegram",
+            "api_id": 12345,
+            "api_hash": "0123456789abcdef0123456789abcdef",
+            "token": "123456:TEST-token_for-the-fake",
+            "listen_to_commands": True,
+            "session_path": str(tmp_path / "sessions"),
+            "per_chat_per_second": ENFORCED_LIMITS.per_chat_per_second,
+            "global_per_second": ENFORCED_LIMITS.global_per_second,
+            "chats": {"default": {"chat_id": str(chat), **chat_fields}},
+        }
+    }
 
 
 def quick_fake() -> FakeTelegramClient:

@@ -10,18 +10,14 @@ from typing import Any
 import pytest
 import redis
 from outbox_helpers import outbox_config, recorder_of, running_worker
+from telegram_helpers import enforcing_default_fake, listening_backends
 
-from processpype.communications.backends.telegram import (
-    TelegramRateLimits,
-    set_default_client_factory,
-)
 from processpype.communications.notifier import Notifier
 from processpype.testing.redis import RedisTestServer
 from processpype.testing.telegram import FakeTelegramClient
 
 PRIVATE = 555000111
 OWNER = 42
-FAST = TelegramRateLimits(per_chat_per_second=50.0, global_per_second=100.0)
 
 
 @pytest.fixture
@@ -34,28 +30,12 @@ def db(processpype_redis: RedisTestServer) -> Iterator[Any]:
 
 @pytest.fixture
 def fake() -> Iterator[FakeTelegramClient]:
-    client = FakeTelegramClient(enforce_rate_limits=True, rate_limits=FAST)
-    previous = set_default_client_factory(client.as_client_factory())
-    try:
+    with enforcing_default_fake() as client:
         yield client
-    finally:
-        set_default_client_factory(previous)
 
 
 def telegram_backend(tmp_path: Path) -> dict[str, Any]:
-    return {
-        "tg": {
-            "type": "telegram",
-            "api_id": 12345,
-            "api_hash": "0123456789abcdef0123456789abcdef",
-            "token": "123456:TEST-token_for-the-fake",
-            "listen_to_commands": True,
-            "session_path": str(tmp_path / "sessions"),
-            "per_chat_per_second": FAST.per_chat_per_second,
-            "global_per_second": FAST.global_per_second,
-            "chats": {"default": {"chat_id": str(PRIVATE), "command_authorized": True}},
-        }
-    }
+    return listening_backends(tmp_path, PRIVATE, command_authorized=True)
 
 
 def test_editing_a_queued_message_is_skipped_saying_why(processpype_redis: RedisTestServer) -> None:

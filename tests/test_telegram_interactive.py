@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from telegram_helpers import enforcing_default_fake, listening_backends
 from telethon import Button, errors
 
 from processpype import Notifier
@@ -17,7 +18,6 @@ from processpype.communications.backends._telegram_interactive import NOT_ALLOWE
 from processpype.communications.backends.telegram import (
     TelegramCommunicator,
     TelegramRateLimits,
-    set_default_client_factory,
 )
 from processpype.testing.telegram import FakeTelegramClient, InlineButton
 
@@ -25,37 +25,17 @@ GROUP = -1001234567890
 PRIVATE = 555000111
 OWNER = 42
 STRANGER = 7
-FAST = TelegramRateLimits(per_chat_per_second=50.0, global_per_second=100.0)
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeTelegramClient]:
     """A fake that answers a flood wait to any send or edit beyond the (fast) limits."""
-    client = FakeTelegramClient(enforce_rate_limits=True, rate_limits=FAST)
-    previous = set_default_client_factory(client.as_client_factory())
-    try:
+    with enforcing_default_fake() as client:
         yield client
-    finally:
-        set_default_client_factory(previous)
 
 
 def telegram(tmp_path: Path, chat: int = PRIVATE, **chat_fields: Any) -> dict[str, Any]:
-    return {
-        "enabled": True,
-        "backends": {
-            "tg": {
-                "type": "telegram",
-                "api_id": 12345,
-                "api_hash": "0123456789abcdef0123456789abcdef",
-                "token": "123456:TEST-token_for-the-fake",
-                "listen_to_commands": True,
-                "session_path": str(tmp_path / "sessions"),
-                "per_chat_per_second": FAST.per_chat_per_second,
-                "global_per_second": FAST.global_per_second,
-                "chats": {"default": {"chat_id": str(chat), **chat_fields}},
-            }
-        },
-    }
+    return {"enabled": True, "backends": listening_backends(tmp_path, chat, **chat_fields)}
 
 
 @pytest.fixture
