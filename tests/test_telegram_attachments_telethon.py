@@ -22,6 +22,22 @@ from processpype.communications.models import Attachment
 PEER = types.InputPeerUser(user_id=42, access_hash=7)
 
 
+def updates(*items: Any) -> types.Updates:
+    """Telegram's answer carrying ``items`` (and no users or chats)."""
+    return types.Updates(updates=list(items), users=[], chats=[], date=datetime.now(UTC), seq=0)
+
+
+def message_to_peer(message_id: int, text: str) -> types.Message:
+    """The bot's message ``message_id`` in PEER's chat."""
+    return types.Message(
+        id=message_id,
+        peer_id=types.PeerUser(user_id=42),
+        date=datetime.now(UTC),
+        message=text,
+        out=True,
+    )
+
+
 class StubSender:
     """Stands in for telethon's MTProtoSender: answers each request, keeps it."""
 
@@ -58,7 +74,7 @@ class StubSender:
         if isinstance(
             request, functions.messages.SendMediaRequest | functions.messages.SendMultiMediaRequest
         ):
-            return types.Updates(updates=[], users=[], chats=[], date=datetime.now(UTC), seq=0)
+            return updates()
         raise AssertionError(f"unexpected request {type(request).__name__}")
 
     def of(self, kind: type) -> list[Any]:
@@ -187,22 +203,10 @@ class AnsweringSender(StubSender):
 
     def _answer(self, request: Any) -> Any:
         if isinstance(request, functions.messages.SendMediaRequest):
-            message = types.Message(
-                id=77,
-                peer_id=types.PeerUser(user_id=42),
-                date=datetime.now(UTC),
-                message=request.message,
-                out=True,
-            )
-            return types.Updates(
-                updates=[
-                    types.UpdateMessageID(id=77, random_id=request.random_id),
-                    types.UpdateNewMessage(message=message, pts=1, pts_count=1),
-                ],
-                users=[],
-                chats=[],
-                date=datetime.now(UTC),
-                seq=0,
+            message = message_to_peer(77, request.message)
+            return updates(
+                types.UpdateMessageID(id=77, random_id=request.random_id),
+                types.UpdateNewMessage(message=message, pts=1, pts_count=1),
             )
         return super()._answer(request)
 
@@ -223,20 +227,8 @@ class EditingSender(StubSender):
 
     def _answer(self, request: Any) -> Any:
         if isinstance(request, functions.messages.EditMessageRequest):
-            message = types.Message(
-                id=request.id,
-                peer_id=types.PeerUser(user_id=42),
-                date=datetime.now(UTC),
-                message=request.message,
-                out=True,
-            )
-            return types.Updates(
-                updates=[types.UpdateEditMessage(message=message, pts=2, pts_count=1)],
-                users=[],
-                chats=[],
-                date=datetime.now(UTC),
-                seq=0,
-            )
+            message = message_to_peer(request.id, request.message)
+            return updates(types.UpdateEditMessage(message=message, pts=2, pts_count=1))
         return super()._answer(request)
 
 
