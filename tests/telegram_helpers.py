@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from telethon import errors
+from telethon import errors, events
 from telethon.crypto import AuthKey
 from telethon.errors import rpc_message_to_error
 from telethon.tl import functions, types
@@ -118,6 +118,14 @@ class BackendMaker:
 def msg(text: str = "disk full", label: str = "default") -> OutgoingMessage:
     """A message for ``label``."""
     return OutgoingMessage(message=text, label=label)
+
+
+def press_event(client: Any, update: types.UpdateBotCallbackQuery) -> Any:
+    """telethon's own ``CallbackQuery`` event for ``update``, as ``client`` hands it over."""
+    event = events.CallbackQuery.build(update)
+    event._entities = {}
+    event._set_client(client)
+    return event
 
 
 # -- real telethon on loopback --------------------------------------------------------

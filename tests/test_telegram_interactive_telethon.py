@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from telethon import Button, TelegramClient, errors, events
+from telegram_helpers import press_event
+from telethon import Button, TelegramClient, errors
 from telethon.sessions import StringSession
 from telethon.tl import functions, types
 
@@ -173,9 +174,7 @@ async def test_a_refused_press_is_answered_through_telethons_callback_answer() -
         chat_instance=1,
         data=b"pp:tok:0",
     )
-    event = events.CallbackQuery.build(update)  # telethon's own event
-    event._entities = {}
-    event._set_client(client)
+    event = press_event(client, update)  # telethon's own event
 
     await side._on_callback(event)
 
@@ -197,9 +196,7 @@ async def test_a_press_on_a_closed_question_is_answered_closed() -> None:
         chat_instance=1,
         data=b"pp:long-gone:0",
     )
-    event = events.CallbackQuery.build(update)
-    event._entities = {}
-    event._set_client(client)
+    event = press_event(client, update)
 
     await side._on_callback(event)
 
@@ -213,9 +210,7 @@ async def test_a_press_of_another_handlers_button_is_left_alone() -> None:
     update = types.UpdateBotCallbackQuery(
         query_id=993, user_id=42, peer=types.PeerChat(-GROUP), msg_id=5, chat_instance=1, data=b"x"
     )
-    event = events.CallbackQuery.build(update)
-    event._entities = {}
-    event._set_client(client)
+    event = press_event(client, update)
 
     await interactions(command_authorized=True)._on_callback(event)
 

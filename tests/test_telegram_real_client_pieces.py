@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from telegram_helpers import ClientsBuilt, StubSender, StubTelegram, msg
+from telegram_helpers import ClientsBuilt, StubSender, StubTelegram, msg, press_event
 from telethon import TelegramClient
 from telethon.tl import functions
 
@@ -235,7 +235,6 @@ async def test_a_flood_wait_on_deleting_superfluous_pieces_is_forgotten(tmp_path
 async def test_answering_a_press_over_a_silent_link_gives_up_instead_of_hanging(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from telethon import events
     from telethon.sessions import StringSession
     from telethon.tl import types
 
@@ -256,9 +255,7 @@ async def test_answering_a_press_over_a_silent_link_gives_up_instead_of_hanging(
         chat_instance=1,
         data=b"pp:x:0",
     )
-    event = events.CallbackQuery.build(update)
-    event._entities = {}
-    event._set_client(client)
+    event = press_event(client, update)
     caplog.set_level(logging.ERROR, logger="processpype.communications.telegram")
 
     await backend._interactions._on_callback(event)  # returns: the answer gave up
