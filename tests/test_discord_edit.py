@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from http_helpers import serving
 
 from processpype import Notifier
 
@@ -107,15 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def discord() -> Iterator[DiscordServer]:
-    server = DiscordServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(DiscordServer()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 @pytest.fixture

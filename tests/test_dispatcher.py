@@ -54,6 +54,14 @@ async def started(dispatcher: CommunicationDispatcher) -> CommunicationDispatche
     return dispatcher
 
 
+async def dispatching(*backends: Communicator) -> CommunicationDispatcher:
+    """A started dispatcher with each of ``backends`` registered under the default label."""
+    dispatcher = CommunicationDispatcher()
+    for backend in backends:
+        dispatcher.register(backend)
+    return await started(dispatcher)
+
+
 @pytest.mark.asyncio
 async def test_message_goes_to_every_backend_of_its_label_only() -> None:
     dispatcher = CommunicationDispatcher()
@@ -79,11 +87,8 @@ async def test_register_without_labels_means_default() -> None:
 
 @pytest.mark.asyncio
 async def test_slow_backend_does_not_delay_the_others() -> None:
-    dispatcher = CommunicationDispatcher()
     slow, fast = GateCommunicator("slow"), recorder("fast")
-    dispatcher.register(slow)
-    dispatcher.register(fast)
-    await started(dispatcher)
+    dispatcher = await dispatching(slow, fast)
 
     delivery = asyncio.create_task(dispatcher.deliver(OutgoingMessage(message="deploy done")))
     # fast receives the message while slow is still blocked on its gate.
@@ -98,12 +103,9 @@ async def test_slow_backend_does_not_delay_the_others() -> None:
 async def test_one_backend_failure_does_not_stop_the_others(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    dispatcher = CommunicationDispatcher()
     broken, healthy = recorder("broken"), recorder("healthy")
     broken.fail_next(RuntimeError("boom"))
-    dispatcher.register(broken)
-    dispatcher.register(healthy)
-    await started(dispatcher)
+    dispatcher = await dispatching(broken, healthy)
 
     with caplog.at_level(logging.ERROR, logger="processpype"):
         report = await dispatcher.deliver(OutgoingMessage(message="x"))
@@ -118,11 +120,9 @@ async def test_one_backend_failure_does_not_stop_the_others(
 
 @pytest.mark.asyncio
 async def test_emit_never_raises_for_a_backend_error() -> None:
-    dispatcher = CommunicationDispatcher()
     broken = recorder("broken")
     broken.fail_next(ValueError("bad"))
-    dispatcher.register(broken)
-    await started(dispatcher)
+    dispatcher = await dispatching(broken)
     await dispatcher.emit(OutgoingMessage(message="x"))
     assert broken.messages == []
 
@@ -146,12 +146,9 @@ async def test_unhandled_label_warns_once_per_label(caplog: pytest.LogCaptureFix
 
 @pytest.mark.asyncio
 async def test_min_severity_keeps_low_messages_from_a_backend() -> None:
-    dispatcher = CommunicationDispatcher()
     email = recorder("email", min_severity="error")
     console = recorder("console")
-    dispatcher.register(email)
-    dispatcher.register(console)
-    await started(dispatcher)
+    dispatcher = await dispatching(email, console)
 
     info = await dispatcher.deliver(OutgoingMessage(message="started"))
     await dispatcher.deliver(OutgoingMessage(message="failed", severity=MessageSeverity.CRITICAL))
@@ -181,10 +178,8 @@ async def test_failed_start_is_retried_with_backoff_and_reported_meanwhile(
 ) -> None:
     now = [1000.0]
     monkeypatch.setattr("processpype.communications.dispatcher.time.monotonic", lambda: now[0])
-    dispatcher = CommunicationDispatcher()
     flaky = FailingStart("mail", failures=2)
-    dispatcher.register(flaky)
-    await dispatcher.start_all()
+    dispatcher = await dispatching(flaky)
     assert "mail" in dispatcher.start_errors()
 
     first = await dispatcher.deliver(OutgoingMessage(message="1"))
@@ -230,10 +225,8 @@ async def test_messages_keep_their_order_while_a_backend_recovers_from_a_failed_
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("processpype.communications.dispatcher._START_RETRY_FIRST_DELAY", 0.0)
-    dispatcher = CommunicationDispatcher()
     mail = SlowRecoveringStart("mail")
-    dispatcher.register(mail)
-    await dispatcher.start_all()
+    dispatcher = await dispatching(mail)
     first = asyncio.create_task(dispatcher.deliver_to(mail, OutgoingMessage(message="1")))
     second = asyncio.create_task(dispatcher.deliver_to(mail, OutgoingMessage(message="2")))
     await asyncio.sleep(0)  # "1" retries the start, "2" waits behind it
@@ -249,11 +242,8 @@ async def test_messages_keep_their_order_while_a_backend_recovers_from_a_failed_
 
 @pytest.mark.asyncio
 async def test_start_all_and_stop_all_survive_a_failing_backend() -> None:
-    dispatcher = CommunicationDispatcher()
     bad, good = FailingStart("bad", failures=5), recorder("good")
-    dispatcher.register(bad)
-    dispatcher.register(good)
-    await dispatcher.start_all()
+    dispatcher = await dispatching(bad, good)
     assert good.is_started
     assert not bad.is_started
 
@@ -284,11 +274,8 @@ class HungStop(RecordingCommunicator):
 async def test_stop_all_is_bounded_and_names_the_backends_still_stopping(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    dispatcher = CommunicationDispatcher()
     hung, good = HungStop("hung"), recorder("good")
-    dispatcher.register(hung)
-    dispatcher.register(good)
-    await dispatcher.start_all()
+    dispatcher = await dispatching(hung, good)
     with caplog.at_level(logging.ERROR, logger="processpype.communications.dispatcher"):
         still = await dispatcher.stop_all(timeout=0.05)
     assert still == ["hung"]
@@ -420,10 +407,8 @@ class CountingCommunicator(Communicator):
 
 @pytest.mark.asyncio
 async def test_minimal_backend_gets_default_deliver_and_flush() -> None:
-    dispatcher = CommunicationDispatcher()
     counting = CountingCommunicator("count")
-    dispatcher.register(counting)
-    await dispatcher.start_all()
+    dispatcher = await dispatching(counting)
     report = await dispatcher.deliver(OutgoingMessage(message="x"))
     assert counting.count == 1
     assert report.results[0].status == "delivered"
@@ -434,11 +419,8 @@ async def test_minimal_backend_gets_default_deliver_and_flush() -> None:
 
 @pytest.mark.asyncio
 async def test_deliver_reports_each_result_as_it_arrives() -> None:
-    dispatcher = CommunicationDispatcher()
     slow, fast = GateCommunicator("slow"), recorder("fast")
-    dispatcher.register(slow)
-    dispatcher.register(fast)
-    await dispatcher.start_all()
+    dispatcher = await dispatching(slow, fast)
     arrived: list[str] = []
     first = asyncio.Event()
 
@@ -518,11 +500,8 @@ async def test_a_send_cancelled_at_the_start_gate_is_known_as_not_sent() -> None
 
 @pytest.mark.asyncio
 async def test_fan_out_hands_an_in_memory_result_back_at_once() -> None:
-    dispatcher = CommunicationDispatcher()
     one, two = recorder("one"), recorder("two")
-    dispatcher.register(one)
-    dispatcher.register(two)
-    await dispatcher.start_all()
+    dispatcher = await dispatching(one, two)
     results: list[tuple[int, DeliveryResult | None]] = []
     sends = dispatcher.fan_out(
         OutgoingMessage(message="hi"), [one, two], lambda i, r: results.append((i, r))
@@ -536,11 +515,8 @@ async def test_fan_out_hands_an_in_memory_result_back_at_once() -> None:
 
 @pytest.mark.asyncio
 async def test_cancelling_deliver_cancels_its_sends() -> None:
-    dispatcher = CommunicationDispatcher()
     one, two = GateCommunicator("one"), GateCommunicator("two")
-    dispatcher.register(one)
-    dispatcher.register(two)
-    await dispatcher.start_all()
+    dispatcher = await dispatching(one, two)
     task = asyncio.ensure_future(dispatcher.deliver(OutgoingMessage(message="hi")))
     await asyncio.sleep(0)  # both sends wait at their gates
     task.cancel()
@@ -557,11 +533,8 @@ async def test_cancelling_deliver_cancels_its_sends() -> None:
 async def test_send_one_gives_the_result_at_once_or_the_task_still_sending() -> None:
     import contextvars
 
-    dispatcher = CommunicationDispatcher()
     quick, slow = recorder("quick"), GateCommunicator("slow")
-    dispatcher.register(quick)
-    dispatcher.register(slow)
-    await dispatcher.start_all()
+    dispatcher = await dispatching(quick, slow)
     message = OutgoingMessage(message="hi")
 
     at_once = dispatcher.send_one(quick, message, contextvars.copy_context())

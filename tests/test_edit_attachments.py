@@ -8,20 +8,20 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+from http_helpers import started_backend
 from telegram_helpers import FAST_LIMITS, BackendMaker
 
-from processpype.communications.backends import create_communicator
 from processpype.communications.backends.telegram import TelegramCommunicator
 from processpype.communications.delivery import DeliveryReport
 from processpype.communications.dispatcher import CommunicationDispatcher
 from processpype.communications.models import Attachment, OutgoingMessage
 from processpype.communications.notifier import Notifier
-from processpype.config.loader import config_from_mapping
 from processpype.testing import WebhookCapture
 from processpype.testing.telegram import FakeTelegramClient
 
 GROUP = -1001234567890
 FAST: dict[str, Any] = {**FAST_LIMITS, "retry_base_delay": 0.01}
+DISCORD_URL = "https://discord.com/api/webhooks/1/tok3n"
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(300)
 
 
@@ -120,17 +120,11 @@ async def test_telegram_edit_of_files_only_sets_the_first_files_caption(
 
 @pytest.mark.asyncio
 async def test_discord_edit_of_a_message_with_files_patches_the_text_only() -> None:
-    url = "https://discord.com/api/webhooks/1/tok3n"
-    config = config_from_mapping({"backends": {"discord": {"type": "discord", "url": url}}})
     with WebhookCapture() as capture:
         capture.respond(status=200, json={"id": "1100000000000000001"})
-        discord = create_communicator("discord", config.backends["discord"])
-        await discord.start()
-        try:
+        async with started_backend("discord", DISCORD_URL, name="discord") as discord:
             report = await sent(discord, "epoch 1", [photo()])
             result = await edit(discord, report, "epoch 2")
-        finally:
-            await discord.stop()
     assert result.status == "delivered"
     post, patch = capture.requests
     assert [f.filename for f in post.files] == ["loss.png"]
@@ -171,18 +165,12 @@ def test_notifier_edit_refuses_other_files(processpype_notifier: Any) -> None:
 
 @pytest.mark.asyncio
 async def test_discord_edit_into_fewer_pieces_keeps_the_post_that_carries_the_files() -> None:
-    url = "https://discord.com/api/webhooks/1/tok3n"
-    config = config_from_mapping({"backends": {"discord": {"type": "discord", "url": url}}})
     with WebhookCapture() as capture:
         capture.respond(status=200, json={"id": "1100000000000000001"}, times=1)
         capture.respond(status=200, json={"id": "1100000000000000002"}, times=1)
-        discord = create_communicator("discord", config.backends["discord"])
-        await discord.start()
-        try:
+        async with started_backend("discord", DISCORD_URL, name="discord") as discord:
             report = await sent(discord, "word " * 700, [photo()])  # two posts, files on #2
             result = await edit(discord, report, "short")
-        finally:
-            await discord.stop()
     assert report.results[0].reference == ("1100000000000000001", "1100000000000000002")
     assert result.reference == ("1100000000000000002",)
     _, with_files, patch, delete = capture.requests
@@ -208,19 +196,11 @@ async def test_telegram_edit_cut_by_max_parts_says_so(fake: FakeTelegramClient) 
 
 @pytest.mark.asyncio
 async def test_discord_edit_cut_by_max_parts_says_so() -> None:
-    url = "https://discord.com/api/webhooks/1/tok3n"
-    config = config_from_mapping(
-        {"backends": {"discord": {"type": "discord", "url": url, "max_parts": 1}}}
-    )
     with WebhookCapture() as capture:
         capture.respond(status=200, json={"id": "1100000000000000001"})
-        discord = create_communicator("discord", config.backends["discord"])
-        await discord.start()
-        try:
+        async with started_backend("discord", DISCORD_URL, name="discord", max_parts=1) as discord:
             report = await sent(discord, "epoch 1", [photo()])
             result = await edit(discord, report, "word " * 1000)
-        finally:
-            await discord.stop()
     assert result.status == "delivered"
     (cut,) = result.warnings
     assert "max_parts" in cut
@@ -231,19 +211,13 @@ async def test_discord_edit_cut_by_max_parts_says_so() -> None:
 async def test_discord_edit_called_with_the_files_still_on_the_message_patches_the_text_only() -> (
     None
 ):
-    url = "https://discord.com/api/webhooks/1/tok3n"
-    config = config_from_mapping({"backends": {"discord": {"type": "discord", "url": url}}})
     with WebhookCapture() as capture:
         capture.respond(status=200, json={"id": "1100000000000000001"})
-        discord = create_communicator("discord", config.backends["discord"])
-        await discord.start()
-        try:
+        async with started_backend("discord", DISCORD_URL, name="discord") as discord:
             report = await sent(discord, "epoch 1", [photo()])
             # The message as first sent, files included: the backend's own edit() keeps them.
             new = report.message.model_copy(update={"message": "epoch 2"})
             result = await discord.edit(report.results[0].reference, new)
-        finally:
-            await discord.stop()
     assert result.status == "delivered"
     post, patch = capture.requests
     assert [f.filename for f in post.files] == ["loss.png"]

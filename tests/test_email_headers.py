@@ -9,7 +9,7 @@ import pytest
 from email_helpers import backend, message
 
 from processpype.communications.backends._smtp_message import MAX_SUBJECT_CHARS, render_message
-from processpype.communications.models import Attachment
+from processpype.communications.models import Attachment, OutgoingMessage
 from processpype.testing.smtp import SMTPTestServer
 
 
@@ -45,20 +45,26 @@ def server() -> Iterator[SMTPTestServer]:
         yield running
 
 
-def test_a_1000_character_subject_without_spaces_is_delivered_and_reads_back_whole(
-    server: SMTPTestServer,
-) -> None:
-    subject = "backup-" + "x" * 993
+def delivered_status(server: SMTPTestServer, outgoing: OutgoingMessage) -> str:
+    """The status of ``outgoing`` sent through a started email backend to ``server``."""
 
     async def send() -> str:
         mail = backend(server)
         await mail.start()
         try:
-            return (await mail.deliver(message("body", subject=subject))).status
+            return (await mail.deliver(outgoing)).status
         finally:
             await mail.stop()
 
-    assert asyncio.run(send()) == "delivered"
+    return asyncio.run(send())
+
+
+def test_a_1000_character_subject_without_spaces_is_delivered_and_reads_back_whole(
+    server: SMTPTestServer,
+) -> None:
+    subject = "backup-" + "x" * 993
+
+    assert delivered_status(server, message("body", subject=subject)) == "delivered"
     [received] = server.messages
     assert str(received["Subject"]).replace("\n", "").replace("\r", "") == subject
 
@@ -68,15 +74,7 @@ def test_a_subject_no_server_would_take_is_shortened_with_an_ellipsis(
 ) -> None:
     subject = "report " * 20_000
 
-    async def send() -> str:
-        mail = backend(server)
-        await mail.start()
-        try:
-            return (await mail.deliver(message("body", subject=subject))).status
-        finally:
-            await mail.stop()
-
-    assert asyncio.run(send()) == "delivered"
+    assert delivered_status(server, message("body", subject=subject)) == "delivered"
     [received] = server.messages
     text = " ".join(str(received["Subject"]).split())
     assert text.endswith("…")
@@ -89,16 +87,8 @@ def test_a_huge_subject_of_a_message_with_attachments_is_shortened_too(
     subject = "report " * 20_000
     log = Attachment.from_bytes(b"epoch 1\n", "train.log", content_type="text/plain")
 
-    async def send() -> str:
-        mail = backend(server)
-        await mail.start()
-        try:
-            outgoing = message("body", subject=subject, attachments=[log])
-            return (await mail.deliver(outgoing)).status
-        finally:
-            await mail.stop()
-
-    assert asyncio.run(send()) == "delivered"
+    outgoing = message("body", subject=subject, attachments=[log])
+    assert delivered_status(server, outgoing) == "delivered"
     [received] = server.messages
     text = " ".join(str(received["Subject"]).split())
     assert text.endswith("…")

@@ -13,6 +13,21 @@ import pytest
 OPTIONAL = ("telethon", "aiosmtplib", "httpx", "aiosmtpd", "respx", "trustme", "redis")
 
 
+def run_python(
+    code: str, *, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+        cwd=cwd,
+    )
+
+
 @pytest.mark.parametrize(
     "statement",
     [
@@ -34,9 +49,7 @@ def test_import_loads_no_optional_backend_package(statement: str) -> None:
         f"loaded = sorted(m for m in {OPTIONAL!r} if m in sys.modules)\n"
         "print(','.join(loaded))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == ""
 
@@ -85,9 +98,7 @@ _CLI_LOADED = (
 def test_cli_help_loads_no_pydantic_yaml_or_backend_package(argv: list[str]) -> None:
     heavy = (*OPTIONAL, "pydantic", "yaml", "eventspype", "processpype.testing")
     code = _CLI_LOADED.format(argv=argv, heavy=heavy)
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "0"
 
@@ -95,14 +106,6 @@ def test_cli_help_loads_no_pydantic_yaml_or_backend_package(argv: list[str]) -> 
 def test_cli_send_to_the_default_console_loads_no_backend_package(tmp_path: Path) -> None:
     code = _CLI_LOADED.format(argv=["send", "hello"], heavy=(*OPTIONAL, "processpype.testing"))
     env = {k: v for k, v in os.environ.items() if k != "PROCESSPYPE_CONFIG"}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env=env,
-        cwd=tmp_path,
-    )
+    result = run_python(code, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "0"

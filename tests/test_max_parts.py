@@ -25,7 +25,6 @@ from processpype.communications.models import OutgoingMessage
 from processpype.testing.telegram import FakeTelegramClient
 
 TEN_MB = ("All work and no play makes Jack a dull boy. " * 40 + "\n") * 5700
-FAST: dict[str, Any] = dict(FAST_LIMITS)
 
 
 @pytest.fixture
@@ -94,7 +93,7 @@ def test_the_cut_line_counts_the_characters_that_were_not_sent() -> None:
 @pytest.mark.asyncio
 async def test_ten_megabytes_become_ten_telegram_messages_with_a_warning() -> None:
     fake = FakeTelegramClient()
-    async with BackendMaker(fake, FAST) as make:
+    async with BackendMaker(fake, FAST_LIMITS) as make:
         telegram = await make()
         async with asyncio.timeout(60):
             result = await telegram.deliver(OutgoingMessage(message=TEN_MB))
@@ -128,7 +127,7 @@ async def test_each_message_keeps_its_own_cut_warning_when_sent_together(
 @pytest.mark.asyncio
 async def test_a_telegram_edit_past_max_parts_says_what_was_cut() -> None:
     fake = FakeTelegramClient()
-    async with BackendMaker(fake, FAST) as make:
+    async with BackendMaker(fake, FAST_LIMITS) as make:
         telegram = await make(max_parts=2)
         async with asyncio.timeout(30):
             posted = await telegram.deliver(OutgoingMessage(message="short"))
@@ -144,7 +143,7 @@ async def test_a_telegram_edit_past_max_parts_says_what_was_cut() -> None:
 @pytest.mark.asyncio
 async def test_a_telegram_message_failed_after_a_cut_still_says_what_was_cut() -> None:
     fake = FakeTelegramClient()
-    async with BackendMaker(fake, FAST) as make:
+    async with BackendMaker(fake, FAST_LIMITS) as make:
         telegram = await make(max_parts=2)
         fake.fail_next(errors.ChatWriteForbiddenError(request=None))
         async with asyncio.timeout(30):

@@ -21,7 +21,6 @@ from processpype.testing.telegram import FakeTelegramClient
 
 LONG = "All work and no play makes Jack a dull boy.\n" * 2000  # ~88,000 characters
 PNG = b"\x89PNG\r\n\x1a\n" + os.urandom(400)
-FAST: dict[str, Any] = dict(FAST_LIMITS)
 
 
 def files() -> list[Attachment]:
@@ -93,7 +92,7 @@ async def test_discord_sends_the_files_on_the_last_post_kept_and_warns_of_the_cu
 @pytest.mark.asyncio
 async def test_telegram_sends_every_file_after_the_cut_text_and_warns_of_the_cut() -> None:
     fake = FakeTelegramClient()
-    async with BackendMaker(fake, {**FAST, "max_parts": 2}) as make:
+    async with BackendMaker(fake, {**FAST_LIMITS, "max_parts": 2}) as make:
         telegram = await make()
         result = await telegram.deliver(OutgoingMessage(message=LONG, attachments=files()))
     assert len(fake.texts) == 2

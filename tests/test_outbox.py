@@ -233,13 +233,18 @@ def test_same_message_object_sent_twice_gets_two_ids(processpype_redis: RedisTes
     assert IDEMPOTENCY_KEY not in message.metadata
 
 
+def stopped_server(password: str | None = None) -> RedisTestServer:
+    """A Redis server started and stopped again: nothing answers at its ``url`` any more."""
+    server = RedisTestServer(password=password)
+    server.start()
+    server.stop()
+    return server
+
+
 @needs_redis_server
 def test_redis_down_fails_fast_naming_the_url_without_password() -> None:
-    server = RedisTestServer(password="hunter2-secret")
-    server.start()
-    url = server.url
-    server.stop()
-    config = outbox_config(url)
+    server = stopped_server(password="hunter2-secret")
+    config = outbox_config(server.url)
     with Notifier(config) as notifier:
         started = time.monotonic()
         report = notifier.send("anyone?", timeout=10)
@@ -256,10 +261,7 @@ def test_redis_down_fails_fast_naming_the_url_without_password() -> None:
 
 @needs_redis_server
 def test_fallback_direct_delivers_in_process_and_says_so() -> None:
-    server = RedisTestServer()
-    server.start()
-    url = server.url
-    server.stop()
+    url = stopped_server().url
     config = outbox_config(url, fallback="direct")
     with Notifier(config) as notifier:
         report = notifier.send("still goes out")
@@ -353,10 +355,7 @@ async def test_trim_never_deletes_entries_another_worker_reads_meanwhile(
 
 @needs_redis_server
 def test_waited_sends_that_queued_nothing_are_not_remembered() -> None:
-    server = RedisTestServer()
-    server.start()
-    url = server.url
-    server.stop()
+    url = stopped_server().url
     with Notifier(outbox_config(url)) as notifier:
         for number in range(3):
             report = notifier.send(f"lost {number}", wait_for_delivery=True, timeout=10)

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from http_helpers import serving
 
 from processpype.cli import main
 from processpype.communications import Notifier
@@ -164,15 +165,8 @@ class _EchoHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def echo_server() -> Iterator[_EchoServer]:
-    server = _EchoServer()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(_EchoServer()) as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def _http_backends(server: _EchoServer) -> dict[str, Any]:
