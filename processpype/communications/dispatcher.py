@@ -516,10 +516,6 @@ class CommunicationDispatcher:
         )
         return all(results)
 
-    async def stop_one(self, communicator: Communicator) -> None:
-        """Stop one communicator; a failure is logged, never raised."""
-        await _stop_one(communicator)
-
     async def stop_all(self, timeout: float | None = None, *, log: bool = True) -> list[str]:
         """Stop every registered communicator concurrently, waiting up to ``timeout``.
 
