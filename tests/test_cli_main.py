@@ -259,3 +259,25 @@ def test_a_slow_starting_backend_does_not_hold_back_the_others(
     assert code == 1
     assert "log: delivered\n" in out  # sent as soon as it was up, not after the timeout
     assert "stuck: not delivered: no outcome within 2 s (--timeout)\n" in out
+
+
+def test_a_hung_stop_is_reported_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from processpype.cli import _config
+    from processpype.communications.base import NoOpCommunicator
+    from processpype.communications.dispatcher import CommunicationDispatcher
+
+    class HungStop(NoOpCommunicator):
+        async def stop(self) -> None:
+            await asyncio.Event().wait()  # never returns: cancelled by the bound
+
+    monkeypatch.setattr(_config, "STOP_TIMEOUT", 0.01)
+    dispatcher = CommunicationDispatcher()
+    dispatcher.register(HungStop("stuck"), ["default"])
+    with caplog.at_level("WARNING", logger="processpype"):
+        asyncio.run(_config.stop(dispatcher))
+    lines = [r.getMessage() for r in caplog.records if "stop" in r.getMessage()]
+    assert lines == ["some backends did not stop within 0.01 s"]

@@ -109,5 +109,6 @@ def register(
 
 async def stop(dispatcher: CommunicationDispatcher) -> None:
     """Stop every backend of ``dispatcher``, bounded: a hung stop must not hang the exit."""
-    if await dispatcher.stop_all(timeout=STOP_TIMEOUT):
+    # log=False: one line about a hung stop (the command's, as before), not two.
+    if await dispatcher.stop_all(timeout=STOP_TIMEOUT, log=False):
         logger.warning("some backends did not stop within %g s", STOP_TIMEOUT)

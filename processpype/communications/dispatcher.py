@@ -349,19 +349,14 @@ class CommunicationDispatcher:
         gate = self._gates.get(name)
         if gate is None and not communicator.is_started:
             failure = self._start_failures.get(name)
-            if failure is None:
-                return DeliveryResult.skipped(name, "backend is not started")
-            if time.monotonic() < failure.retry_at:
-                return _did_not_start(name, failure)
+            if failure is None or time.monotonic() < failure.retry_at:
+                return _not_started(name, failure)
             self.begin_start(communicator)  # retried, with backoff, on this message
             gate = self._gates[name]
         if gate is not None:
             await self._wait_at_gate(name, gate)
             if not communicator.is_started:
-                failure = self._start_failures.get(name)
-                if failure is None:
-                    return DeliveryResult.skipped(name, "backend is not started")
-                return _did_not_start(name, failure)
+                return _not_started(name, self._start_failures.get(name))
         try:
             return await communicator.deliver(message)
         except asyncio.CancelledError:
@@ -521,10 +516,6 @@ class CommunicationDispatcher:
         )
         return all(results)
 
-    async def stop_one(self, communicator: Communicator) -> None:
-        """Stop one communicator; a failure is logged, never raised."""
-        await _stop_one(communicator)
-
     async def stop_all(self, timeout: float | None = None, *, log: bool = True) -> list[str]:
         """Stop every registered communicator concurrently, waiting up to ``timeout``.
 
@@ -563,7 +554,10 @@ def severity_skip(communicator: Communicator, message: OutgoingMessage) -> Deliv
     return None
 
 
-def _did_not_start(name: str, failure: _StartFailure) -> DeliveryResult:
+def _not_started(name: str, failure: _StartFailure | None) -> DeliveryResult:
+    """The result of a message for a backend that is not running (its start failed)."""
+    if failure is None:
+        return DeliveryResult.skipped(name, "backend is not started")
     return DeliveryResult.failed(
         name, f"backend did not start: {describe_error(failure.error)}", attempts=0
     )

@@ -93,7 +93,6 @@ __all__ = ["Notifier"]
 
 logger = logging.getLogger("processpype.communications.notifier")
 
-_DISABLED_REASON = COMMUNICATIONS_DISABLED
 _CLOSE_GRACE = 5.0
 """Seconds close() allows, after its flush, to cancel leftovers, stop backends and join."""
 _EXIT_GRACE = 1.0
@@ -819,7 +818,7 @@ class Notifier:
             return
         if not self._enabled:
             skipped: list[DeliveryResult | None] = [
-                DeliveryResult.skipped(c.name, _DISABLED_REASON) for c in targets
+                DeliveryResult.skipped(c.name, COMMUNICATIONS_DISABLED) for c in targets
             ]
             delivery.results = skipped
             self._handoff.finish(delivery)
@@ -1130,7 +1129,7 @@ def _left(deadline: float) -> float:
 
 
 def _disabled_backend(name: str, config: CommunicatorBackendConfig) -> Communicator:
-    return NoOpCommunicator(name, config, reason=_DISABLED_REASON)
+    return NoOpCommunicator(name, config, reason=COMMUNICATIONS_DISABLED)
 
 
 def _coerce_config(config: CommunicationsConfig | Mapping[str, Any]) -> CommunicationsConfig:
