@@ -67,6 +67,7 @@ from processpype.communications.backends._telegram_interactive import (
 from processpype.communications.backends._telegram_limits import (
     SendLimiter,
     TelegramRateLimits,
+    forget_flood_memory,
     is_grouped,
 )
 from processpype.communications.backends._telegram_queue import (
@@ -178,21 +179,6 @@ def _is_server_error(exc: BaseException) -> bool:
     if isinstance(exc, _SERVER_ERRORS):
         return True
     return isinstance(exc, ValueError) and str(exc).startswith(_UNSUCCESSFUL)
-
-
-def _forget_flood_memory(client: Any, exc: BaseException) -> None:
-    """Make telethon forget the flood wait it just stored for this request type.
-
-    telethon keeps ``_flood_waited_requests[request.CONSTRUCTOR_ID]`` and refuses every
-    later request of that type (``send_message`` to *any* chat) until the wait ends.
-    Telegram's flood waits concern one chat (or the bot, which the queue sees when a
-    second chat gets one): the queue schedules around them, so the memory must go.
-    """
-    memory = getattr(client, "_flood_waited_requests", None)
-    request = getattr(exc, "request", None)
-    constructor = getattr(request, "CONSTRUCTOR_ID", None)
-    if isinstance(memory, dict) and constructor is not None:
-        memory.pop(constructor, None)
 
 
 def _server_of(client: Any) -> str:
@@ -949,7 +935,7 @@ class TelegramCommunicator(Communicator):
                 )
                 remember_piece(job, sent)
         except errors.FloodError as exc:
-            _forget_flood_memory(client, exc)
+            forget_flood_memory(client, exc)
             raise
         except TimeoutError:
             # No answer: the link may be dead while telethon thinks it is up. Start the
