@@ -81,7 +81,6 @@ from processpype.communications.backends._telegram_text import Chunk, prepare_ca
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
 from processpype.config.models import TelegramChatConfig, TelegramCommunicatorConfig
-from processpype.foundation._masking import redact
 from processpype.foundation.errors import (
     BackendStartError,
     ConfigError,
@@ -272,15 +271,6 @@ class TelegramCommunicator(Communicator):
         self._tg_config = config
         self._client_factory: ClientFactory = client_factory or _default_factory or telethon_client
         self._limits = rate_limits or TelegramRateLimits.from_config(config)
-        self._secrets = [
-            secret
-            for secret in (
-                config.token.get_secret_value(),
-                config.api_hash.get_secret_value(),
-                config.session_string.get_secret_value(),
-            )
-            if len(secret) >= 4
-        ]
         self._targets = self._build_targets(config)
         self._client: Any = None
         self._queue: SendQueue | None = None
@@ -353,11 +343,10 @@ class TelegramCommunicator(Communicator):
         """Messages queued (or waiting for room) without an outcome yet."""
         return self._queue.pending if self._queue is not None else 0
 
-    def _scrub(self, text: str) -> str:
-        return redact(text, self._secrets)
-
     def _scrubbed(self, exc: BaseException) -> str:
-        return self._scrub(describe_error(exc))
+        # The token, api_hash and session string are registered secrets (Communicator
+        # registers every secret of the config): describe_error masks them.
+        return describe_error(exc)
 
     # -- lifecycle ------------------------------------------------------------------
 
