@@ -83,13 +83,11 @@ class _Host(Protocol):
 
     _lock: threading.Condition
     _signal: Signal
-    _connected: bool
     _ids: itertools.count[int]
     enforce_rate_limits: bool
     latency: float
     parse_mode: str | None
     sent_files: list[SentFile]
-    errors: list[Any]
     _current: dict[tuple[int | str, int], tuple[Any, str]]
 
     def _check_entity(self, entity: Any) -> None: ...

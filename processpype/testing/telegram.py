@@ -1265,18 +1265,12 @@ class FakeTelegramClient(FileSending):
             raise errors.MessageIdInvalidError(request=None)
         record, parsed = current
         new_text = record.text if text is None else str(text)
-        if record.media:  # a caption: Telegram's caption rules, the file stays
-            new_parsed = (
-                parsed
-                if text is None
-                else caption_text(self, new_text, parse_mode, formatting_entities)
-            )
+        if text is None:
+            new_parsed = parsed
+        elif record.media:  # a caption: Telegram's caption rules, the file stays
+            new_parsed = caption_text(self, new_text, parse_mode, formatting_entities)
         else:
-            new_parsed = (
-                parsed
-                if text is None
-                else self._parsed_text(new_text, parse_mode, formatting_entities)
-            )
+            new_parsed = self._parsed_text(new_text, parse_mode, formatting_entities)
         rows = _inline_rows(ButtonMethods.build_reply_markup(buttons))
         if new_parsed == parsed and rows == record.buttons:
             raise errors.MessageNotModifiedError(request=None)

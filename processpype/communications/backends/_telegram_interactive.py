@@ -28,6 +28,7 @@ from telethon import Button, errors, events
 
 from processpype.communications.ask import Answer, Question, answered_text, timed_out_text
 from processpype.communications.backends._telegram_files import FileChunk
+from processpype.communications.backends._telegram_limits import forget_flood_memory
 from processpype.communications.backends._telegram_queue import ChatTarget, Job
 from processpype.communications.backends._telegram_text import Chunk
 from processpype.communications.delivery import DeliveryResult
@@ -202,13 +203,9 @@ class TelegramInteractions:
                 await client.delete_messages(entity, list(surplus))
             except errors.RPCError as exc:
                 if isinstance(exc, errors.FloodError):
-                    # Imported here: the backend module imports this one. telethon would
-                    # otherwise refuse every later deletion, in any chat, until it ends.
-                    from processpype.communications.backends.telegram import (
-                        _forget_flood_memory,
-                    )
-
-                    _forget_flood_memory(client, exc)
+                    # telethon would otherwise refuse every later deletion, in any chat,
+                    # until it ends.
+                    forget_flood_memory(client, exc)
                 logger.warning(
                     "%s: could not delete %d piece(s) an edit made superfluous: %s",
                     self._backend.name,

@@ -4,6 +4,8 @@ Telegram documents about 1 message per second in one chat, 20 messages per minut
 one group and about 30 messages per second across all chats of a bot. Each limit is a
 sliding window "at most ``count`` sends in any ``window`` seconds"; the backend
 schedules within them and ``FakeTelegramClient`` enforces the very same windows.
+``forget_flood_memory`` clears the flood wait telethon stores per request type, which
+the backend schedules around per chat instead.
 """
 
 from __future__ import annotations
@@ -11,12 +13,18 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from processpype.config.models import TelegramCommunicatorConfig
 
-__all__ = ["SendLimiter", "SlidingWindow", "TelegramRateLimits", "is_grouped"]
+__all__ = [
+    "SendLimiter",
+    "SlidingWindow",
+    "TelegramRateLimits",
+    "forget_flood_memory",
+    "is_grouped",
+]
 
 ChatKind = Literal["private", "group", "channel"]
 
@@ -145,3 +153,18 @@ def is_grouped(entity: int | str, kind: ChatKind | None = None) -> bool:
     if isinstance(entity, int):
         return entity < 0
     return True
+
+
+def forget_flood_memory(client: Any, exc: BaseException) -> None:
+    """Make telethon forget the flood wait it just stored for this request type.
+
+    telethon keeps ``_flood_waited_requests[request.CONSTRUCTOR_ID]`` and refuses every
+    later request of that type (``send_message`` to *any* chat) until the wait ends.
+    Telegram's flood waits concern one chat (or the bot, which the queue sees when a
+    second chat gets one): the queue schedules around them, so the memory must go.
+    """
+    memory = getattr(client, "_flood_waited_requests", None)
+    request = getattr(exc, "request", None)
+    constructor = getattr(request, "CONSTRUCTOR_ID", None)
+    if isinstance(memory, dict) and constructor is not None:
+        memory.pop(constructor, None)

@@ -408,10 +408,7 @@ class EmailCommunicator(Communicator):
         the recipients still refused, with the server's last reply to each.
         """
         config = self._email_config
-        final = {
-            address: reply for address, reply in refused.items() if not is_temporary(reply.code)
-        }
-        waiting = {address: reply for address, reply in refused.items() if is_temporary(reply.code)}
+        final, waiting = _by_permanence(refused)
         tries = 1
         while waiting and tries < config.max_attempts and self._cut_off == cut_off:
             delay = backoff_delay(tries, config.retry_base_delay, config.max_retry_delay)
@@ -450,12 +447,8 @@ class EmailCommunicator(Communicator):
             else:
                 self._sent_on_connection += 1
             # Recipients missing from ``again`` were accepted this time.
-            final.update(
-                {address: reply for address, reply in again.items() if not is_temporary(reply.code)}
-            )
-            waiting = {
-                address: reply for address, reply in again.items() if is_temporary(reply.code)
-            }
+            refused_again, waiting = _by_permanence(again)
+            final.update(refused_again)
         return tries - 1, final | waiting
 
     async def _send_once(self, outgoing: _Outgoing) -> dict[str, aiosmtplib.SMTPResponse]:
@@ -619,6 +612,17 @@ def _client_tls_context(validate_certs: bool, cert_bundle: str | None) -> ssl.SS
         except OSError as exc:
             raise ValueError(f"cert_bundle {cert_bundle!r} cannot be read: {exc}") from exc
     return context
+
+
+def _by_permanence(
+    refused: dict[str, aiosmtplib.SMTPResponse],
+) -> tuple[dict[str, aiosmtplib.SMTPResponse], dict[str, aiosmtplib.SMTPResponse]]:
+    """The refused recipients split: those refused for good (5xx), those for now (4xx)."""
+    final: dict[str, aiosmtplib.SMTPResponse] = {}
+    waiting: dict[str, aiosmtplib.SMTPResponse] = {}
+    for address, reply in refused.items():
+        (waiting if is_temporary(reply.code) else final)[address] = reply
+    return final, waiting
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

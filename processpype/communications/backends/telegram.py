@@ -67,6 +67,7 @@ from processpype.communications.backends._telegram_interactive import (
 from processpype.communications.backends._telegram_limits import (
     SendLimiter,
     TelegramRateLimits,
+    forget_flood_memory,
     is_grouped,
 )
 from processpype.communications.backends._telegram_queue import (
@@ -80,7 +81,6 @@ from processpype.communications.backends._telegram_text import Chunk, prepare_ca
 from processpype.communications.base import Communicator
 from processpype.communications.delivery import DeliveryResult
 from processpype.config.models import TelegramChatConfig, TelegramCommunicatorConfig
-from processpype.foundation._masking import redact
 from processpype.foundation.errors import (
     BackendStartError,
     ConfigError,
@@ -180,21 +180,6 @@ def _is_server_error(exc: BaseException) -> bool:
     return isinstance(exc, ValueError) and str(exc).startswith(_UNSUCCESSFUL)
 
 
-def _forget_flood_memory(client: Any, exc: BaseException) -> None:
-    """Make telethon forget the flood wait it just stored for this request type.
-
-    telethon keeps ``_flood_waited_requests[request.CONSTRUCTOR_ID]`` and refuses every
-    later request of that type (``send_message`` to *any* chat) until the wait ends.
-    Telegram's flood waits concern one chat (or the bot, which the queue sees when a
-    second chat gets one): the queue schedules around them, so the memory must go.
-    """
-    memory = getattr(client, "_flood_waited_requests", None)
-    request = getattr(exc, "request", None)
-    constructor = getattr(request, "CONSTRUCTOR_ID", None)
-    if isinstance(memory, dict) and constructor is not None:
-        memory.pop(constructor, None)
-
-
 def _server_of(client: Any) -> str:
     """The host:port the client talks to (the session's data centre), for errors."""
     session = getattr(client, "session", None)
@@ -286,15 +271,6 @@ class TelegramCommunicator(Communicator):
         self._tg_config = config
         self._client_factory: ClientFactory = client_factory or _default_factory or telethon_client
         self._limits = rate_limits or TelegramRateLimits.from_config(config)
-        self._secrets = [
-            secret
-            for secret in (
-                config.token.get_secret_value(),
-                config.api_hash.get_secret_value(),
-                config.session_string.get_secret_value(),
-            )
-            if len(secret) >= 4
-        ]
         self._targets = self._build_targets(config)
         self._client: Any = None
         self._queue: SendQueue | None = None
@@ -367,11 +343,10 @@ class TelegramCommunicator(Communicator):
         """Messages queued (or waiting for room) without an outcome yet."""
         return self._queue.pending if self._queue is not None else 0
 
-    def _scrub(self, text: str) -> str:
-        return redact(text, self._secrets)
-
     def _scrubbed(self, exc: BaseException) -> str:
-        return self._scrub(describe_error(exc))
+        # The token, api_hash and session string are registered secrets (Communicator
+        # registers every secret of the config): describe_error masks them.
+        return describe_error(exc)
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -949,7 +924,7 @@ class TelegramCommunicator(Communicator):
                 )
                 remember_piece(job, sent)
         except errors.FloodError as exc:
-            _forget_flood_memory(client, exc)
+            forget_flood_memory(client, exc)
             raise
         except TimeoutError:
             # No answer: the link may be dead while telethon thinks it is up. Start the

@@ -167,15 +167,6 @@ def _idempotency_key(message: OutgoingMessage) -> str | None:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _message_fields(message: OutgoingMessage) -> dict[str, Any]:
-    """The message as JSON-ready data (metadata values of unknown types become text).
-
-    ``attachments`` lists each file's ``filename``, ``content_type`` and ``size`` (no
-    bytes: the JSON dump leaves them out).
-    """
-    return message_json(message)
-
-
 def _with_data(attachment: Attachment) -> dict[str, Any]:
     return {
         "filename": attachment.filename,
@@ -631,7 +622,8 @@ class WebhookCommunicator(_HttpCommunicator):
         otherwise ``attachments`` lists name, type and size only. The default body has
         ``attachments`` only when the message has files.
         """
-        fields = _message_fields(message)
+        # ``attachments`` lists each file's name, type and size (the JSON dump has no bytes).
+        fields = message_json(message)
         if message.attachments and self._webhook_config.attachments == "base64":
             fields["attachments"] = [_with_data(a) for a in message.attachments]
         if self._template is None:
