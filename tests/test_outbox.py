@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from outbox_helpers import (
     needs_redis_server,
     outbox_config,
@@ -24,14 +22,6 @@ from processpype.communications.notifier import Notifier
 from processpype.config.models import CommunicatorBackendConfig
 from processpype.testing.recording import RecordingCommunicator
 from processpype.testing.redis import RedisTestServer
-
-
-@pytest.fixture
-def db(processpype_redis: RedisTestServer) -> Iterator[Any]:
-    """A synchronous redis-py client, to look at what the outbox keeps."""
-    client = redis.Redis.from_url(processpype_redis.url, decode_responses=True)
-    yield client
-    client.close()
 
 
 class FlakyBackend(Communicator):

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from http_helpers import faulty_server
 from outbox_helpers import outbox_config, recorder_of, running_worker
 
@@ -18,14 +16,6 @@ from processpype.testing.redis import RedisTestServer
 from processpype.testing.smtp import SMTPTestServer
 
 BLOB = os.urandom(300_000) + bytes(range(256)) + b"\r\n.\r\n\x00"
-
-
-@pytest.fixture
-def db(processpype_redis: RedisTestServer) -> Iterator[Any]:
-    """A synchronous redis-py client, to look at what the outbox keeps."""
-    client = redis.Redis.from_url(processpype_redis.url, decode_responses=True)
-    yield client
-    client.close()
 
 
 def test_a_queued_file_reaches_the_workers_backend_byte_for_byte(

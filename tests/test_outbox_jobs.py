@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from outbox_helpers import outbox_config, recorder_of, running_worker
 from telegram_helpers import enforcing_default_fake, listening_backends
 
@@ -18,14 +17,6 @@ from processpype.testing.telegram import FakeTelegramClient
 
 PRIVATE = 555000111
 OWNER = 42
-
-
-@pytest.fixture
-def db(processpype_redis: RedisTestServer) -> Iterator[Any]:
-    """A synchronous redis-py client, to look at what the outbox keeps."""
-    client = redis.Redis.from_url(processpype_redis.url, decode_responses=True)
-    yield client
-    client.close()
 
 
 @pytest.fixture

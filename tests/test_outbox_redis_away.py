@@ -12,7 +12,6 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -61,13 +60,6 @@ class GatedBackend(Communicator):
                 "reference": ("chat-1", "42"),
             }
         )
-
-
-@pytest.fixture
-def db(processpype_redis: RedisTestServer) -> Iterator[Any]:
-    client = redis.Redis.from_url(processpype_redis.url, decode_responses=True)
-    yield client
-    client.close()
 
 
 def test_entry_delivered_while_redis_restarts_is_acknowledged_once_back_and_not_resent(
